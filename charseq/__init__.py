@@ -1,0 +1,40 @@
+"""charseq: pluggable character-level sequence models on PyTorch.
+
+The public API is small: compose a :class:`Pipeline` from a :class:`PipelineSpec`, or write a
+plugin against the four interfaces (:class:`Tokenizer`, :class:`Cell`, :class:`OptimizerFactory`,
+:class:`Sampler`) and register it with ``@charseq.hookimpl``.
+"""
+
+from charseq.errors import CharseqError, SpecError
+from charseq.hookspecs import hookimpl
+from charseq.interfaces import (
+    Cell,
+    OptimizerFactory,
+    Sampler,
+    SamplerOutput,
+    State,
+    Tokenizer,
+    TokenSampler,
+)
+from charseq.options import option
+from charseq.registry import Registry, get_registry
+from charseq.spec import PipelineSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Cell",
+    "CharseqError",
+    "OptimizerFactory",
+    "PipelineSpec",
+    "Registry",
+    "Sampler",
+    "SamplerOutput",
+    "SpecError",
+    "State",
+    "TokenSampler",
+    "Tokenizer",
+    "get_registry",
+    "hookimpl",
+    "option",
+]

@@ -1,0 +1,173 @@
+"""The four plugin kinds: Tokenizer, Cell, OptimizerFactory and Sampler.
+
+These are the only contracts between the core and a plugin. They are small on purpose: a cell
+plugin writes :meth:`Cell.initial_state` and :meth:`Cell.step`; everything else (the loop over
+time, stacking, dropout, detaching for truncated backpropagation, beam reordering) is the core's.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from charseq.generate import Decoder
+
+State = tuple[Tensor, ...]
+"""A recurrent state: a tuple of tensors, each with the batch on its first dimension."""
+
+
+class Tokenizer(abc.ABC):
+    """Turns text into integer ids and back.
+
+    A tokenizer is built from its options, fitted on a corpus (a no-op for fixed vocabularies) and
+    then used to :meth:`encode` and :meth:`decode`. Its whole state is a JSON-serialisable dict, so
+    a checkpoint can rebuild it without running code.
+    """
+
+    @property
+    @abc.abstractmethod
+    def vocab_size(self) -> int:
+        """Number of ids; every id produced by :meth:`encode` is in ``range(vocab_size)``."""
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether the vocabulary is known (fixed-vocabulary tokenizers are always fitted)."""
+        return True
+
+    def fit(self, text: str) -> Tokenizer:
+        """Learn the vocabulary from ``text``; returns ``self``. Default: nothing to learn."""
+        return self
+
+    @abc.abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Text to ids. Characters outside the vocabulary follow the tokenizer's policy."""
+
+    @abc.abstractmethod
+    def decode(self, ids: Iterable[int]) -> str:
+        """Ids to text."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state (the vocabulary); :meth:`load_state_dict` restores it."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+class Cell(nn.Module, abc.ABC):
+    r"""One recurrent layer, written as one time step.
+
+    A cell maps an input :math:`x_t` and a state to an output :math:`h_t` and a new state. The core
+    owns the loop over time (:func:`charseq.loop.unroll`); a cell that only writes :meth:`step`
+    works everywhere. A cell may override :meth:`forward` with a fused whole-sequence
+    implementation, which must agree with its own step loop (``charseq.testing`` checks it).
+
+    Args:
+        input_size: The number of features in the input :math:`x_t`.
+        hidden_size: The number of features in the output :math:`h_t`.
+
+    Shape:
+        - step input: :math:`(B, I)`; step output: :math:`(B, H)`.
+        - forward input: :math:`(B, T, I)`; forward output: :math:`(B, T, H)`.
+        - state: a tuple of tensors with the batch first, e.g. ``(h,)`` or ``(h, c)``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+
+    @abc.abstractmethod
+    def initial_state(
+        self,
+        batch_size: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> State:
+        """The state at the start of a sequence, e.g. zeros of shape ``(batch_size, H)``."""
+
+    @abc.abstractmethod
+    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+        """One time step: ``x_t`` of shape ``(B, I)`` to ``(h_t (B, H), new_state)``."""
+
+    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """The whole sequence: ``x`` of shape ``(B, T, I)`` to ``(outputs (B, T, H), state)``."""
+        from charseq.loop import unroll
+
+        return unroll(self, x, state)
+
+
+@runtime_checkable
+class OptimizerFactory(Protocol):
+    """Builds a ``torch.optim.Optimizer`` over ``parameters`` from a plugin's options.
+
+    A plain function is enough::
+
+        def adam(parameters, *, lr=2e-3, betas=(0.9, 0.999)):
+            return torch.optim.Adam(parameters, lr=lr, betas=betas)
+    """
+
+    def __call__(self, parameters: Iterable[nn.Parameter], **options: Any) -> torch.optim.Optimizer:
+        ...
+
+
+class SamplerOutput:
+    """What a sampler returns.
+
+    Attributes:
+        ids: generated ids, shape ``(N, T)`` (the prime is not included).
+        scores: one score per sequence, shape ``(N,)`` (beam search: length-penalised
+            log-probability, best first), or ``None`` where the sampler does not score.
+    """
+
+    __slots__ = ("ids", "scores")
+
+    def __init__(self, ids: Tensor, scores: Tensor | None = None) -> None:
+        self.ids = ids
+        self.scores = scores
+
+
+class Sampler(abc.ABC):
+    """A decoding strategy: drives a :class:`~charseq.generate.Decoder` to produce new ids.
+
+    Token-by-token strategies subclass :class:`TokenSampler` and only write :meth:`select`.
+    Search strategies (beam) write :meth:`sample` and use :meth:`Decoder.reorder`.
+    """
+
+    @abc.abstractmethod
+    def sample(
+        self, decoder: Decoder, max_new_tokens: int, generator: torch.Generator | None = None
+    ) -> SamplerOutput:
+        """Produce ``max_new_tokens`` ids for each of the decoder's sequences."""
+
+
+class TokenSampler(Sampler):
+    """A sampler that picks each next id from the next-token logits alone."""
+
+    @abc.abstractmethod
+    def select(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Choose the next ids: ``logits`` ``(B, V)`` to ids ``(B,)`` (int64)."""
+
+    def sample(
+        self, decoder: Decoder, max_new_tokens: int, generator: torch.Generator | None = None
+    ) -> SamplerOutput:
+        chosen: list[Tensor] = []
+        for t in range(max_new_tokens):
+            ids = self.select(decoder.logits, generator)  # (B,)
+            chosen.append(ids)
+            if t + 1 < max_new_tokens:
+                decoder.advance(ids)
+        batch = decoder.logits.shape[0]
+        if not chosen:
+            return SamplerOutput(torch.empty(batch, 0, dtype=torch.long))
+        return SamplerOutput(torch.stack(chosen, dim=1))  # (B, T)
+
+
+KINDS: Sequence[str] = ("tokenizer", "cell", "optimizer", "sampler")
+"""The plugin kinds, in the order a pipeline uses them."""

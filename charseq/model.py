@@ -1,0 +1,132 @@
+"""The model: embedding -> stacked cells (dropout between them) -> linear head.
+
+``CellStack`` is where cells meet the core. A stack whose cells are all of one class that offers
+a fused multi-layer kernel (``forward_stack``, as the built-in cells do on cuDNN / oneDNN) runs
+it; any other stack runs layer by layer, each layer through its own ``forward`` (which, for a
+cell that writes only ``step``, is the core's one loop over time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from charseq.interfaces import Cell, State
+from charseq.loop import detach_state, select_state
+
+StackState = list[State]
+"""One state per layer."""
+
+
+class CellStack(nn.Module):
+    """Cells stacked in depth, with dropout between layers.
+
+    Args:
+        cells: the layers, bottom first; layer ``i + 1``'s input size is layer ``i``'s hidden size.
+        dropout: probability of zeroing an element between layers (not after the last one).
+        fused: use the cells' fused multi-layer kernel when they offer one.
+
+    Shape:
+        - input: :math:`(B, T, I)`; output: :math:`(B, T, H)` of the last layer.
+        - state: a list with one cell state per layer.
+    """
+
+    def __init__(self, cells: Sequence[Cell], dropout: float = 0.0, fused: bool = True) -> None:
+        super().__init__()
+        if not cells:
+            raise ValueError("a CellStack needs at least one cell")
+        for below, above in zip(cells, cells[1:]):
+            if above.input_size != below.hidden_size:
+                raise ValueError(
+                    f"layer sizes do not chain: a layer of hidden size {below.hidden_size} "
+                    f"feeds a layer of input size {above.input_size}"
+                )
+        self.cells = nn.ModuleList(cells)
+        self.dropout = dropout
+        self.fused = fused
+
+    @property
+    def hidden_size(self) -> int:
+        return self.cells[-1].hidden_size
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> StackState:
+        return [cell.initial_state(batch_size, device=device, dtype=dtype) for cell in self.cells]
+
+    def _fused_kernel(self):
+        kind = type(self.cells[0])
+        kernel = getattr(kind, "forward_stack", None)
+        if self.fused and kernel is not None and all(type(c) is kind for c in self.cells):
+            return kernel
+        return None
+
+    def forward(self, x: Tensor, state: StackState | None = None) -> tuple[Tensor, StackState]:
+        if state is None:
+            state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
+        kernel = self._fused_kernel()
+        if kernel is not None:
+            return kernel(list(self.cells), x, state, self.dropout, self.training)
+        new_state = []
+        for i, (cell, layer_state) in enumerate(zip(self.cells, state)):
+            x, layer_state = cell(x, layer_state)  # (B, T, H_i)
+            new_state.append(layer_state)
+            if i + 1 < len(self.cells) and self.dropout > 0:
+                x = nn.functional.dropout(x, self.dropout, self.training)
+        return x, new_state
+
+
+class CharModel(nn.Module):
+    """A character-level language model: embedding -> :class:`CellStack` -> dropout -> linear.
+
+    Args:
+        vocab_size: number of token ids V.
+        embedding_size: size E of the learned embedding.
+        cells: the recurrent layers; the first takes E inputs.
+        dropout: between layers and before the head.
+
+    Shape:
+        - ids: :math:`(B, T)` int64; logits: :math:`(B, T, V)`.
+
+    Example::
+
+        >>> from charseq.builtins.cells import LSTMCell
+        >>> model = CharModel(65, 16, [LSTMCell(16, 32), LSTMCell(32, 32)])
+        >>> logits, state = model(torch.zeros(4, 10, dtype=torch.long))
+        >>> logits.shape
+        torch.Size([4, 10, 65])
+    """
+
+    def __init__(
+        self, vocab_size: int, embedding_size: int, cells: Sequence[Cell], dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size, embedding_size)
+        self.stack = CellStack(cells, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.stack.hidden_size, vocab_size)
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> StackState:
+        device = self.head.weight.device if device is None else device
+        dtype = self.head.weight.dtype if dtype is None else dtype
+        return self.stack.initial_state(batch_size, device=device, dtype=dtype)
+
+    def forward(self, ids: Tensor, state: StackState | None = None) -> tuple[Tensor, StackState]:
+        x = self.embedding(ids)  # (B, T) -> (B, T, E)
+        h, state = self.stack(x, state)  # (B, T, H)
+        return self.head(self.dropout(h)), state  # (B, T, V)
+
+
+def detach(state: StackState) -> StackState:
+    """Cut the graph behind every layer's state (truncated BPTT)."""
+    return [detach_state(s) for s in state]
+
+
+def select(state: StackState, index: Tensor) -> StackState:
+    """Rows ``index`` of every layer's state (beam search reorders sequences with this)."""
+    return [select_state(s, index) for s in state]

@@ -1,0 +1,216 @@
+"""Component options: frozen attrs classes, declared once, used for everything.
+
+A plugin declares its options like this::
+
+    @attrs.frozen(kw_only=True)
+    class LSTMOptions:
+        bias: bool = option(True, help="add the bias terms b_ih and b_hh")
+        forget_bias: float = option(0.0, help="added to the forget-gate bias at init")
+
+The same class validates a spec, produces the "did you mean" errors, fills ``charseq plugins``
+and the options tables of the documentation.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import attrs
+
+from charseq.errors import SpecError, did_you_mean
+
+_MISSING = object()
+
+
+def option(
+    default: Any,
+    *,
+    help: str,
+    min: float | None = None,
+    max: float | None = None,
+    min_exclusive: bool = False,
+    max_exclusive: bool = False,
+    validator: Callable[[Any, attrs.Attribute, Any], None] | None = None,
+) -> Any:
+    """An attrs field with a default, one line of help and an optional numeric range.
+
+    The range check gives messages such as ``must be >= 1, got 0``.
+    """
+    checks = []
+    if min is not None or max is not None:
+        checks.append(_Range(min, max, min_exclusive, max_exclusive))
+    if validator is not None:
+        checks.append(validator)
+    return attrs.field(default=default, validator=checks, metadata={"help": help})
+
+
+@attrs.frozen
+class _Range:
+    low: float | None
+    high: float | None
+    low_exclusive: bool
+    high_exclusive: bool
+
+    def __call__(self, instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, tuple):
+            for item in value:
+                self(instance, attribute, item)
+            return
+        if isinstance(value, float) and math.isnan(value):
+            raise ValueError("must be a number, got nan")
+        if self.low is not None and (value <= self.low if self.low_exclusive else value < self.low):
+            raise ValueError(f"must be {'>' if self.low_exclusive else '>='} {self.low}, got {value}")
+        if self.high is not None and (
+            value >= self.high if self.high_exclusive else value > self.high
+        ):
+            raise ValueError(f"must be {'<' if self.high_exclusive else '<='} {self.high}, got {value}")
+
+
+@attrs.frozen
+class NoOptions:
+    """For components that take no options."""
+
+
+def option_fields(cls: type) -> tuple[attrs.Attribute, ...]:
+    """The fields of an options class, with their annotations resolved to types."""
+    attrs.resolve_types(cls)
+    return attrs.fields(cls)
+
+
+def describe_options(cls: type) -> list[dict[str, Any]]:
+    """One dict per option: name, type, default and help (for listings and the docs)."""
+    return [
+        {
+            "name": f.name,
+            "type": _type_name(f.type),
+            "default": to_plain(f.default),
+            "help": f.metadata.get("help", ""),
+        }
+        for f in option_fields(cls)
+    ]
+
+
+def build_options(cls: type, data: Mapping[str, Any], path: str) -> Any:
+    """Check ``data`` against the options class ``cls`` and build an instance.
+
+    Raises :class:`SpecError` naming ``path.key`` for an unknown key (with the nearest valid
+    name), a value of the wrong type, or a value the field's validator rejects.
+    """
+    fields = {f.name: f for f in option_fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        field = fields.get(key)
+        if field is None:
+            hint = did_you_mean(key, fields) or (
+                f" (options: {', '.join(fields)})" if fields else " (this component takes none)"
+            )
+            raise SpecError(_join(path, key), f"unknown option{hint}")
+        kwargs[key] = _coerce(value, field.type, _join(path, key))
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as error:
+        raise SpecError(_failed_field(cls, kwargs, error, path), str(error)) from None
+
+
+def options_to_dict(options: Any) -> dict[str, Any]:
+    """An options instance as plain JSON/TOML-ready values."""
+    return {f.name: to_plain(getattr(options, f.name)) for f in attrs.fields(type(options))}
+
+
+def to_plain(value: Any) -> Any:
+    """Tuples become lists so that JSON and TOML round-trip them."""
+    if isinstance(value, tuple):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _failed_field(cls: type, kwargs: dict[str, Any], error: Exception, path: str) -> str:
+    """Find which field's validator raised, by re-validating one field at a time."""
+    for field in attrs.fields(cls):
+        if field.name in kwargs and field.validator is not None:
+            try:
+                field.validator(None, field, kwargs[field.name])
+            except (ValueError, TypeError):
+                return _join(path, field.name)
+    return path
+
+
+def _coerce(value: Any, expected: Any, path: str) -> Any:
+    """Return ``value`` as ``expected`` (ints widen to floats, lists to tuples) or raise."""
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(expected)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, path)
+            except SpecError as error:
+                errors.append(error.message)
+        raise SpecError(path, f"expected {_type_name(expected)}, got {_describe(value)}")
+    if origin is Literal:
+        choices = typing.get_args(expected)
+        if value not in choices:
+            hint = did_you_mean(str(value), [str(c) for c in choices])
+            listed = ", ".join(repr(c) for c in choices)
+            raise SpecError(path, f"must be one of {listed}, got {value!r}{hint}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(expected)
+        if not isinstance(value, list | tuple):
+            raise SpecError(path, f"expected {_type_name(expected)}, got {_describe(value)}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise SpecError(path, f"expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+    elif expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif expected is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif expected is str:
+        if isinstance(value, str):
+            return value
+    elif expected is Any:
+        return value
+    else:
+        raise TypeError(f"{path}: unsupported option type {expected!r}")
+    raise SpecError(path, f"expected {_type_name(expected)}, got {_describe(value)}")
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"list of {_type_name(args[0])}"
+        return f"list of {len(args)} ({', '.join(_type_name(a) for a in args)})"
+    if tp is type(None):
+        return "none"
+    return getattr(tp, "__name__", str(tp))

@@ -1,0 +1,332 @@
+"""The plugin registry: loads entry points one at a time, records owners, looks components up.
+
+Switches (arguments win over environment variables):
+
+================================  ==========================================================
+``CHARSEQ_STRICT_PLUGINS=1``      a plugin that fails to load raises instead of being recorded
+``CHARSEQ_DISABLE_PLUGINS=a,b``   block these entry points or distributions
+``CHARSEQ_ONLY_BUILTINS=1``       load charseq's own entry points only
+``CHARSEQ_TRACE_PLUGINS=1``       log each entry point as it loads
+================================  ==========================================================
+
+charseq's own entry points are essential: they cannot be blocked.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import logging
+import os
+import threading
+import traceback
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+import pluggy
+
+from charseq import hookspecs
+from charseq.errors import (
+    DuplicateComponentError,
+    NotInstalledError,
+    PluginLoadError,
+    UnknownComponentError,
+    did_you_mean,
+)
+from charseq.interfaces import KINDS
+from charseq.options import NoOptions, describe_options
+
+log = logging.getLogger(__name__)
+
+BUILTIN_DISTRIBUTION = "charseq"
+
+
+@attrs.frozen
+class Owner:
+    """Who registered a component: the plugin (entry point) name and its distribution."""
+
+    plugin: str
+    distribution: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.distribution} {self.version} (plugin {self.plugin!r})"
+
+
+@attrs.frozen
+class Component:
+    """One registered implementation of a kind."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    options: type
+    help: str
+    owner: Owner
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description (``charseq plugins --json``)."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "help": self.help,
+            "distribution": self.owner.distribution,
+            "version": self.owner.version,
+            "plugin": self.owner.plugin,
+            "status": "loaded",
+            "options": describe_options(self.options),
+        }
+
+
+@attrs.frozen
+class PluginLoadFailure:
+    """A plugin that failed to import or register, kept for reporting."""
+
+    plugin: str
+    distribution: str
+    version: str
+    error: str
+    traceback: str = attrs.field(repr=False, default="")
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin!r} from {self.distribution} {self.version} failed: {self.error}"
+
+
+@attrs.frozen
+class BlockedPlugin:
+    plugin: str
+    distribution: str
+    version: str
+    reason: str
+
+
+class Registrar:
+    """What a hook receives: adds components of one kind, owned by one plugin."""
+
+    def __init__(self, kind: str, owner: Owner) -> None:
+        self.kind = kind
+        self.owner = owner
+        self.added: list[Component] = []
+
+    def add(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        options: type | None = None,
+        help: str | None = None,
+    ) -> None:
+        """Register ``factory`` under ``name``.
+
+        Args:
+            name: the name a spec uses, e.g. ``"lstm"``; lower case, digits, ``_`` and ``-``.
+            factory: builds the component from its options (see the hook's documentation).
+            options: a frozen attrs class declaring the options; none if omitted.
+            help: one line for listings; defaults to the first line of the factory's docstring.
+        """
+        if not name or not all(c.isalnum() or c in "_-" for c in name) or name != name.lower():
+            raise ValueError(f"{self.kind} name {name!r}: use lower-case letters, digits, '_', '-'")
+        options = NoOptions if options is None else options
+        if not attrs.has(options):
+            raise TypeError(f"{self.kind} {name!r}: options must be an attrs class, got {options!r}")
+        if help is None:
+            doc = (getattr(factory, "__doc__", None) or "").strip()
+            help = doc.splitlines()[0] if doc else ""
+        self.added.append(Component(self.kind, name, factory, options, help, self.owner))
+
+
+class Registry:
+    """All registered components, by kind and name, plus what failed or was blocked.
+
+    Build one with :meth:`load` (entry points) or empty, and add plugins with :meth:`register`.
+    """
+
+    def __init__(self, *, strict: bool = False) -> None:
+        self.strict = strict
+        self.plugin_manager = pluggy.PluginManager(hookspecs.PROJECT)
+        self.plugin_manager.add_hookspecs(hookspecs)
+        self._components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+        self._clashes: dict[tuple[str, str], DuplicateComponentError] = {}
+        self.failures: list[PluginLoadFailure] = []
+        self.blocked: list[BlockedPlugin] = []
+
+    # -- building -----------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        strict: bool | None = None,
+        block: Iterable[str] | None = None,
+        only_builtins: bool | None = None,
+    ) -> Registry:
+        """A registry filled from the ``charseq`` entry points, one at a time.
+
+        Args:
+            strict: re-raise a plugin's import or registration error (default:
+                ``CHARSEQ_STRICT_PLUGINS``). Otherwise it is recorded in :attr:`failures`,
+                warned about, and the other plugins load.
+            block: entry-point or distribution names not to load (default:
+                ``CHARSEQ_DISABLE_PLUGINS``, comma separated). charseq's own cannot be blocked.
+            only_builtins: load charseq's own entry points only (default: ``CHARSEQ_ONLY_BUILTINS``).
+        """
+        strict = _env_flag("CHARSEQ_STRICT_PLUGINS") if strict is None else strict
+        only_builtins = _env_flag("CHARSEQ_ONLY_BUILTINS") if only_builtins is None else only_builtins
+        if block is None:
+            block = os.environ.get("CHARSEQ_DISABLE_PLUGINS", "").split(",")
+        blocked_names = {b.strip() for b in block if b.strip()}
+        trace = _env_flag("CHARSEQ_TRACE_PLUGINS")
+
+        registry = cls(strict=strict)
+        entry_points = sorted(
+            metadata.entry_points(group=hookspecs.PROJECT),
+            key=lambda ep: (_dist_name(ep) != BUILTIN_DISTRIBUTION, ep.name),
+        )
+        if not any(_dist_name(ep) == BUILTIN_DISTRIBUTION for ep in entry_points):
+            raise NotInstalledError(
+                "charseq's built-in plugins are not registered: charseq is imported from a "
+                "checkout that is not installed. Run `pip install -e .` in the repository."
+            )
+        for ep in entry_points:
+            dist, version = _dist_name(ep), _dist_version(ep)
+            if dist != BUILTIN_DISTRIBUTION:
+                reason = None
+                if only_builtins:
+                    reason = "only builtins are loaded"
+                elif ep.name in blocked_names or dist in blocked_names:
+                    reason = "blocked"
+                if reason:
+                    registry.blocked.append(BlockedPlugin(ep.name, dist, version, reason))
+                    continue
+            if trace:
+                log.warning("charseq: loading plugin %r from %s %s", ep.name, dist, version)
+            owner = Owner(ep.name, dist, version)
+            registry._guarded(owner, lambda ep=ep, owner=owner: registry.register(ep.load(), owner))
+        return registry
+
+    def register(self, plugin: object, owner: Owner | str) -> None:
+        """Register a plugin object (a module or any object with ``@hookimpl`` functions).
+
+        All of the plugin's components are added, or none: a plugin whose hook raises, or
+        that registers a name another plugin already owns, adds nothing.
+        """
+        if isinstance(owner, str):
+            owner = Owner(owner, "<python>", "")
+        self.plugin_manager.register(plugin, name=owner.plugin)
+        try:
+            self.plugin_manager.check_pending()
+            added: list[Component] = []
+            for kind, hook_name in hookspecs.HOOKS.items():
+                hook = getattr(self.plugin_manager.hook, hook_name)
+                for impl in hook.get_hookimpls():
+                    if impl.plugin is plugin:
+                        registrar = Registrar(kind, owner)
+                        impl.function(registry=registrar)
+                        added.extend(registrar.added)
+            for component in added:
+                self._check_clash(component, added)
+        except BaseException:
+            self.plugin_manager.unregister(plugin)
+            raise
+        for component in added:
+            self._components[component.kind][component.name] = component
+
+    def _check_clash(self, component: Component, batch: list[Component]) -> None:
+        existing = self._components[component.kind].get(component.name)
+        if existing is None:
+            twins = [c for c in batch if c.kind == component.kind and c.name == component.name]
+            existing = twins[0] if len(twins) > 1 else None
+        if existing is not None:
+            error = DuplicateComponentError(
+                f"{component.kind} {component.name!r} is registered twice: by {existing.owner} "
+                f"and by {component.owner}; uninstall or block one of them "
+                "(CHARSEQ_DISABLE_PLUGINS)"
+            )
+            self._clashes[(component.kind, component.name)] = error
+            raise error
+
+    def _guarded(self, owner: Owner, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except Exception as error:
+            if self.strict:
+                raise PluginLoadError(f"plugin {owner.plugin!r} from {owner.distribution}: {error}") from error
+            failure = PluginLoadFailure(
+                owner.plugin,
+                owner.distribution,
+                owner.version,
+                f"{type(error).__name__}: {error}",
+                traceback.format_exc(),
+            )
+            self.failures.append(failure)
+            warnings.warn(f"charseq: {failure}", stacklevel=3)
+
+    # -- lookup -------------------------------------------------------------------------------
+
+    def get(self, kind: str, name: str) -> Component:
+        """The component ``name`` of ``kind``, or an error saying why there is none."""
+        if kind not in self._components:
+            raise UnknownComponentError(f"unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+        clash = self._clashes.get((kind, name))
+        if clash is not None:
+            raise clash
+        component = self._components[kind].get(name)
+        if component is not None:
+            return component
+        names = self.names(kind)
+        message = f"unknown {kind} {name!r}{did_you_mean(name, names)} (available: {', '.join(names)})"
+        if self.failures:
+            message += "; plugins that failed to load: " + "; ".join(map(str, self.failures))
+        raise UnknownComponentError(message)
+
+    def names(self, kind: str) -> list[str]:
+        """Registered names of ``kind``, sorted."""
+        return sorted(self._components[kind])
+
+    def components(self, kind: str | None = None) -> list[Component]:
+        """Every registered component (of ``kind``), sorted by kind then name."""
+        kinds = KINDS if kind is None else (kind,)
+        return [self._components[k][n] for k in kinds for n in self.names(k)]
+
+    def describe(self) -> dict[str, Any]:
+        """Everything ``charseq plugins --json`` prints."""
+        return {
+            "components": [c.describe() for c in self.components()],
+            "failed": [
+                {k: v for k, v in attrs.asdict(f).items() if k != "traceback"} for f in self.failures
+            ],
+            "blocked": [attrs.asdict(b) for b in self.blocked],
+        }
+
+
+_default: Registry | None = None
+_lock = threading.Lock()
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loaded from entry points on first use."""
+    global _default
+    with _lock:
+        if _default is None:
+            _default = Registry.load()
+        return _default
+
+
+def reset_registry() -> None:
+    """Forget the process-wide registry (it reloads, with current switches, on next use)."""
+    global _default
+    with _lock:
+        _default = None
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _dist_name(ep: metadata.EntryPoint) -> str:
+    return ep.dist.name if ep.dist is not None else "<unknown>"
+
+
+def _dist_version(ep: metadata.EntryPoint) -> str:
+    return ep.dist.version if ep.dist is not None else ""

@@ -1,0 +1,280 @@
+"""The pipeline spec: a frozen attrs tree, read from and written to dicts, TOML and JSON.
+
+A spec names one component per kind, with its options, plus model and training settings::
+
+    tokenizer = "char"
+
+    [cell]
+    name = "lstm"
+    hidden_size = 512
+    num_layers = 3
+    dropout = 0.2
+
+    [optimizer]
+    name = "adam"
+    lr = 2e-3
+
+Every value is checked against the component's options class when the spec is built, before
+any data is read or any weight allocated; an error names the exact path, e.g.
+``cell.hidden_size: must be >= 1, got 0``.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import tomli_w
+
+from charseq.errors import SpecError, UnknownComponentError, did_you_mean
+from charseq.options import build_options, option, option_fields, options_to_dict
+from charseq.registry import Registry, get_registry
+
+
+@attrs.frozen(kw_only=True)
+class ComponentSpec:
+    """A component chosen by name, with its checked options (an instance of its options class)."""
+
+    name: str
+    options: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **options_to_dict(self.options)}
+
+
+@attrs.frozen(kw_only=True)
+class CellLayout:
+    """How the cells are stacked; every cell plugin gets these."""
+
+    hidden_size: int = option(128, help="features in each layer's output h_t", min=1)
+    num_layers: int = option(2, help="number of stacked cells", min=1)
+    dropout: float = option(0.0, help="dropout between stacked layers and before the head",
+                            min=0.0, max=1.0, max_exclusive=True)
+
+
+@attrs.frozen(kw_only=True)
+class CellSpec(ComponentSpec):
+    """The recurrent cell: its layout (size, depth, dropout) and the plugin's own options."""
+
+    layout: CellLayout
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **options_to_dict(self.layout), **options_to_dict(self.options)}
+
+
+@attrs.frozen(kw_only=True)
+class ModelSpec:
+    """The parts of the model around the cells."""
+
+    embedding_size: int = option(64, help="size of the learned character embedding", min=1)
+
+
+@attrs.frozen(kw_only=True)
+class TrainSpec:
+    """Training settings for ``Pipeline.fit``."""
+
+    steps: int = option(1000, help="optimizer steps to run", min=0)
+    batch_size: int = option(50, help="parallel streams B of truncated BPTT", min=1)
+    seq_len: int = option(50, help="time steps T per batch (truncated BPTT length)", min=1)
+    grad_clip: float = option(5.0, help="clip the gradient norm to this (0: off)", min=0.0)
+    seed: int = option(0, help="random seed for weights and batches", min=0)
+
+
+_SECTIONS = ("tokenizer", "cell", "model", "optimizer", "sampler", "train")
+_DEFAULT_NAMES = {"tokenizer": "char", "cell": "lstm", "optimizer": "adam", "sampler": "temperature"}
+
+
+@attrs.frozen(kw_only=True)
+class PipelineSpec:
+    """Everything needed to build a pipeline; equal specs build equal pipelines."""
+
+    tokenizer: ComponentSpec
+    cell: CellSpec
+    model: ModelSpec = attrs.field(factory=ModelSpec)
+    optimizer: ComponentSpec
+    sampler: ComponentSpec
+    train: TrainSpec = attrs.field(factory=TrainSpec)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], registry: Registry | None = None) -> PipelineSpec:
+        """Build and validate a spec. Missing sections and options take their defaults.
+
+        A component may be given as a name (``"char"``) or a table with ``name`` and options.
+        """
+        if not isinstance(data, Mapping):
+            raise SpecError("", f"a spec must be a table/dict, got {type(data).__name__}")
+        registry = get_registry() if registry is None else registry
+        for key in data:
+            if key not in _SECTIONS:
+                raise SpecError(key, f"unknown section{did_you_mean(key, _SECTIONS)} "
+                                     f"(sections: {', '.join(_SECTIONS)})")
+        return cls(
+            tokenizer=_component(registry, "tokenizer", data.get("tokenizer")),
+            cell=_cell(registry, data.get("cell")),
+            model=build_options(ModelSpec, _table(data.get("model", {}), "model"), "model"),
+            optimizer=_component(registry, "optimizer", data.get("optimizer")),
+            sampler=_component(registry, "sampler", data.get("sampler")),
+            train=build_options(TrainSpec, _table(data.get("train", {}), "train"), "train"),
+        )
+
+    @classmethod
+    def from_toml(cls, source: str | Path, registry: Registry | None = None) -> PipelineSpec:
+        """Read a TOML file (a path), or TOML text (a string containing a newline or ``=``)."""
+        text, where = _read(source)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise SpecError("", f"{where}: invalid TOML: {error}") from None
+        return cls.from_dict(data, registry)
+
+    @classmethod
+    def from_json(cls, source: str | Path, registry: Registry | None = None) -> PipelineSpec:
+        """Read a JSON file (a path), or JSON text (a string starting with ``{``)."""
+        text, where = _read(source)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise SpecError("", f"{where}: invalid JSON: {error}") from None
+        return cls.from_dict(data, registry)
+
+    @classmethod
+    def from_file(cls, path: str | Path, registry: Registry | None = None) -> PipelineSpec:
+        """Read ``.toml`` or ``.json`` by the file's suffix."""
+        path = Path(path)
+        if path.suffix == ".toml":
+            return cls.from_toml(path, registry)
+        if path.suffix == ".json":
+            return cls.from_json(path, registry)
+        raise SpecError("", f"{path}: a spec file must end in .toml or .json")
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every section with every option spelled out (defaults included)."""
+        return {
+            "tokenizer": self.tokenizer.to_dict(),
+            "cell": self.cell.to_dict(),
+            "model": options_to_dict(self.model),
+            "optimizer": self.optimizer.to_dict(),
+            "sampler": self.sampler.to_dict(),
+            "train": options_to_dict(self.train),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def to_toml(self) -> str:
+        # TOML has no null: an option left at None is omitted, and reads back as its default.
+        return tomli_w.dumps(_drop_none(self.to_dict()))
+
+    def save(self, path: str | Path) -> None:
+        """Write as TOML or JSON, by the file's suffix."""
+        path = Path(path)
+        if path.suffix not in (".toml", ".json"):
+            raise SpecError("", f"{path}: a spec file must end in .toml or .json")
+        path.write_text(self.to_toml() if path.suffix == ".toml" else self.to_json(), "utf-8")
+
+    def replace(self, **changes: Any) -> PipelineSpec:
+        """A copy with some sections replaced (see also :meth:`override`)."""
+        return attrs.evolve(self, **changes)
+
+    def override(self, settings: Mapping[str, Any], registry: Registry | None = None) -> PipelineSpec:
+        """A copy with dotted keys set, e.g. ``{"cell.hidden_size": 256, "cell.name": "gru"}``.
+
+        Changing a component's ``name`` drops options the new component does not have.
+        """
+        data = self.to_dict()
+        for dotted, value in settings.items():
+            section, _, key = dotted.partition(".")
+            if section not in _SECTIONS:
+                raise SpecError(dotted, f"unknown section{did_you_mean(section, _SECTIONS)}")
+            if not key:
+                data[section] = value
+                continue
+            if key == "name" and data[section].get("name") != value:
+                data[section] = {"name": value, **_shared_layout(data[section], section)}
+            data[section][key] = value
+        return PipelineSpec.from_dict(data, registry)
+
+
+def default_spec(registry: Registry | None = None) -> PipelineSpec:
+    """char-rnn's defaults: char tokenizer, 2x128 LSTM, Adam 2e-3, sampling at temperature 1."""
+    return PipelineSpec.from_dict({}, registry)
+
+
+def _component(registry: Registry, kind: str, value: Any) -> ComponentSpec:
+    name, options = _split_name(kind, value)
+    component = _lookup(registry, kind, name)
+    return ComponentSpec(name=name, options=build_options(component.options, options, kind))
+
+
+def _cell(registry: Registry, value: Any) -> CellSpec:
+    name, options = _split_name("cell", value)
+    component = _lookup(registry, "cell", name)
+    layout_keys = {f.name for f in option_fields(CellLayout)}
+    plugin_keys = {f.name for f in option_fields(component.options)}
+    for key in options:
+        if key not in layout_keys | plugin_keys:
+            hint = did_you_mean(key, layout_keys | plugin_keys)
+            raise SpecError(f"cell.{key}", f"unknown option{hint or ' for cell ' + repr(name)}")
+    return CellSpec(
+        name=name,
+        layout=build_options(CellLayout, {k: v for k, v in options.items() if k in layout_keys}, "cell"),
+        options=build_options(
+            component.options, {k: v for k, v in options.items() if k not in layout_keys}, "cell"
+        ),
+    )
+
+
+def _split_name(kind: str, value: Any) -> tuple[str, dict[str, Any]]:
+    if value is None:
+        return _DEFAULT_NAMES[kind], {}
+    if isinstance(value, str):
+        return value, {}
+    options = dict(_table(value, kind))
+    name = options.pop("name", _DEFAULT_NAMES[kind])
+    if not isinstance(name, str):
+        raise SpecError(f"{kind}.name", f"expected a name (str), got {type(name).__name__} {name!r}")
+    return name, options
+
+
+def _lookup(registry: Registry, kind: str, name: str) -> Any:
+    try:
+        return registry.get(kind, name)
+    except UnknownComponentError as error:
+        raise SpecError(f"{kind}.name", str(error)) from None
+
+
+def _table(value: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SpecError(path, f"expected a table/dict, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _shared_layout(section: dict[str, Any], name: str) -> dict[str, Any]:
+    """Keep the cell layout when the cell changes; other components start from defaults."""
+    if name != "cell":
+        return {}
+    return {f.name: section[f.name] for f in option_fields(CellLayout) if f.name in section}
+
+
+def _drop_none(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _drop_none(v) for k, v in data.items() if v is not None}
+    return data
+
+
+def _read(source: str | Path) -> tuple[str, str]:
+    if isinstance(source, Path) or ("\n" not in source and "=" not in source and "{" not in source):
+        path = Path(source)
+        try:
+            return path.read_text("utf-8"), str(path)
+        except OSError as error:
+            raise SpecError("", f"cannot read spec {path}: {error.strerror or error}") from None
+    return source, "<string>"
