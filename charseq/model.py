@@ -1,8 +1,9 @@
 """The model: embedding -> stacked cells (dropout between them) -> linear head.
 
 ``CellStack`` is where cells meet the core. A stack whose cells are all of one class that offers
-a fused multi-layer kernel (``forward_stack``, as the built-in cells do on cuDNN / oneDNN) runs
-it; any other stack runs layer by layer, each layer through its own ``forward`` (which, for a
+a fused multi-layer kernel runs it: the classmethod ``forward_stack(cells, x, state, dropout,
+training)`` returns ``(outputs, state)``, or ``None`` to decline a stack it cannot fuse (the
+built-in cells run torch's cuDNN / oneDNN kernels this way). Any other stack runs layer by layer, each layer through its own ``forward`` (which, for a
 cell that writes only ``step``, is the core's one loop over time).
 """
 
@@ -68,7 +69,9 @@ class CellStack(nn.Module):
             state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
         kernel = self._fused_kernel()
         if kernel is not None:
-            return kernel(list(self.cells), x, state, self.dropout, self.training)
+            fused = kernel(list(self.cells), x, state, self.dropout, self.training)
+            if fused is not None:  # a kernel may decline a stack it cannot fuse
+                return fused
         new_state = []
         for i, (cell, layer_state) in enumerate(zip(self.cells, state)):
             x, layer_state = cell(x, layer_state)  # (B, T, H_i)
