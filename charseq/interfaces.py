@@ -113,8 +113,9 @@ class OptimizerFactory(Protocol):
             return torch.optim.Adam(parameters, lr=lr, betas=betas)
     """
 
-    def __call__(self, parameters: Iterable[nn.Parameter], **options: Any) -> torch.optim.Optimizer:
-        ...
+    def __call__(
+        self, parameters: Iterable[nn.Parameter], **options: Any
+    ) -> torch.optim.Optimizer: ...
 
 
 class SamplerOutput:

@@ -3,8 +3,9 @@
 ``CellStack`` is where cells meet the core. A stack whose cells are all of one class that offers
 a fused multi-layer kernel runs it: the classmethod ``forward_stack(cells, x, state, dropout,
 training)`` returns ``(outputs, state)``, or ``None`` to decline a stack it cannot fuse (the
-built-in cells run torch's cuDNN / oneDNN kernels this way). Any other stack runs layer by layer, each layer through its own ``forward`` (which, for a
-cell that writes only ``step``, is the core's one loop over time).
+built-in cells run torch's cuDNN / oneDNN kernels this way). Any other stack runs layer by
+layer, each layer through its own ``forward`` (which, for a cell that writes only ``step``, is
+the core's one loop over time).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class CellStack(nn.Module):
         super().__init__()
         if not cells:
             raise ValueError("a CellStack needs at least one cell")
-        for below, above in zip(cells, cells[1:]):
+        for below, above in zip(cells, cells[1:], strict=False):
             if above.input_size != below.hidden_size:
                 raise ValueError(
                     f"layer sizes do not chain: a layer of hidden size {below.hidden_size} "
@@ -53,7 +54,10 @@ class CellStack(nn.Module):
         return self.cells[-1].hidden_size
 
     def initial_state(
-        self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+        self,
+        batch_size: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> StackState:
         return [cell.initial_state(batch_size, device=device, dtype=dtype) for cell in self.cells]
 
@@ -73,7 +77,7 @@ class CellStack(nn.Module):
             if fused is not None:  # a kernel may decline a stack it cannot fuse
                 return fused
         new_state = []
-        for i, (cell, layer_state) in enumerate(zip(self.cells, state)):
+        for i, (cell, layer_state) in enumerate(zip(self.cells, state, strict=True)):
             x, layer_state = cell(x, layer_state)  # (B, T, H_i)
             new_state.append(layer_state)
             if i + 1 < len(self.cells) and self.dropout > 0:
@@ -113,7 +117,10 @@ class CharModel(nn.Module):
         self.head = nn.Linear(self.stack.hidden_size, vocab_size)
 
     def initial_state(
-        self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+        self,
+        batch_size: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> StackState:
         device = self.head.weight.device if device is None else device
         dtype = self.head.weight.dtype if dtype is None else dtype

@@ -65,11 +65,15 @@ class _Range:
         if isinstance(value, float) and math.isnan(value):
             raise ValueError("must be a number, got nan")
         if self.low is not None and (value <= self.low if self.low_exclusive else value < self.low):
-            raise ValueError(f"must be {'>' if self.low_exclusive else '>='} {self.low}, got {value}")
+            raise ValueError(
+                f"must be {'>' if self.low_exclusive else '>='} {self.low}, got {value}"
+            )
         if self.high is not None and (
             value >= self.high if self.high_exclusive else value > self.high
         ):
-            raise ValueError(f"must be {'<' if self.high_exclusive else '<='} {self.high}, got {value}")
+            raise ValueError(
+                f"must be {'<' if self.high_exclusive else '<='} {self.high}, got {value}"
+            )
 
 
 @attrs.frozen
@@ -176,7 +180,8 @@ def _coerce(value: Any, expected: Any, path: str) -> Any:
             return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise SpecError(path, f"expected {len(args)} values, got {len(value)}")
-        return tuple(_coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        pairs = enumerate(zip(value, args, strict=True))
+        return tuple(_coerce(v, a, f"{path}[{i}]") for i, (v, a) in pairs)
     if expected is bool:
         if isinstance(value, bool):
             return value

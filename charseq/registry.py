@@ -90,7 +90,9 @@ class PluginLoadFailure:
     traceback: str = attrs.field(repr=False, default="")
 
     def __str__(self) -> str:
-        return f"plugin {self.plugin!r} from {self.distribution} {self.version} failed: {self.error}"
+        return (
+            f"plugin {self.plugin!r} from {self.distribution} {self.version} failed: {self.error}"
+        )
 
 
 @attrs.frozen
@@ -129,7 +131,9 @@ class Registrar:
             raise ValueError(f"{self.kind} name {name!r}: use lower-case letters, digits, '_', '-'")
         options = NoOptions if options is None else options
         if not attrs.has(options):
-            raise TypeError(f"{self.kind} {name!r}: options must be an attrs class, got {options!r}")
+            raise TypeError(
+                f"{self.kind} {name!r}: options must be an attrs class, got {options!r}"
+            )
         if help is None:
             doc = (getattr(factory, "__doc__", None) or "").strip()
             help = doc.splitlines()[0] if doc else ""
@@ -169,10 +173,13 @@ class Registry:
                 warned about, and the other plugins load.
             block: entry-point or distribution names not to load (default:
                 ``CHARSEQ_DISABLE_PLUGINS``, comma separated). charseq's own cannot be blocked.
-            only_builtins: load charseq's own entry points only (default: ``CHARSEQ_ONLY_BUILTINS``).
+            only_builtins: load charseq's own entry points only
+                (default: ``CHARSEQ_ONLY_BUILTINS``).
         """
         strict = _env_flag("CHARSEQ_STRICT_PLUGINS") if strict is None else strict
-        only_builtins = _env_flag("CHARSEQ_ONLY_BUILTINS") if only_builtins is None else only_builtins
+        only_builtins = (
+            _env_flag("CHARSEQ_ONLY_BUILTINS") if only_builtins is None else only_builtins
+        )
         if block is None:
             block = os.environ.get("CHARSEQ_DISABLE_PLUGINS", "").split(",")
         blocked_names = {b.strip() for b in block if b.strip()}
@@ -251,7 +258,9 @@ class Registry:
             action()
         except Exception as error:
             if self.strict:
-                raise PluginLoadError(f"plugin {owner.plugin!r} from {owner.distribution}: {error}") from error
+                raise PluginLoadError(
+                    f"plugin {owner.plugin!r} from {owner.distribution}: {error}"
+                ) from error
             failure = PluginLoadFailure(
                 owner.plugin,
                 owner.distribution,
@@ -275,7 +284,9 @@ class Registry:
         if component is not None:
             return component
         names = self.names(kind)
-        message = f"unknown {kind} {name!r}{did_you_mean(name, names)} (available: {', '.join(names)})"
+        message = (
+            f"unknown {kind} {name!r}{did_you_mean(name, names)} (available: {', '.join(names)})"
+        )
         if self.failures:
             message += "; plugins that failed to load: " + "; ".join(map(str, self.failures))
         raise UnknownComponentError(message)
@@ -294,7 +305,8 @@ class Registry:
         return {
             "components": [c.describe() for c in self.components()],
             "failed": [
-                {k: v for k, v in attrs.asdict(f).items() if k != "traceback"} for f in self.failures
+                {k: v for k, v in attrs.asdict(f).items() if k != "traceback"}
+                for f in self.failures
             ],
             "blocked": [attrs.asdict(b) for b in self.blocked],
         }

@@ -52,8 +52,13 @@ class CellLayout:
 
     hidden_size: int = option(128, help="features in each layer's output h_t", min=1)
     num_layers: int = option(2, help="number of stacked cells", min=1)
-    dropout: float = option(0.0, help="dropout between stacked layers and before the head",
-                            min=0.0, max=1.0, max_exclusive=True)
+    dropout: float = option(
+        0.0,
+        help="dropout between stacked layers and before the head",
+        min=0.0,
+        max=1.0,
+        max_exclusive=True,
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -85,7 +90,12 @@ class TrainSpec:
 
 
 _SECTIONS = ("tokenizer", "cell", "model", "optimizer", "sampler", "train")
-_DEFAULT_NAMES = {"tokenizer": "char", "cell": "lstm", "optimizer": "adam", "sampler": "temperature"}
+_DEFAULT_NAMES = {
+    "tokenizer": "char",
+    "cell": "lstm",
+    "optimizer": "adam",
+    "sampler": "temperature",
+}
 
 
 @attrs.frozen(kw_only=True)
@@ -112,8 +122,11 @@ class PipelineSpec:
         registry = get_registry() if registry is None else registry
         for key in data:
             if key not in _SECTIONS:
-                raise SpecError(key, f"unknown section{did_you_mean(key, _SECTIONS)} "
-                                     f"(sections: {', '.join(_SECTIONS)})")
+                raise SpecError(
+                    key,
+                    f"unknown section{did_you_mean(key, _SECTIONS)} "
+                    f"(sections: {', '.join(_SECTIONS)})",
+                )
         return cls(
             tokenizer=_component(registry, "tokenizer", data.get("tokenizer")),
             cell=_cell(registry, data.get("cell")),
@@ -184,7 +197,9 @@ class PipelineSpec:
         """A copy with some sections replaced (see also :meth:`override`)."""
         return attrs.evolve(self, **changes)
 
-    def override(self, settings: Mapping[str, Any], registry: Registry | None = None) -> PipelineSpec:
+    def override(
+        self, settings: Mapping[str, Any], registry: Registry | None = None
+    ) -> PipelineSpec:
         """A copy with dotted keys set, e.g. ``{"cell.hidden_size": 256, "cell.name": "gru"}``.
 
         Changing a component's ``name`` drops options the new component does not have.
@@ -225,7 +240,9 @@ def _cell(registry: Registry, value: Any) -> CellSpec:
             raise SpecError(f"cell.{key}", f"unknown option{hint or ' for cell ' + repr(name)}")
     return CellSpec(
         name=name,
-        layout=build_options(CellLayout, {k: v for k, v in options.items() if k in layout_keys}, "cell"),
+        layout=build_options(
+            CellLayout, {k: v for k, v in options.items() if k in layout_keys}, "cell"
+        ),
         options=build_options(
             component.options, {k: v for k, v in options.items() if k not in layout_keys}, "cell"
         ),
@@ -240,7 +257,9 @@ def _split_name(kind: str, value: Any) -> tuple[str, dict[str, Any]]:
     options = dict(_table(value, kind))
     name = options.pop("name", _DEFAULT_NAMES[kind])
     if not isinstance(name, str):
-        raise SpecError(f"{kind}.name", f"expected a name (str), got {type(name).__name__} {name!r}")
+        raise SpecError(
+            f"{kind}.name", f"expected a name (str), got {type(name).__name__} {name!r}"
+        )
     return name, options
 
 

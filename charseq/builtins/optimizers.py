@@ -1,0 +1,211 @@
+"""The built-in optimizers: small factories over ``torch.optim``, each with its options class.
+
+The defaults follow the projects charseq rebuilds: ``rmsprop`` is char-rnn's (lr 2e-3, decay
+0.95), ``adagrad`` is min-char-rnn's (lr 0.1), ``adamw`` is nanoGPT's (lr 1e-3, betas
+(0.9, 0.99), weight decay 0.1). Each factory is called as ``factory(parameters, **options)``
+and checks its options through the same class a spec uses, so a direct call with a bad value
+gets the same error, e.g. ``adam.lr: must be > 0.0, got -1.0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from charseq.hookspecs import hookimpl
+from charseq.options import build_options, option
+
+Parameters = Iterable[nn.Parameter] | Iterable[dict[str, Any]]
+
+
+def _lr(default: float) -> Any:
+    return option(default, help="learning rate", min=0.0, min_exclusive=True)
+
+
+def _eps(default: float, help: str = "added to the denominator for numerical stability") -> Any:
+    return option(default, help=help, min=0.0, min_exclusive=True)
+
+
+def _weight_decay(default: float, help: str = "L2 penalty added to the gradient") -> Any:
+    return option(default, help=help, min=0.0)
+
+
+def _betas(default: tuple[float, float]) -> Any:
+    return option(
+        default,
+        help="decay rates of the running averages of the gradient and its square",
+        min=0.0,
+        max=1.0,
+        max_exclusive=True,
+    )
+
+
+def _nesterov_needs_momentum(instance: Any, attribute: attrs.Attribute, value: bool) -> None:
+    # attrs runs validators once every field is set, so the momentum is known here. (The
+    # core re-runs validators field by field with no instance to find the failing field; then
+    # there is nothing to compare with, and this check passes.)
+    if instance is not None and value and instance.momentum == 0:
+        raise ValueError(
+            "nesterov=True needs momentum > 0 (Nesterov momentum with no momentum is plain "
+            "SGD); set momentum, e.g. 0.9, or nesterov=False"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class SGDOptions:
+    """Options of ``sgd``."""
+
+    lr: float = _lr(0.1)
+    momentum: float = option(
+        0.0, help="momentum factor (0: none)", min=0.0, max=1.0, max_exclusive=True
+    )
+    nesterov: bool = option(
+        False, help="use Nesterov momentum (needs momentum > 0)", validator=_nesterov_needs_momentum
+    )
+    weight_decay: float = _weight_decay(0.0)
+
+
+@attrs.frozen(kw_only=True)
+class AdamOptions:
+    """Options of ``adam``."""
+
+    lr: float = _lr(2e-3)
+    betas: tuple[float, float] = _betas((0.9, 0.999))
+    eps: float = _eps(1e-8)
+    weight_decay: float = _weight_decay(0.0)
+
+
+@attrs.frozen(kw_only=True)
+class AdamWOptions:
+    """Options of ``adamw`` (nanoGPT's defaults)."""
+
+    lr: float = _lr(1e-3)
+    betas: tuple[float, float] = _betas((0.9, 0.99))
+    eps: float = _eps(1e-8)
+    weight_decay: float = _weight_decay(0.1, help="decoupled weight decay (AdamW)")
+
+
+@attrs.frozen(kw_only=True)
+class RMSpropOptions:
+    """Options of ``rmsprop`` (char-rnn's defaults)."""
+
+    lr: float = _lr(2e-3)
+    alpha: float = option(
+        0.95,
+        help="decay rate of the running average of the squared gradient",
+        min=0.0,
+        max=1.0,
+        max_exclusive=True,
+    )
+    eps: float = _eps(1e-8)
+    weight_decay: float = _weight_decay(0.0)
+
+
+@attrs.frozen(kw_only=True)
+class AdagradOptions:
+    """Options of ``adagrad`` (min-char-rnn's defaults)."""
+
+    lr: float = _lr(0.1)
+    eps: float = _eps(1e-8)
+    weight_decay: float = _weight_decay(0.0)
+
+
+def _check(cls: type, name: str, values: dict[str, Any]) -> Any:
+    """The options instance for ``values``; a bad value raises SpecError ``name.option``."""
+    if "betas" in values and isinstance(values["betas"], list):
+        values = {**values, "betas": tuple(values["betas"])}
+    return build_options(cls, values, name)
+
+
+def sgd(
+    parameters: Parameters,
+    *,
+    lr: float = 0.1,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+) -> torch.optim.SGD:
+    """Stochastic gradient descent, with optional (Nesterov) momentum."""
+    o = _check(SGDOptions, "sgd", dict(
+        lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+    ))
+    return torch.optim.SGD(
+        parameters, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
+    )
+
+
+def adam(
+    parameters: Parameters,
+    *,
+    lr: float = 2e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> torch.optim.Adam:
+    """Adam (Kingma and Ba, 2015), char-rnn's learning rate."""
+    o = _check(AdamOptions, "adam", dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+    return torch.optim.Adam(parameters, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+
+
+def adamw(
+    parameters: Parameters,
+    *,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.99),
+    eps: float = 1e-8,
+    weight_decay: float = 0.1,
+) -> torch.optim.AdamW:
+    """AdamW: Adam with decoupled weight decay (nanoGPT's defaults)."""
+    o = _check(AdamWOptions, "adamw", dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+    return torch.optim.AdamW(
+        parameters, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
+    )
+
+
+def rmsprop(
+    parameters: Parameters,
+    *,
+    lr: float = 2e-3,
+    alpha: float = 0.95,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> torch.optim.RMSprop:
+    """RMSprop as char-rnn trains: lr 2e-3, decay 0.95, eps outside the square root."""
+    o = _check(RMSpropOptions, "rmsprop", dict(
+        lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay
+    ))
+    return torch.optim.RMSprop(
+        parameters, lr=o.lr, alpha=o.alpha, eps=o.eps, weight_decay=o.weight_decay
+    )
+
+
+def adagrad(
+    parameters: Parameters,
+    *,
+    lr: float = 0.1,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> torch.optim.Adagrad:
+    """Adagrad as min-char-rnn trains: lr 0.1 (torch adds eps outside the square root)."""
+    o = _check(AdagradOptions, "adagrad", dict(lr=lr, eps=eps, weight_decay=weight_decay))
+    return torch.optim.Adagrad(parameters, lr=o.lr, eps=o.eps, weight_decay=o.weight_decay)
+
+
+FACTORIES: dict[str, tuple[Any, type]] = {
+    "sgd": (sgd, SGDOptions),
+    "adam": (adam, AdamOptions),
+    "adamw": (adamw, AdamWOptions),
+    "rmsprop": (rmsprop, RMSpropOptions),
+    "adagrad": (adagrad, AdagradOptions),
+}
+"""Each built-in optimizer's factory and options class, by name."""
+
+
+@hookimpl
+def charseq_register_optimizers(registry: Any) -> None:
+    for name, (factory, options) in FACTORIES.items():
+        registry.add(name, factory, options=options)

@@ -1,0 +1,205 @@
+"""The plugin registry: entry-point loading, owners, failures, switches and clashes."""
+
+from __future__ import annotations
+
+import textwrap
+import types
+
+import attrs
+import pytest
+
+import charseq
+from charseq.errors import DuplicateComponentError, PluginLoadError, UnknownComponentError
+from charseq.registry import Owner, Registry
+
+EXPECTED = {
+    "tokenizer": {"char", "byte", "word"},
+    "cell": {"rnn", "lstm", "gru"},
+    "optimizer": {"sgd", "adam", "adamw", "rmsprop", "adagrad"},
+    "sampler": {"greedy", "temperature", "beam"},
+}
+
+
+def make_distribution(root, dist, modules, entry_points):
+    """Write an installed-looking distribution (dist-info + modules) under ``root``."""
+    info = root / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+    lines = "\n".join(f"{name} = {module}" for name, module in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[charseq]\n{lines}\n")
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+GOOD_PLUGIN = """
+    import charseq
+    from charseq.builtins.cells import GRUCell
+
+    @charseq.hookimpl
+    def charseq_register_cells(registry):
+        registry.add("fancy", GRUCell, help="a GRU under another name")
+"""
+
+
+@pytest.fixture
+def third_party(tmp_path, monkeypatch):
+    """A distribution with a working plugin and one that raises on import."""
+    make_distribution(
+        tmp_path,
+        "charseq-thirdparty",
+        {"good_plugin": GOOD_PLUGIN, "broken_plugin": "raise ImportError('no module named nope')"},
+        {"good": "good_plugin", "broken": "broken_plugin"},
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for var in ("CHARSEQ_STRICT_PLUGINS", "CHARSEQ_DISABLE_PLUGINS", "CHARSEQ_ONLY_BUILTINS"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def test_builtins_register_through_entry_points_with_their_owner():
+    registry = Registry.load()
+    for kind, names in EXPECTED.items():
+        assert names <= set(registry.names(kind)), kind
+        for name in names:
+            owner = registry.get(kind, name).owner
+            assert owner.distribution == "charseq"
+            assert owner.version == charseq.__version__
+
+
+def test_a_plugin_that_fails_to_import_is_reported_and_the_others_work(third_party):
+    with pytest.warns(UserWarning, match="broken"):
+        registry = Registry.load()
+    assert registry.get("cell", "fancy").owner.distribution == "charseq-thirdparty"
+    assert registry.get("cell", "lstm")  # builtins unaffected
+    [failure] = registry.failures
+    assert (failure.plugin, failure.distribution, failure.version) == (
+        "broken",
+        "charseq-thirdparty",
+        "1.2.3",
+    )
+    assert "ImportError: no module named nope" in failure.error
+    assert "Traceback" in failure.traceback
+
+
+def test_strict_mode_reraises(third_party, monkeypatch):
+    with pytest.raises(PluginLoadError, match="broken"):
+        Registry.load(strict=True)
+    monkeypatch.setenv("CHARSEQ_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginLoadError, match="no module named nope"):
+        Registry.load()
+
+
+def test_block_list_by_argument_and_environment(third_party, monkeypatch):
+    registry = Registry.load(block=["broken"])
+    assert registry.failures == []
+    assert [b.plugin for b in registry.blocked] == ["broken"]
+    monkeypatch.setenv("CHARSEQ_DISABLE_PLUGINS", "charseq-thirdparty")
+    registry = Registry.load()
+    assert {b.plugin for b in registry.blocked} == {"good", "broken"}
+    assert "fancy" not in registry.names("cell")
+
+
+def test_only_builtins(third_party, monkeypatch):
+    registry = Registry.load(only_builtins=True)
+    assert "fancy" not in registry.names("cell")
+    assert registry.failures == []
+    assert all(b.reason == "only builtins are loaded" for b in registry.blocked)
+    monkeypatch.setenv("CHARSEQ_ONLY_BUILTINS", "yes")
+    assert "fancy" not in Registry.load().names("cell")
+
+
+def test_builtins_cannot_be_blocked():
+    registry = Registry.load(block=["builtin_cells", "charseq"])
+    assert {"rnn", "lstm", "gru"} <= set(registry.names("cell"))
+
+
+def test_a_spec_naming_a_component_of_a_failed_plugin_quotes_the_failure(third_party):
+    with pytest.warns(UserWarning):
+        registry = Registry.load()
+    with pytest.raises(charseq.SpecError) as caught:
+        charseq.PipelineSpec.from_dict({"cell": {"name": "mgu2"}}, registry)
+    message = str(caught.value)
+    assert message.startswith("cell.name: unknown cell 'mgu2'")
+    assert "plugin 'broken' from charseq-thirdparty 1.2.3 failed: ImportError" in message
+
+
+def _plugin(name, kind_hook, component_name, factory=object, **add):
+    def hook(registry):
+        registry.add(component_name, factory, **add)
+
+    hook.__name__ = kind_hook
+    module = types.ModuleType(name)
+    setattr(module, kind_hook, charseq.hookimpl(hook))
+    return module
+
+
+def test_two_registrations_of_one_name_is_an_error_naming_both_owners():
+    registry = Registry()
+    registry.register(_plugin("a", "charseq_register_cells", "twin"), Owner("a", "dist-a", "1.0"))
+    with pytest.raises(DuplicateComponentError) as caught:
+        registry.register(
+            _plugin("b", "charseq_register_cells", "twin"), Owner("b", "dist-b", "2.0")
+        )
+    assert "dist-a 1.0" in str(caught.value) and "dist-b 2.0" in str(caught.value)
+    with pytest.raises(DuplicateComponentError):  # nobody silently wins the name
+        registry.get("cell", "twin")
+
+
+def test_a_plugin_registers_all_its_components_or_none():
+    def hook(registry):
+        registry.add("first", object)
+        raise RuntimeError("half-way")
+
+    module = types.ModuleType("halfway")
+    module.charseq_register_samplers = charseq.hookimpl(hook)
+    registry = Registry()
+    with pytest.raises(RuntimeError):
+        registry.register(module, "halfway")
+    assert registry.names("sampler") == []
+
+
+def test_same_name_in_different_kinds_is_fine():
+    registry = Registry()
+    registry.register(_plugin("a", "charseq_register_cells", "x"), "a")
+    registry.register(_plugin("b", "charseq_register_samplers", "x"), "b")
+    assert registry.get("cell", "x").owner.plugin == "a"
+    assert registry.get("sampler", "x").owner.plugin == "b"
+
+
+def test_a_misspelled_hook_is_rejected():
+    module = types.ModuleType("typo")
+    module.charseq_register_cell = charseq.hookimpl(lambda registry: None)
+    with pytest.raises(Exception, match="charseq_register_cell"):
+        Registry().register(module, "typo")
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("Bad Name", None, "use lower-case letters"),
+        ("ok", dict, "options must be an attrs class"),
+    ],
+)
+def test_registrar_rejects_bad_registrations(name, options, message):
+    module = _plugin("bad", "charseq_register_cells", name, options=options)
+    with pytest.raises((ValueError, TypeError), match=message):
+        Registry().register(module, "bad")
+
+
+def test_unknown_names_get_a_suggestion_and_the_list():
+    registry = Registry.load()
+    with pytest.raises(UnknownComponentError) as caught:
+        registry.get("cell", "lstn")
+    assert "unknown cell 'lstn'; did you mean 'lstm'? (available: " in str(caught.value)
+
+
+def test_describe_lists_options_with_defaults_and_help():
+    @attrs.frozen(kw_only=True)
+    class Options:
+        width: int = charseq.option(3, help="how wide", min=1)
+
+    registry = Registry()
+    registry.register(_plugin("w", "charseq_register_samplers", "wide", options=Options), "w")
+    [entry] = registry.describe()["components"]
+    assert entry["options"] == [{"name": "width", "type": "int", "default": 3, "help": "how wide"}]
+    assert entry["status"] == "loaded"
