@@ -21,7 +21,10 @@ from charseq.spec import CellLayout, ModelSpec, TrainSpec
             {"cell": {"name": "lstn"}},
             "cell.name: unknown cell 'lstn'; did you mean 'lstm'? (available: gru, lstm, ",
         ),
-        ({"cell": {"hiden_size": 3}}, "cell.hiden_size: unknown option; did you mean 'hidden_size'?"),
+        (
+            {"cell": {"hiden_size": 3}},
+            "cell.hiden_size: unknown option; did you mean 'hidden_size'?",
+        ),
         ({"cell": {"hidden_size": 0}}, "cell.hidden_size: must be >= 1, got 0"),
         ({"cell": {"hidden_size": "12"}}, "cell.hidden_size: expected int, got str '12'"),
         ({"cell": {"hidden_size": 1.5}}, "cell.hidden_size: expected int, got float 1.5"),
@@ -32,7 +35,10 @@ from charseq.spec import CellLayout, ModelSpec, TrainSpec
         ({"tokenizer": {"name": "char", "unknown": "skp"}}, "tokenizer.unknown: must be one of"),
         ({"optimizer": {"name": "adam", "lr": 0}}, "optimizer.lr: must be > 0"),
         ({"optimizer": {"name": "adma"}}, "optimizer.name: unknown optimizer 'adma'; did you mean"),
-        ({"sampler": {"name": "temperature", "temprature": 2}}, "sampler.temprature: unknown option"),
+        (
+            {"sampler": {"name": "temperature", "temprature": 2}},
+            "sampler.temprature: unknown option",
+        ),
         ({"sampler": {"name": "temperature", "top_p": 1.5}}, "sampler.top_p: must be <= 1.0"),
         ({"sampler": {"name": "beam", "num_beams": 0}}, "sampler.num_beams: must be >= 1, got 0"),
         ({"train": {"seq_len": 0}}, "train.seq_len: must be >= 1, got 0"),
@@ -55,7 +61,9 @@ def test_defaults_are_char_rnn_like():
 
 
 def test_component_shorthand_and_table_are_equivalent():
-    assert PipelineSpec.from_dict({"cell": "gru"}) == PipelineSpec.from_dict({"cell": {"name": "gru"}})
+    assert PipelineSpec.from_dict({"cell": "gru"}) == PipelineSpec.from_dict(
+        {"cell": {"name": "gru"}}
+    )
 
 
 def test_override_keeps_the_cell_layout_when_the_cell_changes():
@@ -100,8 +108,12 @@ def _field_strategy(field: attrs.Attribute) -> st.SearchStrategy:
         lo = int(low if low is not None else -1000)
         return st.integers(lo, int(high) if high is not None else lo + 1000)
     if tp is float:
-        return st.floats(low if low is not None else -1e6, high if high is not None else 1e6,
-                         allow_nan=False, allow_subnormal=False)
+        return st.floats(
+            low if low is not None else -1e6,
+            high if high is not None else 1e6,
+            allow_nan=False,
+            allow_subnormal=False,
+        )
     if origin is tuple:
         return st.tuples(*(st.floats(0.0, 0.999) for _ in typing.get_args(tp)))
     return st.just(field.default)

@@ -130,9 +130,11 @@ def sgd(
     weight_decay: float = 0.0,
 ) -> torch.optim.SGD:
     """Stochastic gradient descent, with optional (Nesterov) momentum."""
-    o = _check(SGDOptions, "sgd", dict(
-        lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
-    ))
+    o = _check(
+        SGDOptions,
+        "sgd",
+        dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay),
+    )
     return torch.optim.SGD(
         parameters, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
     )
@@ -148,7 +150,9 @@ def adam(
 ) -> torch.optim.Adam:
     """Adam (Kingma and Ba, 2015), char-rnn's learning rate."""
     o = _check(AdamOptions, "adam", dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-    return torch.optim.Adam(parameters, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+    return torch.optim.Adam(
+        parameters, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
+    )
 
 
 def adamw(
@@ -175,9 +179,9 @@ def rmsprop(
     weight_decay: float = 0.0,
 ) -> torch.optim.RMSprop:
     """RMSprop as char-rnn trains: lr 2e-3, decay 0.95, eps outside the square root."""
-    o = _check(RMSpropOptions, "rmsprop", dict(
-        lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay
-    ))
+    o = _check(
+        RMSpropOptions, "rmsprop", dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay)
+    )
     return torch.optim.RMSprop(
         parameters, lr=o.lr, alpha=o.alpha, eps=o.eps, weight_decay=o.weight_decay
     )

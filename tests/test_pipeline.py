@@ -1,0 +1,161 @@
+"""Pipeline: compose from a spec, fit, generate, evaluate, save and load."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from charseq import SpecError
+from charseq.checkpoint import CheckpointError
+from charseq.errors import CharseqError
+from charseq.pipeline import Callback, Pipeline
+
+TEXT = "the cat sat on the mat. " * 60
+SMALL = {
+    "cell": {"hidden_size": 16, "num_layers": 1},
+    "model": {"embedding_size": 8},
+    "optimizer": {"name": "adam", "lr": 0.02},
+    "train": {"steps": 30, "batch_size": 4, "seq_len": 16},
+}
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_fit_start(self, pipeline, steps):
+        self.events.append(("start", steps))
+
+    def on_step_end(self, pipeline, step, metrics):
+        self.events.append(("step", step, metrics["loss"]))
+
+    def on_fit_end(self, pipeline, step):
+        self.events.append(("end", step))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return Pipeline.from_spec(SMALL, device="cpu").fit(TEXT)
+
+
+def test_fit_learns_and_reports_through_callbacks():
+    recorder = Recorder()
+    pipe = Pipeline.from_spec(SMALL, device="cpu").fit(TEXT, steps=40, callbacks=[recorder])
+    losses = [e[2] for e in recorder.events if e[0] == "step"]
+    assert recorder.events[0] == ("start", 40) and recorder.events[-1] == ("end", 40)
+    assert len(losses) == 40 and losses[-1] < 0.6 * losses[0]
+    assert pipe.evaluate(TEXT[:300])["bpc"] < losses[0] / 0.6931
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm", "mgu"])
+def test_every_cell_trains_and_samples(cell):
+    spec = {
+        **SMALL,
+        "cell": {**SMALL["cell"], "name": cell},
+        "train": {**SMALL["train"], "steps": 3},
+    }
+    pipe = Pipeline.from_spec(spec, device="cpu").fit(TEXT)
+    text = pipe.generate("the ", 20, seed=0)
+    assert len(text) == 20 and set(text) <= set(TEXT)
+
+
+def test_generate_is_reproducible_with_a_seed_and_batches_samples(trained):
+    first = trained.generate("the", 40, seed=3)
+    assert trained.generate("the", 40, seed=3) == first
+    samples = trained.generate("the", 40, seed=3, num_samples=4)
+    assert isinstance(samples, list) and len(samples) == 4
+    assert all(len(s) == 40 for s in samples)
+
+
+def test_sampler_by_name_dict_or_object(trained):
+    from charseq.builtins.samplers import GreedySampler
+
+    greedy = trained.generate("the c", 10, sampler="greedy")
+    assert trained.generate("the c", 10, sampler={"name": "greedy"}) == greedy
+    assert trained.generate("the c", 10, sampler=GreedySampler()) == greedy
+    assert trained.generate("the c", 10, sampler={"name": "temperature", "top_k": 1}) == greedy
+    assert trained.generate("the c", 10, sampler={"name": "beam", "num_beams": 1}) == greedy
+    with pytest.raises(SpecError, match="sampler.temperature: must be > 0"):
+        trained.generate("the", 5, sampler={"name": "temperature", "temperature": 0})
+
+
+def test_bad_generation_input_fails_before_work(trained):
+    with pytest.raises(ValueError, match="max_new_tokens must be in"):
+        trained.generate("the", -1)
+    with pytest.raises(ValueError, match="num_samples must be >= 1"):
+        trained.generate("the", 5, num_samples=0)
+    with pytest.raises(CharseqError, match="'Z'"):
+        trained.generate("Zebra", 5)
+    with pytest.raises(CharseqError, match="no model yet"):
+        Pipeline.from_spec(SMALL).generate("x", 3)
+
+
+def test_a_corpus_smaller_than_one_batch_adapts_with_a_warning():
+    pipe = Pipeline.from_spec({**SMALL, "train": {"steps": 2, "batch_size": 50, "seq_len": 50}})
+    with pytest.warns(UserWarning, match="smaller than one batch of 50x50"):
+        pipe.fit("abcdefghij" * 3)
+    with pytest.raises(CharseqError, match="at least 2 characters"):
+        Pipeline.from_spec(SMALL).fit("a")
+
+
+def test_save_and_load_give_the_same_model(trained, tmp_path):
+    path = trained.save(tmp_path / "ckpt")
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "model.safetensors"]
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["format_version"] == 1 and manifest["spec"] == trained.spec.to_dict()
+    assert manifest["plugins"]["cell"]["distribution"] == "charseq"
+    loaded = Pipeline.load(path, device="cpu")
+    assert loaded.spec == trained.spec and loaded.step == trained.step
+    for name, tensor in trained.model.state_dict().items():
+        torch.testing.assert_close(loaded.model.state_dict()[name], tensor, rtol=0, atol=0)
+    assert loaded.generate("the", 30, seed=1) == trained.generate("the", 30, seed=1)
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint(trained, tmp_path, monkeypatch):
+    path = trained.save(tmp_path / "ckpt")
+    before = (path / "model.safetensors").read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("safetensors.torch.save_file", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        trained.save(path)
+    assert (path / "model.safetensors").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temporary left behind
+
+
+def test_save_refuses_to_overwrite_a_directory_that_is_not_a_checkpoint(trained, tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "thesis.txt").write_text("precious")
+    with pytest.raises(CheckpointError, match="not a charseq checkpoint; refusing"):
+        trained.save(tmp_path / "notes")
+    assert (tmp_path / "notes" / "thesis.txt").read_text() == "precious"
+
+
+def test_loading_bad_checkpoints_gives_clear_errors(trained, tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint directory"):
+        Pipeline.load(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no manifest.json"):
+        Pipeline.load(tmp_path / "empty")
+    path = trained.save(tmp_path / "ckpt")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["plugins"]["cell"] = {"name": "zzz", "distribution": "charseq-zzz", "version": "9"}
+    manifest["spec"]["cell"]["name"] = "zzz"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="install the plugin that provides cell 'zzz'"):
+        Pipeline.load(path)
+    manifest["format_version"] = 99
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="newer than this charseq reads"):
+        Pipeline.load(path)
+
+
+def test_loading_never_unpickles(trained, tmp_path):
+    path = trained.save(tmp_path / "ckpt")
+    (path / "model.safetensors").write_bytes(b"\x80\x04not a safetensors file")
+    with pytest.raises(CheckpointError, match="unreadable weights"):
+        Pipeline.load(path)
