@@ -122,9 +122,10 @@ class SamplerOutput:
     """What a sampler returns.
 
     Attributes:
-        ids: generated ids, shape ``(N, T)`` (the prime is not included).
-        scores: one score per sequence, shape ``(N,)`` (beam search: length-penalised
-            log-probability, best first), or ``None`` where the sampler does not score.
+        ids: generated ids, one row per sequence of the decoder, shape ``(B, T)`` (the prime is
+            not included).
+        scores: one score per row, shape ``(B,)`` (beam search: the length-penalised
+            log-probability of the best beam), or ``None`` where the sampler does not score.
     """
 
     __slots__ = ("ids", "scores")
@@ -162,7 +163,7 @@ class TokenSampler(Sampler):
         for t in range(max_new_tokens):
             ids = self.select(decoder.logits, generator)  # (B,)
             chosen.append(ids)
-            if t + 1 < max_new_tokens:
+            if t + 1 < max_new_tokens:  # the last choice is returned, not fed back
                 decoder.advance(ids)
         batch = decoder.logits.shape[0]
         if not chosen:

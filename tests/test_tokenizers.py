@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 
@@ -343,3 +344,13 @@ def test_registered_with_options():
         build_options(registry.get("tokenizer", "char").options, {"unknown": "skp"}, "tokenizer")
     assert caught.value.path == "tokenizer.unknown"
     assert "did you mean 'skip'" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("cls", "options"),
+    [(CharTokenizer, tokenizers.CharOptions), (WordTokenizer, tokenizers.WordOptions)],
+)
+def test_signature_defaults_match_the_options_class(cls, options):
+    parameters = inspect.signature(cls).parameters
+    declared = {f.name: f.default for f in attrs.fields(options)}
+    assert {k: p.default for k, p in parameters.items()} == declared

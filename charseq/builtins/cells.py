@@ -164,26 +164,20 @@ class _TorchCell(Cell):
 
     @classmethod
     def _can_fuse(cls, cells: Sequence[Cell], x: Tensor, state: list[State]) -> bool:
-        first = cells[0] if cells else None
-        if not isinstance(first, _TorchCell) or x.dim() != 3 or x.shape[1] == 0:
-            return False
-        if len(state) != len(cells):
-            return False
-        for i, cell in enumerate(cells):
-            kind = type(cell)
-            if not (issubclass(kind, cls) and kind._kernel is cls._kernel):
-                return False
-            if kind.step is not kind._kernel_step:  # a subclass changed the step
-                return False
-            if cell.hidden_size != first.hidden_size or cell.bias != first.bias:
-                return False
-            expected_input = x.shape[-1] if i == 0 else first.hidden_size
-            if cell.input_size != expected_input:
+        """Whether one kernel call computes exactly what the cells' own step loops would."""
+        if not cells or len(state) != len(cells) or x.dim() != 3 or x.shape[1] == 0:
+            return False  # the kernels need T >= 1
+        hidden, bias = cells[0].hidden_size, getattr(cells[0], "bias", None)
+        input_sizes = [x.shape[-1]] + [hidden] * (len(cells) - 1)
+        for cell, input_size, layer_state in zip(cells, input_sizes, state, strict=True):
+            if not isinstance(cell, cls) or type(cell).step is not cell._kernel_step:
+                return False  # another kind of cell, or a subclass that changed the step
+            if (cell.input_size, cell.hidden_size, cell.bias) != (input_size, hidden, bias):
+                return False  # torch's kernels stack layers of one size and one bias setting
+            if len(layer_state) != cls.num_states:
                 return False
         tensors = [w for cell in cells for w in cell._flat_weights()]
         tensors += [s for layer in state for s in layer]
-        if any(len(layer) != cls.num_states for layer in state):
-            return False
         return all(t.dtype == x.dtype and t.device == x.device for t in tensors)
 
 

@@ -1,0 +1,245 @@
+"""Running the checks: ``parametrize_with_checks`` for pytest, ``check_component`` without it,
+and ``check_plugin_installed`` for a distribution's entry points."""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import re
+import sys
+import unittest
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from charseq.errors import PluginLoadError, did_you_mean
+from charseq.hookspecs import PROJECT
+from charseq.registry import Component, Registry
+from charseq.testing._base import (
+    CHECKED_KINDS,
+    CHECKS,
+    CheckError,
+    Subject,
+    as_subject,
+    not_applicable,
+    require,
+    resolve,
+)
+
+__all__ = ["all_checks", "check_component", "check_plugin_installed", "parametrize_with_checks"]
+
+ExpectedFailures = Mapping[str, Mapping[str, str]]
+
+
+def all_checks(kind: str | None = None) -> list[Callable[..., None]]:
+    """Every check of ``kind`` (``"cell"``, ``"tokenizer"``, ``"sampler"``), or of all kinds."""
+    if kind is not None and kind not in CHECKS:
+        raise ValueError(f"no checks for kind {kind!r}; checked kinds: {', '.join(CHECKED_KINDS)}")
+    kinds = CHECKED_KINDS if kind is None else (kind,)
+    return [check for k in kinds for check in CHECKS[k]]
+
+
+def _key(component: Component) -> str:
+    return f"{component.kind}:{component.name}"
+
+
+def _components(components: Iterable[Component | str]) -> list[Component]:
+    if isinstance(components, str | Component):
+        components = [components]
+    resolved = []
+    for component in components:
+        if isinstance(component, str):
+            component = resolve(component)
+        if not isinstance(component, Component):
+            raise TypeError(
+                f"expected registry Components or 'kind:name' strings, got {component!r}; to "
+                "check a bare factory, call the checks directly, e.g. check_shapes(make_cell)"
+            )
+        as_subject(component)  # rejects kinds without checks
+        resolved.append(component)
+    return resolved
+
+
+def _expected(
+    expected_failed_checks: ExpectedFailures | None, components: list[Component]
+) -> dict[str, Mapping[str, str]]:
+    """Validate ``{"kind:name": {"check_x": "reason"}}``; typos fail loudly, not silently."""
+    expected = dict(expected_failed_checks or {})
+    keys = {_key(c) for c in components}
+    for key, failures in expected.items():
+        if key not in keys:
+            raise ValueError(
+                f"expected_failed_checks names {key!r}, which is not among the components "
+                f"checked{did_you_mean(key, keys)} (checked: {', '.join(sorted(keys))})"
+            )
+        names = [check.__name__ for check in CHECKS[key.split(":", 1)[0]]]
+        for name, reason in failures.items():
+            if name not in names:
+                raise ValueError(
+                    f"expected_failed_checks[{key!r}] names {name!r}, which is not a check of "
+                    f"its kind{did_you_mean(name, names)}"
+                )
+            if not isinstance(reason, str) or not reason:
+                raise ValueError(f"expected_failed_checks[{key!r}][{name!r}]: give a reason")
+    return expected
+
+
+def parametrize_with_checks(
+    components: Iterable[Component | str],
+    expected_failed_checks: ExpectedFailures | None = None,
+) -> Any:
+    """A ``pytest.mark.parametrize`` over every (component, check) pair.
+
+    Args:
+        components: registry :class:`~charseq.registry.Component` objects or ``"kind:name"``
+            strings (looked up in :func:`charseq.get_registry`), of the kinds cell, tokenizer
+            and sampler.
+        expected_failed_checks: ``{"cell:mgu": {"check_x": "why it fails"}}``; those pairs are
+            marked ``xfail`` with the reason (non-strict). Unknown components or check names
+            raise ``ValueError``.
+
+    Test ids read ``cell:mgu-check_gradcheck``. A check that needs something the component
+    lacks (e.g. ``check_top_k_support`` for a sampler without ``top_k``) is marked skipped with
+    the reason. The decorated test receives ``component`` and ``check`` and calls
+    ``check(component)``::
+
+        from charseq.testing import parametrize_with_checks
+
+        @parametrize_with_checks(["cell:mgu"])
+        def test_conformance(component, check):
+            check(component)
+    """
+    import pytest
+
+    resolved = _components(components)
+    expected = _expected(expected_failed_checks, resolved)
+    params = []
+    for component in resolved:
+        key = _key(component)
+        subject = as_subject(component)
+        for check in CHECKS[component.kind]:
+            marks = []
+            reason = expected.get(key, {}).get(check.__name__)
+            if reason is not None:
+                marks.append(pytest.mark.xfail(reason=reason, strict=False))
+            skip = _skip_reason(check, subject)
+            if skip is not None:
+                marks.append(pytest.mark.skip(reason=skip))
+            params.append(
+                pytest.param(component, check, id=f"{key}-{check.__name__}", marks=marks)
+            )
+    return pytest.mark.parametrize(("component", "check"), params)
+
+
+def _skip_reason(check: Callable[..., None], subject: Subject) -> str | None:
+    try:
+        return not_applicable(check, subject)
+    except Exception:
+        return None  # a component that cannot even be built fails when its checks run
+
+
+def check_component(
+    component: Component | str, expected_failed_checks: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Run every check that applies to ``component``; raise one error listing all failures.
+
+    Args:
+        component: a registry Component or a ``"kind:name"`` string.
+        expected_failed_checks: ``{"check_x": "reason"}``: those checks still run, but their
+            failure is reported as expected instead of raised.
+
+    Returns:
+        ``{check name: outcome}`` with outcomes ``"passed"``, ``"skipped: <why>"``,
+        ``"expected failure: <reason>"`` or ``"passed (expected to fail: <reason>)"``.
+
+    Raises:
+        CheckError: naming every check that failed unexpectedly, with each one's message.
+    """
+    (resolved,) = _components([component])
+    expected = _expected({_key(resolved): expected_failed_checks or {}}, [resolved])
+    expected_here = expected.get(_key(resolved), {})
+    outcomes: dict[str, str] = {}
+    failures: list[str] = []
+    for check in CHECKS[resolved.kind]:
+        name = check.__name__
+        reason = expected_here.get(name)
+        try:
+            check(resolved)
+        except unittest.SkipTest as skip:
+            outcomes[name] = f"skipped: {skip}"
+        except AssertionError as error:
+            if reason is not None:
+                outcomes[name] = f"expected failure: {reason}"
+            else:
+                outcomes[name] = "failed"
+                failures.append(str(error))
+        else:
+            outcomes[name] = "passed" if reason is None else f"passed (expected to fail: {reason})"
+    if failures:
+        label = as_subject(resolved).label
+        raise CheckError(
+            f"{len(failures)} of {len(outcomes)} checks failed for {label}:\n\n"
+            + "\n\n".join(failures)
+        )
+    return outcomes
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def check_plugin_installed(distribution_name: str) -> list[Component]:
+    """Assert that an installed distribution's ``charseq`` entry points load and register.
+
+    Loads a fresh :meth:`Registry.load(strict=True) <charseq.registry.Registry.load>` (no
+    plugin blocked), so an import error, a hook error or a name clash with another installed
+    plugin raises here with its cause.
+
+    Returns:
+        The components the distribution registered, sorted by kind and name, e.g.
+        ``[c.kind + ":" + c.name for c in check_plugin_installed("charseq-mgu")]`` is
+        ``["cell:mgu"]``.
+
+    Raises:
+        CheckError: the distribution is not installed, declares no ``charseq`` entry point,
+            fails to load, or loads but registers nothing.
+    """
+    try:
+        dist = metadata.distribution(distribution_name)
+    except metadata.PackageNotFoundError:
+        raise CheckError(
+            f"distribution {distribution_name!r} is not installed in this environment "
+            f"({sys.executable})",
+            "install it, e.g. `pip install -e path/to/your-plugin` from a checkout.",
+        ) from None
+    label = f"{dist.metadata['Name']} {dist.version}"
+    entry_points = [ep for ep in dist.entry_points if ep.group == PROJECT]
+    require(
+        bool(entry_points),
+        f"{label} declares no entry point in the {PROJECT!r} group",
+        f"add to its pyproject.toml\n\n    [project.entry-points.{PROJECT}]\n    "
+        "myplugin = \"my_module\"\n\nand reinstall it: entry points are recorded at install "
+        "time.",
+    )
+    try:
+        registry = Registry.load(strict=True, block=(), only_builtins=False)
+    except PluginLoadError as error:
+        cause = error.__cause__
+        own = any(f"plugin {ep.name!r} from" in str(error) for ep in entry_points)
+        where = "its own" if own else "another installed distribution's"
+        raise CheckError(
+            f"loading the {PROJECT!r} entry points in strict mode failed on {where} plugin: "
+            f"{error}",
+            "import the module by hand (python -c 'import my_module') to see the full "
+            "traceback; check that the hook functions are marked @charseq.hookimpl, take a "
+            "`registry` argument, and register names no other plugin uses.",
+        ) from (cause or error)
+    norm = _normalise(distribution_name)
+    added = [c for c in registry.components() if _normalise(c.owner.distribution) == norm]
+    names = ", ".join(repr(ep.name) for ep in entry_points)
+    require(
+        bool(added),
+        f"{label}'s entry point(s) {names} loaded but registered no component",
+        "define module-level functions marked @charseq.hookimpl named after a hook "
+        "(charseq_register_cells, _tokenizers, _optimizers or _samplers) that call "
+        "registry.add(name, factory, options=OptionsClass).",
+    )
+    return added

@@ -1,0 +1,382 @@
+"""Conformance checks for samplers (decoding strategies).
+
+Each check takes the sampler to test as a registry Component, a ``"sampler:name"`` string, or a
+factory ``make_sampler(**options)`` returning a :class:`charseq.Sampler`. Checks run it through
+:func:`charseq.generate.generate_ids` on a tiny real :class:`~charseq.model.CharModel`
+(:func:`tiny_model`), or on one whose next-token logits are fixed (:func:`fixed_logits_model`),
+so the support of top-k / top-p is known. Checks that need an option the sampler lacks
+(``top_k``, ``top_p``, ``temperature``, ``num_beams``) are skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from charseq.generate import Decoder, generate_ids
+from charseq.interfaces import Sampler, SamplerOutput
+from charseq.model import CharModel
+from charseq.testing._base import (
+    CheckSkipped,
+    Subject,
+    assert_close,
+    register_check,
+    require,
+)
+from charseq.testing.cells import ElmanCell
+
+__all__ = [
+    "check_beam_scores",
+    "check_beam_width_one_is_greedy",
+    "check_greedy_is_argmax",
+    "check_low_temperature_is_greedy",
+    "check_masked_ids_never_sampled",
+    "check_sampled_ids_in_vocab",
+    "check_sampler_api",
+    "check_sampler_reproducible",
+    "check_top_k_one_is_greedy",
+    "check_top_k_support",
+    "check_top_p_support",
+    "fixed_logits_model",
+    "tiny_model",
+]
+
+VOCAB_SIZE = 11
+PRIME = torch.tensor([1, 4, 2, 7])
+_EMPTY = torch.zeros(0, dtype=torch.long)
+
+
+def tiny_model(vocab_size: int = VOCAB_SIZE, seed: int = 0, spread: float = 4.0) -> CharModel:
+    """A small random :class:`CharModel` (embedding 4, one :class:`ElmanCell` of 8), in eval mode.
+
+    ``spread`` scales the head so the logits of different ids are well apart (arg-max ties and
+    near-ties would make "equals greedy" checks depend on rounding).
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = CharModel(vocab_size, 4, [ElmanCell(4, 8)])
+    with torch.no_grad():
+        model.head.weight.mul_(spread)
+        model.head.bias.mul_(spread)
+    return model.eval()
+
+
+def fixed_logits_model(logits: Sequence[float] | Tensor) -> CharModel:
+    """A :class:`CharModel` whose next-token logits are ``logits`` after any prime and any id."""
+    logits = torch.as_tensor(logits, dtype=torch.float32)
+    model = tiny_model(len(logits))
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(logits)
+    return model
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _make(subject: Subject, **overrides: Any) -> Sampler:
+    if overrides:
+        subject.try_options(**overrides)
+    sampler = subject.build(**overrides)
+    require(
+        isinstance(sampler, Sampler),
+        f"the factory returned {type(sampler).__name__}, not a charseq.Sampler",
+        "subclass charseq.TokenSampler (write select) or charseq.Sampler (write sample).",
+    )
+    return sampler
+
+
+def _with_unit_temperature(subject: Subject, **overrides: Any) -> dict[str, Any]:
+    """Pin temperature to 1 where the sampler has one, so logits mean what they say."""
+    if subject.tags.get("temperature"):
+        overrides.setdefault("temperature", 1.0)
+    return overrides
+
+
+def _batch(subject: Subject, wanted: int) -> int:
+    """Token samplers take any batch; search samplers are run on a single prime."""
+    return wanted if subject.tags.get("token_sampler") else 1
+
+
+def _run(
+    sampler: Sampler,
+    model: CharModel,
+    steps: int,
+    *,
+    prime: Tensor = PRIME,
+    num_samples: int = 1,
+    seed: int | None = 0,
+) -> SamplerOutput:
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    out = generate_ids(model, prime, sampler, steps, num_samples, generator)
+    call = f"sample(decoder, max_new_tokens={steps})"
+    require(isinstance(out, SamplerOutput), f"{call} returned {type(out).__name__}",
+            "return charseq.SamplerOutput(ids, scores).")
+    ids = out.ids
+    require(
+        isinstance(ids, Tensor) and ids.dtype == torch.long and ids.dim() == 2
+        and ids.shape[1] == steps and ids.shape[0] >= 1,
+        f"{call} returned ids {_describe(ids)}; expected int64 of shape (N, {steps})",
+        "ids hold the new ids only (not the prime), one row per sequence, as torch.long.",
+    )
+    if out.scores is not None:
+        scores = out.scores
+        require(
+            isinstance(scores, Tensor) and scores.is_floating_point()
+            and tuple(scores.shape) == (ids.shape[0],),
+            f"{call} returned scores {_describe(scores)}; expected a float tensor of shape "
+            f"({ids.shape[0]},), one per sequence",
+            "return one score per row of ids, or scores=None.",
+        )
+    return out
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"Tensor(shape={tuple(value.shape)}, dtype={value.dtype})"
+    return type(value).__name__
+
+
+@torch.no_grad()
+def _argmax_ids(model: CharModel, steps: int, batch: int = 1, prime: Tensor = PRIME) -> Tensor:
+    """The greedy continuation, written out: take the arg-max, feed it back."""
+    decoder = Decoder.from_prime(model.eval(), prime, batch)
+    chosen = []
+    for t in range(steps):
+        ids = decoder.logits.argmax(dim=-1)  # (B,)
+        chosen.append(ids)
+        if t + 1 < steps:
+            decoder.advance(ids)
+    return torch.stack(chosen, dim=1)  # (B, T)
+
+
+def _require_greedy(subject: Subject, what: str, fix: str, **overrides: Any) -> None:
+    sampler = _make(subject, **overrides)
+    model = tiny_model(seed=3)
+    batch = _batch(subject, 3)
+    for seed in (0, 1):
+        got = _run(sampler, model, 10, num_samples=batch, seed=seed).ids
+        expected = _argmax_ids(model, 10, batch)
+        require(
+            torch.equal(got[: expected.shape[0]], expected),
+            f"{what} gave ids {got.tolist()}; taking the arg-max at every step gives "
+            f"{expected.tolist()}",
+            fix,
+        )
+
+
+def _support(ids: Tensor) -> set[int]:
+    return set(ids.flatten().tolist())
+
+
+# -- the checks -----------------------------------------------------------------------------------
+
+
+@register_check("sampler")
+def check_sampler_api(subject: Subject) -> None:
+    """The sampler returns a well-formed :class:`charseq.SamplerOutput`.
+
+    For 0, 1 and 6 new tokens, after a prime and after the empty prime, with and without a
+    ``torch.Generator``: ids are int64 ``(N, max_new_tokens)`` (``N`` is the batch for a
+    :class:`charseq.TokenSampler`), scores are ``None`` or one float per sequence.
+    """
+    sampler = _make(subject)
+    model = tiny_model()
+    batch = _batch(subject, 3)
+    for steps in (6, 1, 0):
+        for prime in (PRIME, _EMPTY):
+            for seed in (0, None):
+                out = _run(sampler, model, steps, prime=prime, num_samples=batch, seed=seed)
+                if subject.tags.get("token_sampler"):
+                    require(out.ids.shape[0] == batch,
+                            f"{batch} sequences gave {out.ids.shape[0]} rows of ids",
+                            "a TokenSampler returns one row per sequence of the decoder.")
+
+
+@register_check("sampler")
+def check_sampled_ids_in_vocab(subject: Subject) -> None:
+    """Every sampled id lies in ``range(vocab_size)`` (several seeds, with and without prime)."""
+    sampler = _make(subject)
+    model = tiny_model()
+    batch = _batch(subject, 4)
+    for seed in range(3):
+        for prime in (PRIME, _EMPTY):
+            ids = _run(sampler, model, 8, prime=prime, num_samples=batch, seed=seed).ids
+            outside = sorted(i for i in _support(ids) if not 0 <= i < VOCAB_SIZE)
+            require(not outside, f"sampled ids {outside} outside range({VOCAB_SIZE})",
+                    "pick ids from the last dimension of decoder.logits (its size is the "
+                    "vocabulary size).")
+
+
+@register_check("sampler")
+def check_masked_ids_never_sampled(subject: Subject) -> None:
+    """Ids whose logit is ``-inf`` (probability 0) are never produced."""
+    masked = {0, 5, 9}
+    logits = [-math.inf if i in masked else float(i % 4) for i in range(VOCAB_SIZE)]
+    sampler = _make(subject)
+    model = fixed_logits_model(logits)
+    for seed in range(3):
+        ids = _run(sampler, model, 6, num_samples=_batch(subject, 16), seed=seed).ids
+        bad = sorted(_support(ids) & masked)
+        require(not bad, f"sampled ids {bad}, whose logits are -inf",
+                "turn logits into probabilities with softmax (after temperature/top-k/top-p "
+                "filtering) so -inf means probability 0, and never pad choices with such ids.")
+
+
+@register_check("sampler")
+def check_sampler_reproducible(subject: Subject) -> None:
+    """The same ``torch.Generator`` seed gives the same ids and scores, whatever the global seed.
+
+    The global torch seed is changed between the two runs, so a sampler that draws from the
+    global RNG instead of the ``generator`` it is given is caught.
+    """
+    sampler = _make(subject)
+    model = tiny_model()
+    batch = _batch(subject, 4)
+    for seed in (0, 7):
+        runs = []
+        for global_seed in (1, 2):
+            torch.manual_seed(global_seed)
+            runs.append(_run(sampler, model, 8, num_samples=batch, seed=seed))
+        (a, b) = runs
+        fix = ("pass the generator to every random draw (torch.multinomial(..., "
+               "generator=generator), torch.rand(..., generator=generator)).")
+        require(torch.equal(a.ids, b.ids), f"generator seed {seed} gave {a.ids.tolist()} and "
+                f"then {b.ids.tolist()}", fix)
+        if a.scores is not None:
+            assert_close(a.scores, b.scores, f"scores differ between two runs with generator "
+                         f"seed {seed}", fix)
+
+
+@register_check("sampler", requires=("greedy",))
+def check_greedy_is_argmax(subject: Subject) -> None:
+    """A greedy sampler takes the arg-max of the logits at every step."""
+    _require_greedy(subject, "the greedy sampler", "select logits.argmax(dim=-1).")
+
+
+@register_check("sampler", requires=("temperature",))
+def check_low_temperature_is_greedy(subject: Subject) -> None:
+    """As the temperature goes to 0 sampling becomes greedy (tried at the smallest accepted of
+    1e-4, 1e-3, 1e-2, on logits whose top two are well apart)."""
+    for temperature in (1e-4, 1e-3, 1e-2):
+        try:
+            subject.options(temperature=temperature)
+        except (ValueError, TypeError):
+            continue
+        _require_greedy(subject, f"temperature={temperature}",
+                        "divide the logits by the temperature before the softmax.",
+                        temperature=temperature)
+        return
+    raise CheckSkipped(f"{subject.label} accepts no temperature <= 1e-2")
+
+
+@register_check("sampler", requires=("top_k",))
+def check_top_k_one_is_greedy(subject: Subject) -> None:
+    """``top_k=1`` keeps only the arg-max, so sampling is greedy."""
+    _require_greedy(subject, "top_k=1", "keep the k largest logits (torch.topk) and set the "
+                    "others to -inf before sampling.", **_with_unit_temperature(subject, top_k=1))
+
+
+_TOP_K_LOGITS = [0.0, 3.0, -1.0, 2.9, 0.5, 2.8, -2.0, 0.1, -0.5, 1.0, 0.2]
+_TOP_K_SUPPORT = {1, 3, 5}
+
+
+@register_check("sampler", requires=("top_k",))
+def check_top_k_support(subject: Subject) -> None:
+    """With ``top_k=3`` every sample is one of the 3 most likely ids, and more than one occurs."""
+    sampler = _make(subject, **_with_unit_temperature(subject, top_k=3))
+    ids = _run(sampler, fixed_logits_model(_TOP_K_LOGITS), 4,
+               num_samples=_batch(subject, 64), seed=0).ids
+    outside = sorted(_support(ids) - _TOP_K_SUPPORT)
+    fix = "keep exactly the k largest logits (torch.topk(logits, k)), mask the rest to -inf."
+    require(not outside, f"top_k=3 sampled ids {outside}, outside the top 3 "
+            f"{sorted(_TOP_K_SUPPORT)} of logits {_TOP_K_LOGITS}", fix)
+    if subject.tags.get("token_sampler"):
+        require(len(_support(ids)) > 1, f"top_k=3 sampled only {sorted(_support(ids))} in "
+                f"{ids.numel()} draws from three nearly equal logits", fix)
+
+
+_TOP_P_PROBS = [0.01, 0.01, 0.45, 0.01, 0.12, 0.01, 0.01, 0.35, 0.01, 0.01, 0.01]
+_TOP_P_SUPPORT = {2, 7}
+
+
+@register_check("sampler", requires=("top_p",))
+def check_top_p_support(subject: Subject) -> None:
+    """With ``top_p=0.7`` samples come from the smallest set of ids holding 70% of the mass.
+
+    The probabilities are 0.45, 0.35, 0.12 and eight of 0.01, so the nucleus is the first two.
+    """
+    sampler = _make(subject, **_with_unit_temperature(subject, top_p=0.7))
+    logits = [math.log(p) for p in _TOP_P_PROBS]
+    ids = _run(sampler, fixed_logits_model(logits), 4, num_samples=_batch(subject, 64),
+               seed=0).ids
+    outside = sorted(_support(ids) - _TOP_P_SUPPORT)
+    fix = ("sort the probabilities in decreasing order, keep ids while the cumulative "
+           "probability before them is below top_p, mask the rest to -inf.")
+    require(not outside, f"top_p=0.7 sampled ids {outside}; with probabilities "
+            f"{_TOP_P_PROBS} the nucleus is {sorted(_TOP_P_SUPPORT)}", fix)
+    if subject.tags.get("token_sampler"):
+        require(len(_support(ids)) > 1, f"top_p=0.7 sampled only {sorted(_support(ids))} in "
+                f"{ids.numel()} draws from a nucleus of two ids", fix)
+
+
+@register_check("sampler", requires=("num_beams",))
+def check_beam_width_one_is_greedy(subject: Subject) -> None:
+    """Beam search with ``num_beams=1`` is greedy decoding."""
+    _require_greedy(subject, "num_beams=1", "with one beam keep the single best continuation "
+                    "at every step.", num_beams=1)
+
+
+@register_check("sampler", requires=("num_beams",))
+def check_beam_scores(subject: Subject) -> None:
+    """Beam scores are finite, best first, one per distinct sequence, and are log-probabilities.
+
+    With ``num_beams=3`` (and ``length_penalty=0`` where the sampler has it, so a score is the
+    plain sum of log-probabilities), each score equals the log-probability the model gives its
+    sequence after the prime.
+    """
+    overrides: dict[str, Any] = {"num_beams": 3}
+    exact = False
+    if subject.tags.get("length_penalty"):
+        try:
+            subject.options(num_beams=3, length_penalty=0.0)
+            overrides["length_penalty"] = 0.0
+            exact = True
+        except (ValueError, TypeError):
+            pass
+    sampler = _make(subject, **overrides)
+    model = tiny_model(seed=5, spread=1.0)
+    out = _run(sampler, model, 6)
+    scores = out.scores
+    require(scores is not None, "num_beams=3 returned scores=None",
+            "return each beam's (length-penalised) log-probability in SamplerOutput.scores.")
+    require(bool(torch.isfinite(scores).all()), f"beam scores {scores.tolist()} are not finite",
+            "accumulate log_softmax values; never let a beam start from -inf.")
+    require(bool((scores[:-1] >= scores[1:] - 1e-6).all()),
+            f"beam scores {scores.tolist()} are not sorted best first",
+            "sort the finished beams by score, highest first.")
+    rows = [tuple(r) for r in out.ids.tolist()]
+    require(len(set(rows)) == len(rows), f"beam search returned duplicate sequences {rows}",
+            "keep distinct hypotheses: expand every beam, then take the top num_beams of all "
+            "(beam, next id) pairs, reordering the decoder with Decoder.reorder.")
+    if exact:
+        expected = _log_probability(model, out.ids)
+        assert_close(scores, expected, "with length_penalty=0 the beam scores are not the "
+                     "log-probabilities the model gives the returned sequences",
+                     "add log_softmax(logits)[id] of each chosen id to its beam's score, and "
+                     "carry scores along when beams are reordered.", atol=1e-4, rtol=1e-4)
+
+
+@torch.no_grad()
+def _log_probability(model: CharModel, ids: Tensor, prime: Tensor = PRIME) -> Tensor:
+    """Sum of log p(id_t | prime, ids_<t) over the generated ids, per row."""
+    rows = ids.shape[0]
+    full = torch.cat([prime.view(1, -1).expand(rows, -1), ids], dim=1)  # (N, P + T)
+    logits, _ = model.eval()(full[:, :-1])  # (N, P + T - 1, V)
+    logp = torch.log_softmax(logits[:, prime.numel() - 1:], dim=-1)  # (N, T, V)
+    return logp.gather(2, ids.unsqueeze(-1)).squeeze(-1).sum(dim=1)
+
