@@ -48,6 +48,14 @@ def option(
     return attrs.field(default=default, validator=checks, metadata={"help": help})
 
 
+class OptionError(ValueError):
+    """An option's value is out of range; ``option`` names it (for the spec path)."""
+
+    def __init__(self, option: str, message: str) -> None:
+        self.option = option
+        super().__init__(message)
+
+
 @attrs.frozen
 class _Range:
     low: float | None
@@ -63,17 +71,15 @@ class _Range:
                 self(instance, attribute, item)
             return
         if isinstance(value, float) and math.isnan(value):
-            raise ValueError("must be a number, got nan")
+            raise OptionError(attribute.name, "must be a number, got nan")
         if self.low is not None and (value <= self.low if self.low_exclusive else value < self.low):
-            raise ValueError(
-                f"must be {'>' if self.low_exclusive else '>='} {self.low}, got {value}"
-            )
+            sign = ">" if self.low_exclusive else ">="
+            raise OptionError(attribute.name, f"must be {sign} {self.low}, got {value}")
         if self.high is not None and (
             value >= self.high if self.high_exclusive else value > self.high
         ):
-            raise ValueError(
-                f"must be {'<' if self.high_exclusive else '<='} {self.high}, got {value}"
-            )
+            sign = "<" if self.high_exclusive else "<="
+            raise OptionError(attribute.name, f"must be {sign} {self.high}, got {value}")
 
 
 @attrs.frozen
@@ -119,7 +125,8 @@ def build_options(cls: type, data: Mapping[str, Any], path: str) -> Any:
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as error:
-        raise SpecError(_failed_field(cls, kwargs, error, path), str(error)) from None
+        option = getattr(error, "option", None)
+        raise SpecError(_join(path, option) if option else path, str(error)) from None
 
 
 def options_to_dict(options: Any) -> dict[str, Any]:
@@ -136,17 +143,6 @@ def to_plain(value: Any) -> Any:
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
-
-
-def _failed_field(cls: type, kwargs: dict[str, Any], error: Exception, path: str) -> str:
-    """Find which field's validator raised, by re-validating one field at a time."""
-    for field in attrs.fields(cls):
-        if field.name in kwargs and field.validator is not None:
-            try:
-                field.validator(None, field, kwargs[field.name])
-            except (ValueError, TypeError):
-                return _join(path, field.name)
-    return path
 
 
 def _coerce(value: Any, expected: Any, path: str) -> Any:

@@ -329,7 +329,7 @@ def test_lstm_forget_bias():
     assert "forget_bias=1.0" in repr(shifted)
     with pytest.raises(ValueError, match="forget_bias"):
         LSTMCell(3, 4, bias=False, forget_bias=1.0)
-    with pytest.raises(SpecError, match="forget_bias needs bias"):
+    with pytest.raises(SpecError, match="cell.forget_bias: needs bias = true"):
         build_options(LSTMOptions, {"bias": False, "forget_bias": 1.0}, "cell")
 
 

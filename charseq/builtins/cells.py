@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from charseq.hookspecs import hookimpl
 from charseq.interfaces import Cell, State
 from charseq.loop import unroll
-from charseq.options import option
+from charseq.options import OptionError, option
 
 if TYPE_CHECKING:
     from charseq.registry import Registrar
@@ -170,7 +170,8 @@ class _TorchCell(Cell):
         hidden, bias = cells[0].hidden_size, getattr(cells[0], "bias", None)
         input_sizes = [x.shape[-1]] + [hidden] * (len(cells) - 1)
         for cell, input_size, layer_state in zip(cells, input_sizes, state, strict=True):
-            if not isinstance(cell, cls) or type(cell).step is not cell._kernel_step:
+            kind = type(cell)
+            if not issubclass(kind, cls) or kind.step is not kind._kernel_step:
                 return False  # another kind of cell, or a subclass that changed the step
             if (cell.input_size, cell.hidden_size, cell.bias) != (input_size, hidden, bias):
                 return False  # torch's kernels stack layers of one size and one bias setting
@@ -317,7 +318,7 @@ class LSTMCell(_TorchCell):
         dtype: torch.dtype | None = None,
     ) -> None:
         if forget_bias and not bias:
-            raise ValueError("forget_bias needs bias=True")
+            raise OptionError("forget_bias", "forget_bias needs bias=True")
         self.forget_bias = forget_bias
         super().__init__(input_size, hidden_size, bias=bias, device=device, dtype=dtype)
 
@@ -440,7 +441,7 @@ class LSTMOptions:
 
     def __attrs_post_init__(self) -> None:
         if self.forget_bias and not self.bias:
-            raise ValueError("forget_bias needs bias = true")
+            raise OptionError("forget_bias", "needs bias = true")
 
 
 @attrs.frozen(kw_only=True)

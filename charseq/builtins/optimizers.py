@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from charseq.hookspecs import hookimpl
-from charseq.options import build_options, option
+from charseq.options import OptionError, build_options, option
 
 Parameters = Iterable[nn.Parameter] | Iterable[dict[str, Any]]
 
@@ -45,11 +45,10 @@ def _betas(default: tuple[float, float]) -> Any:
 
 
 def _nesterov_needs_momentum(instance: Any, attribute: attrs.Attribute, value: bool) -> None:
-    # attrs runs validators once every field is set, so the momentum is known here. (The
-    # core re-runs validators field by field with no instance to find the failing field; then
-    # there is nothing to compare with, and this check passes.)
-    if instance is not None and value and instance.momentum == 0:
-        raise ValueError(
+    # attrs runs validators once every field is set, so the momentum is known here.
+    if value and instance.momentum == 0:
+        raise OptionError(
+            attribute.name,
             "nesterov=True needs momentum > 0 (Nesterov momentum with no momentum is plain "
             "SGD); set momentum, e.g. 0.9, or nesterov=False"
         )

@@ -22,7 +22,7 @@ import numpy as np
 from charseq.errors import CharseqError
 from charseq.hookspecs import hookimpl
 from charseq.interfaces import Tokenizer
-from charseq.options import NoOptions, build_options, option
+from charseq.options import NoOptions, OptionError, build_options, option
 
 UnknownPolicy = Literal["error", "skip", "replace"]
 _POLICIES = ("error", "skip", "replace")
@@ -56,12 +56,13 @@ class UnknownCharacterError(TokenizerError):
 
 def _one_character(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, str) or len(value) != 1:
-        raise ValueError(f"must be a single character, got {value!r}")
+        raise OptionError(attribute.name, f"must be a single character, got {value!r}")
 
 
 def _policy(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value not in _POLICIES:
-        raise ValueError(f"must be one of {', '.join(map(repr, _POLICIES))}, got {value!r}")
+        listed = ", ".join(map(repr, _POLICIES))
+        raise OptionError(attribute.name, f"must be one of {listed}, got {value!r}")
 
 
 _UNKNOWN_HELP = (

@@ -522,14 +522,6 @@ def check_dtype_device(subject: Subject) -> None:
         "arguments, and compute in the input's dtype (no hard-coded float32, no .float())."
     )
     cell = _make(subject, 3, 4, F64)
-    x = torch.randn(2, 3, 3, dtype=F64)
-    out, state = cell(x)
-    h, step_state = cell.step(x[:, 0], cell.initial_state(2, dtype=F64))
-    for where, tensors in {"forward outputs": [out], "forward state": state, "step output": [h],
-                           "step state": step_state}.items():
-        dtypes = [t.dtype for t in tensors if t.is_floating_point()]
-        require(all(d == F64 for d in dtypes),
-                f"a float64 cell on float64 input gave {where} in {dtypes}", fix)
     targets = [("meta", F64), ("cpu", torch.float32)]
     if torch.cuda.is_available():
         targets.append(("cuda", torch.float32))
@@ -541,6 +533,14 @@ def check_dtype_device(subject: Subject) -> None:
                     f"initial_state(2, device={device!r}) put state[{i}] on {s.device}", fix)
             require(not s.is_floating_point() or s.dtype == dtype,
                     f"initial_state(2, dtype={dtype}) made state[{i}] {s.dtype}", fix)
+    x = torch.randn(2, 3, 3, dtype=F64)
+    out, state = cell(x)
+    h, step_state = cell.step(x[:, 0], cell.initial_state(2, dtype=F64))
+    for where, tensors in {"forward outputs": [out], "forward state": state, "step output": [h],
+                           "step state": step_state}.items():
+        dtypes = [t.dtype for t in tensors if t.is_floating_point()]
+        require(all(d == F64 for d in dtypes),
+                f"a float64 cell on float64 input gave {where} in {dtypes}", fix)
     if torch.cuda.is_available():
         gpu = cell.to("cuda")
         out, state = gpu(x.to("cuda"))

@@ -137,13 +137,19 @@ def check_decode_encode_round_trip(subject: Subject, *, texts: Any = None) -> No
 def check_ids_in_range(subject: Subject, *, texts: Any = None) -> None:
     """Every id ``encode`` produces is a Python ``int`` in ``range(vocab_size)``.
 
-    Fitted on a drawn text plus a fixed corpus, encoding the drawn text and the corpus.
+    Checked for a drawn text after fitting on it, and, for each lenient unknown policy the
+    tokenizer accepts (``"replace"``, ``"skip"``), after fitting on a fixed corpus that need not
+    contain the text's characters (so replacement ids are counted too).
     """
+    lenient = [p for p in ("replace", "skip") if _accepts(subject, p)]
 
     def test(text: str) -> None:
-        tokenizer = _fitted(subject, _CORPUS + text)
-        for sample in (text, _CORPUS):
-            _check_ids(tokenizer.encode(sample), sample, tokenizer.vocab_size)
+        tokenizer = _fitted(subject, text)
+        _check_ids(tokenizer.encode(text), text, tokenizer.vocab_size)
+        for policy in lenient:
+            tokenizer = _fitted(subject, _CORPUS, unknown=policy)
+            for sample in (text, _CORPUS):
+                _check_ids(tokenizer.encode(sample), sample, tokenizer.vocab_size)
 
     _for_texts(subject, texts, test)
 
@@ -235,6 +241,9 @@ def check_unknown_policy(subject: Subject) -> None:
 
 
 def _accepts(subject: Subject, policy: str) -> bool:
+    """Whether the tokenizer has an ``unknown`` option that takes ``policy``."""
+    if "unknown" not in subject.option_names:
+        return False
     try:
         subject.options(unknown=policy)
     except (ValueError, TypeError):

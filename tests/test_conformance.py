@@ -1,0 +1,458 @@
+"""The conformance kit (charseq.testing) on every built-in component, and proof it can fail.
+
+The first test runs every check on every built-in cell, tokenizer and sampler. The rest feed the
+kit deliberately broken components and assert that the right check rejects each one.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import charseq
+from charseq.errors import CharseqError
+from charseq.interfaces import Tokenizer, TokenSampler
+from charseq.loop import unroll
+from charseq.registry import Registry
+from charseq.testing import (
+    CheckError,
+    CheckSkipped,
+    ElmanCell,
+    all_checks,
+    check_batch_independence,
+    check_beam_scores,
+    check_cell_api,
+    check_component,
+    check_decode_encode_round_trip,
+    check_detach_state,
+    check_dtype_device,
+    check_fused_matches_step,
+    check_fused_stack_matches_layers,
+    check_gradcheck,
+    check_greedy_is_argmax,
+    check_ids_in_range,
+    check_masked_ids_never_sampled,
+    check_no_nan_long_sequence,
+    check_plugin_installed,
+    check_sampler_reproducible,
+    check_seeded_determinism,
+    check_state_dict_round_trip,
+    check_top_k_support,
+    check_unknown_policy,
+    check_vocab_json_round_trip,
+    get_tags,
+    parametrize_with_checks,
+)
+
+CHECKED_KINDS = ("cell", "tokenizer", "sampler")
+BUILTINS = [
+    c
+    for c in charseq.get_registry().components()
+    if c.kind in CHECKED_KINDS and c.owner.distribution == "charseq"
+]
+
+
+@parametrize_with_checks(BUILTINS)
+def test_builtin_conforms(component, check):
+    check(component)
+
+
+def test_every_builtin_is_checked():
+    checked = {f"{c.kind}:{c.name}" for c in BUILTINS}
+    expected = {
+        "cell:rnn", "cell:lstm", "cell:gru",
+        "tokenizer:char", "tokenizer:byte", "tokenizer:word",
+        "sampler:greedy", "sampler:temperature", "sampler:beam",
+    }  # fmt: skip
+    assert expected <= checked, f"missing builtins: {sorted(expected - checked)}"
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+def test_builtin_cells_engage_their_fused_kernel(name):
+    """The kit only checks a fused path that runs; a builtin's kernel must not decline a plain
+    stack (DESIGN: builtins run the whole sequence on the fused cuDNN / oneDNN kernels)."""
+    component = charseq.get_registry().get("cell", name)
+    cells = [component.factory(3, 4), component.factory(4, 4)]
+    state = [cell.initial_state(2) for cell in cells]
+    with torch.no_grad():
+        fused = type(cells[0]).forward_stack(cells, torch.randn(2, 5, 3), state, 0.0, False)
+    assert fused is not None, f"{name}: forward_stack declined a plain 2-layer float32 stack"
+
+
+# -- broken cells ---------------------------------------------------------------------------------
+
+
+class FusedDisagrees(ElmanCell):
+    """A "fused" forward that is slightly off its own step."""
+
+    def forward(self, x, state=None):
+        out, state = unroll(self, x, state)
+        return out + 1e-3, state
+
+
+class LeaksAcrossRows(ElmanCell):
+    """Feeds the batch mean of the state back: row i depends on the other rows."""
+
+    def step(self, x_t, state):
+        (h,) = state
+        h = torch.tanh(nn.functional.linear(x_t, self.weight_ih, self.bias)
+                       + h.mean(dim=0, keepdim=True) @ self.weight_hh.T)
+        return h, (h,)
+
+
+class RemembersBetweenCalls(ElmanCell):
+    """Keeps the last output on the module (with its graph) and adds it on the next call."""
+
+    carry = None
+
+    def step(self, x_t, state):
+        h, _ = super().step(x_t, state)
+        if self.carry is not None and self.carry.shape == h.shape:
+            h = h + 0.1 * self.carry
+        self.carry = h
+        return h, (h,)
+
+
+class DetachesAWeight(ElmanCell):
+    """Cuts the gradient of weight_ih."""
+
+    def step(self, x_t, state):
+        (h,) = state
+        h = torch.tanh(nn.functional.linear(x_t, self.weight_ih.detach(), self.bias)
+                       + h @ self.weight_hh.T)
+        return h, (h,)
+
+
+class ListState(ElmanCell):
+    def initial_state(self, batch_size, device=None, dtype=None):
+        return [torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)]
+
+
+class Explodes(ElmanCell):
+    def step(self, x_t, state):
+        (h,) = state
+        h = 2 * h + 1 + nn.functional.linear(x_t, self.weight_ih)
+        return h, (h,)
+
+
+class IgnoresDtype(ElmanCell):
+    def initial_state(self, batch_size, device=None, dtype=None):
+        return (torch.zeros(batch_size, self.hidden_size),)
+
+
+class UnseededInit(ElmanCell):
+    def __init__(self, input_size, hidden_size):
+        super().__init__(input_size, hidden_size)
+        generator = torch.Generator().manual_seed(torch.seed())
+        with torch.no_grad():
+            self.bias.copy_(torch.rand(hidden_size, generator=generator))
+
+
+class WeightNotRegistered(ElmanCell):
+    def __init__(self, input_size, hidden_size):
+        super().__init__(input_size, hidden_size)
+        self.scale = [torch.rand(1)]  # a plain list: not in state_dict
+
+    def step(self, x_t, state):
+        h, _ = super().step(x_t * self.scale[0], state)
+        return h, (h,)
+
+
+class StackDropsOutInEval(ElmanCell):
+    """A fused stack kernel that applies dropout even in eval mode, and after the last layer."""
+
+    @classmethod
+    def forward_stack(cls, cells, x, state, dropout, training):
+        new_state = []
+        for cell, layer_state in zip(cells, state, strict=True):
+            x, layer_state = unroll(cell, x, layer_state)
+            new_state.append(layer_state)
+            x = nn.functional.dropout(x, dropout, True)
+        return x, new_state
+
+
+@pytest.mark.parametrize(
+    ("cell", "check", "message"),
+    [
+        (FusedDisagrees, check_fused_matches_step, "differ from the step loop"),
+        (LeaksAcrossRows, check_batch_independence, "run alone"),
+        (RemembersBetweenCalls, check_detach_state, "reached the first chunk"),
+        (DetachesAWeight, check_gradcheck, "finite differences"),
+        (ListState, check_cell_api, "not a tuple of tensors"),
+        (Explodes, check_no_nan_long_sequence, "NaN or inf"),
+        (IgnoresDtype, check_dtype_device, "initial_state(2"),
+        (UnseededInit, check_seeded_determinism, "same torch.manual_seed"),
+        (WeightNotRegistered, check_state_dict_round_trip, "loaded the state dict"),
+        (StackDropsOutInEval, check_fused_stack_matches_layers, "layer by layer"),
+    ],
+    ids=lambda p: getattr(p, "__name__", None),
+)
+def test_kit_rejects_broken_cell(cell, check, message):
+    with pytest.raises(CheckError) as caught:
+        check(cell)
+    text = str(caught.value)
+    assert message in text
+    assert f"charseq.testing.{check.__name__} failed for cell" in text
+    assert "How to fix:" in text
+
+
+def test_kit_accepts_reference_cell():
+    for check in all_checks("cell"):
+        try:
+            check(ElmanCell)
+        except CheckSkipped:
+            assert check in (check_fused_matches_step, check_fused_stack_matches_layers)
+
+
+def test_checks_leave_global_rng_alone():
+    before = torch.random.get_rng_state()
+    check_seeded_determinism(ElmanCell)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_inapplicable_check_is_skipped():
+    assert get_tags(ElmanCell, "cell") == {"fused_forward": False, "fused_stack": False}
+    with pytest.raises(CheckSkipped, match="needs a fused `forward`"):
+        check_fused_matches_step(ElmanCell)
+
+
+# -- broken tokenizers ----------------------------------------------------------------------------
+
+
+class CharTokenizer(Tokenizer):
+    """A small correct character tokenizer; the broken ones below change one thing."""
+
+    def __init__(self, unknown="error"):
+        self.unknown = unknown
+        self.vocab = None
+
+    @property
+    def is_fitted(self):
+        return self.vocab is not None
+
+    @property
+    def vocab_size(self):
+        return len(self.vocab) + (self.unknown == "replace")
+
+    def fit(self, text):
+        self.vocab = sorted(set(text))
+        return self
+
+    def encode(self, text):
+        index = {c: i for i, c in enumerate(self.vocab)}
+        ids = []
+        for c in text:
+            if c in index:
+                ids.append(index[c])
+            elif self.unknown == "error":
+                raise CharseqError(f"character {c!r} is not in the vocabulary")
+            elif self.unknown == "replace":
+                ids.append(len(self.vocab))
+        return ids
+
+    def decode(self, ids):
+        return "".join(self.vocab[i] if i < len(self.vocab) else "\ufffd" for i in ids)
+
+    def state_dict(self):
+        return {"vocab": self.vocab, "unknown": self.unknown}
+
+    def load_state_dict(self, state):
+        self.vocab, self.unknown = list(state["vocab"]), state["unknown"]
+
+
+class Lowercases(CharTokenizer):
+    def fit(self, text):
+        return super().fit(text.lower())
+
+    def encode(self, text):
+        return super().encode(text.lower())
+
+
+class SetInState(CharTokenizer):
+    def state_dict(self):
+        return {"vocab": set(self.vocab), "unknown": self.unknown}
+
+
+class IntKeysInState(CharTokenizer):
+    def state_dict(self):
+        return {"itos": dict(enumerate(self.vocab)), "unknown": self.unknown}
+
+    def load_state_dict(self, state):
+        itos = state["itos"]
+        self.vocab = [itos[k] for k in sorted(itos, key=str)]  # "10" sorts before "2"
+        self.unknown = state["unknown"]
+
+
+class CountsOneShort(CharTokenizer):
+    @property
+    def vocab_size(self):
+        return max(len(self.vocab) - 1, 1)
+
+
+class SilentOnUnknown(CharTokenizer):
+    def encode(self, text):
+        index = {c: i for i, c in enumerate(self.vocab)}
+        return [index.get(c, 0) for c in text]
+
+
+def test_kit_accepts_reference_tokenizer():
+    for check in all_checks("tokenizer"):
+        check(CharTokenizer)
+
+
+@pytest.mark.parametrize(
+    ("tokenizer", "check", "message"),
+    [
+        (Lowercases, check_decode_encode_round_trip, "decode(encode(s)) != s"),
+        (SetInState, check_vocab_json_round_trip, "not JSON-serialisable"),
+        (IntKeysInState, check_vocab_json_round_trip, "JSON round trip"),
+        (CountsOneShort, check_ids_in_range, "outside range(vocab_size"),
+        (SilentOnUnknown, check_unknown_policy, "without raising"),
+    ],
+    ids=lambda p: getattr(p, "__name__", None),
+)
+def test_kit_rejects_broken_tokenizer(tokenizer, check, message):
+    with pytest.raises(CheckError, match="How to fix") as caught:
+        check(tokenizer)
+    assert message in str(caught.value)
+
+
+# -- broken samplers, registered through a registry of their own ----------------------------------
+
+
+class ArgMin(TokenSampler):
+    def select(self, logits, generator=None):
+        return logits.argmin(dim=-1)
+
+
+class GlobalRng(TokenSampler):
+    """Ignores the generator it is given."""
+
+    def select(self, logits, generator=None):
+        return torch.multinomial(torch.softmax(logits, dim=-1), 1).squeeze(1)
+
+
+class TopKOffByOne(TokenSampler):
+    def __init__(self, top_k=0):
+        self.top_k = top_k
+
+    def select(self, logits, generator=None):
+        if self.top_k:
+            kth = logits.topk(self.top_k + 1, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
+
+
+class PadsWithMasked(TokenSampler):
+    """Samples from the uniform distribution, ignoring -inf logits."""
+
+    def select(self, logits, generator=None):
+        uniform = torch.ones_like(logits)
+        return torch.multinomial(uniform, 1, generator=generator).squeeze(1)
+
+
+class UnsortedBeam(charseq.Sampler):
+    """Greedy paths from num_beams starting ids, scored in the wrong order."""
+
+    def __init__(self, num_beams=2):
+        self.num_beams = num_beams
+
+    def sample(self, decoder, max_new_tokens, generator=None):
+        decoder.reorder(torch.zeros(self.num_beams, dtype=torch.long))
+        first = decoder.logits[0].topk(self.num_beams).indices
+        ids = [first]
+        for _ in range(max_new_tokens - 1):
+            decoder.advance(ids[-1])
+            ids.append(decoder.logits.argmax(-1))
+        out = torch.stack(ids, 1)[: self.num_beams]
+        return charseq.SamplerOutput(out, torch.arange(self.num_beams, dtype=torch.float))
+
+
+class _Plugin:
+    @charseq.hookimpl
+    def charseq_register_samplers(self, registry):
+        registry.add("greedy", ArgMin)
+        registry.add("global-rng", GlobalRng)
+        registry.add("unsorted-beam", UnsortedBeam)
+
+    @charseq.hookimpl
+    def charseq_register_cells(self, registry):
+        registry.add("leaky", LeaksAcrossRows)
+        registry.add("elman", ElmanCell)
+
+
+TOYS = Registry()
+TOYS.register(_Plugin(), "toys")
+
+
+@pytest.mark.parametrize(
+    ("sampler", "check", "message"),
+    [
+        (TOYS.get("sampler", "greedy"), check_greedy_is_argmax, "arg-max at every step"),
+        (TOYS.get("sampler", "global-rng"), check_sampler_reproducible, "generator seed"),
+        (TopKOffByOne, check_top_k_support, "outside the top 3"),
+        (PadsWithMasked, check_masked_ids_never_sampled, "whose logits are -inf"),
+        (TOYS.get("sampler", "unsorted-beam"), check_beam_scores, "not sorted best first"),
+    ],
+    ids=["argmin-greedy", "global-rng", "top-k-off-by-one", "pads-with-masked", "unsorted-beam"],
+)
+def test_kit_rejects_broken_sampler(sampler, check, message):
+    with pytest.raises(CheckError, match="How to fix") as caught:
+        check(sampler)
+    assert message in str(caught.value)
+
+
+# -- the runners ----------------------------------------------------------------------------------
+
+
+def test_parametrize_with_checks_ids_and_marks():
+    mark = parametrize_with_checks(
+        [TOYS.get("cell", "leaky")],
+        expected_failed_checks={"cell:leaky": {"check_batch_independence": "mixes rows"}},
+    )
+    names, params = mark.args
+    assert names == ("component", "check")
+    by_id = {p.id: p for p in params}
+    assert list(by_id) == [f"cell:leaky-{c.__name__}" for c in all_checks("cell")]
+    (xfail,) = by_id["cell:leaky-check_batch_independence"].marks
+    assert xfail.name == "xfail" and xfail.kwargs["reason"] == "mixes rows"
+    (skip,) = by_id["cell:leaky-check_fused_matches_step"].marks
+    assert skip.name == "skip" and "fused `forward`" in skip.kwargs["reason"]
+    assert not by_id["cell:leaky-check_shapes"].marks
+
+
+@parametrize_with_checks(
+    [TOYS.get("cell", "leaky")],
+    expected_failed_checks={"cell:leaky": {"check_batch_independence": "mixes rows on purpose"}},
+)
+def test_expected_failures_are_xfailed(component, check):
+    check(component)
+
+
+def test_expected_failed_checks_typos_are_errors():
+    leaky = TOYS.get("cell", "leaky")
+    with pytest.raises(ValueError, match="did you mean 'check_batch_independence'"):
+        parametrize_with_checks([leaky], {"cell:leaky": {"check_batch_independance": "x"}})
+    with pytest.raises(ValueError, match="not among the components"):
+        parametrize_with_checks([leaky], {"cell:leak": {"check_shapes": "x"}})
+    with pytest.raises(ValueError, match="kind:name"):
+        parametrize_with_checks(["leaky"])
+
+
+def test_check_component_reports_and_raises():
+    outcomes = check_component(TOYS.get("cell", "elman"))
+    assert outcomes["check_gradcheck"] == "passed"
+    assert outcomes["check_fused_matches_step"].startswith("skipped:")
+    leaky = TOYS.get("cell", "leaky")
+    with pytest.raises(CheckError, match=r"(?s)1 of \d+ checks failed .*check_batch_independence"):
+        check_component(leaky)
+    outcomes = check_component(leaky, {"check_batch_independence": "mixes rows"})
+    assert outcomes["check_batch_independence"] == "expected failure: mixes rows"
+
+
+def test_check_plugin_installed():
+    registered = {f"{c.kind}:{c.name}" for c in check_plugin_installed("charseq")}
+    assert {"cell:lstm", "tokenizer:char", "sampler:beam"} <= registered
+    with pytest.raises(CheckError, match="not installed"):
+        check_plugin_installed("charseq-no-such-plugin")
