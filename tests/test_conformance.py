@@ -6,6 +6,7 @@ kit deliberately broken components and assert that the right check rejects each 
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import torch
 from torch import nn
@@ -369,12 +370,17 @@ class UnsortedBeam(charseq.Sampler):
         return charseq.SamplerOutput(out, torch.arange(self.num_beams, dtype=torch.float))
 
 
+@attrs.frozen(kw_only=True)
+class BeamOptions:
+    num_beams: int = charseq.option(2, help="sequences kept at each step", min=1)
+
+
 class _Plugin:
     @charseq.hookimpl
     def charseq_register_samplers(self, registry):
         registry.add("greedy", ArgMin)
         registry.add("global-rng", GlobalRng)
-        registry.add("unsorted-beam", UnsortedBeam)
+        registry.add("unsorted-beam", UnsortedBeam, options=BeamOptions)
 
     @charseq.hookimpl
     def charseq_register_cells(self, registry):

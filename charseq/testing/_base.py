@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 import torch
+from hypothesis import Phase, settings
 
 from charseq.registry import Component, get_registry
 
@@ -307,6 +308,14 @@ def _crashed(error: Exception, doing: str, name: str, subject: Subject) -> Check
 
 
 # -- small helpers for check bodies ---------------------------------------------------------------
+
+
+def kit_settings() -> settings:
+    """Hypothesis settings for a check: the active profile, without a deadline (torch's first
+    calls are slow) and without the ``explain`` phase (it reruns a failing check hundreds of
+    times to annotate it; shrinking already gives the smallest failing sizes)."""
+    phases = tuple(phase for phase in settings.default.phases if phase is not Phase.explain)
+    return settings(deadline=None, phases=phases)
 
 
 def assert_close(actual: Any, expected: Any, what: str, fix: str, **tolerance: Any) -> None:

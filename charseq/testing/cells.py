@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor, nn
 from torch.autograd.gradcheck import GradcheckError
@@ -28,6 +28,7 @@ from charseq.testing._base import (
     CheckSkipped,
     Subject,
     assert_close,
+    kit_settings,
     register_check,
     require,
 )
@@ -160,7 +161,7 @@ def _loss(outputs: Tensor, state: Sequence[Tensor], gen: torch.Generator) -> Ten
 def _for_drawn(test: Callable[[CellDims, int], None], **limits: Any) -> None:
     """Run ``test(dims, seed)`` over Hypothesis draws (examples from the active profile)."""
 
-    @settings(deadline=None)
+    @kit_settings()
     @given(dims=cell_dims(**limits), seed=seeds())
     def drawn(dims: CellDims, seed: int) -> None:
         test(dims, seed)
@@ -393,7 +394,7 @@ def check_fused_stack_matches_layers(subject: Subject) -> None:
             assert_close(grads_f, grads_l, f"fused gradients (w.r.t. [x, *states, *parameters]) "
                          f"differ from layer by layer ({mode})", fix)
 
-    @settings(deadline=None)
+    @kit_settings()
     @given(dims=cell_dims(), seed=seeds(), layers=st.integers(1, 3))
     def drawn(dims: CellDims, seed: int, layers: int) -> None:
         test(dims, seed % 2**30, layers)

@@ -156,7 +156,7 @@ def _argmax_ids(model: CharModel, steps: int, batch: int = 1, prime: Tensor = PR
 
 def _require_greedy(subject: Subject, what: str, fix: str, **overrides: Any) -> None:
     sampler = _make(subject, **overrides)
-    model = tiny_model(seed=3)
+    model = tiny_model(seed=7)  # its greedy path visits 4 different ids, not one fixed point
     batch = _batch(subject, 3)
     for seed in (0, 1):
         got = _run(sampler, model, 10, num_samples=batch, seed=seed).ids

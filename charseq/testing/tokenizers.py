@@ -15,11 +15,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given
 
 from charseq.errors import CharseqError
 from charseq.interfaces import Tokenizer
-from charseq.testing._base import CheckError, CheckSkipped, Subject, register_check, require
+from charseq.testing._base import (
+    CheckError,
+    CheckSkipped,
+    Subject,
+    kit_settings,
+    register_check,
+    require,
+)
 from charseq.testing.strategies import texts as text_strategy
 
 __all__ = [
@@ -53,7 +60,7 @@ def _fitted(subject: Subject, text: str, **overrides: Any) -> Tokenizer:
 def _for_texts(subject: Subject, texts: Any, test: Any) -> None:
     strategy = text_strategy(subject.tags.get("texts", "unicode") if texts is None else texts)
 
-    @settings(deadline=None)
+    @kit_settings()
     @given(text=strategy)
     def drawn(text: str) -> None:
         test(text)
