@@ -90,7 +90,11 @@ class Cell(nn.Module, abc.ABC):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> State:
-        """The state at the start of a sequence, e.g. zeros of shape ``(batch_size, H)``."""
+        """The state at the start of a sequence, e.g. zeros of shape ``(batch_size, H)``.
+
+        The core always passes ``device`` and ``dtype`` (those of the input); a cell may treat
+        ``None`` as "like my parameters" or as torch's defaults.
+        """
 
     @abc.abstractmethod
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
@@ -167,7 +171,7 @@ class TokenSampler(Sampler):
                 decoder.advance(ids)
         batch = decoder.logits.shape[0]
         if not chosen:
-            return SamplerOutput(torch.empty(batch, 0, dtype=torch.long))
+            return SamplerOutput(decoder.logits.new_empty(batch, 0, dtype=torch.long))
         return SamplerOutput(torch.stack(chosen, dim=1))  # (B, T)
 
 

@@ -51,7 +51,8 @@ class Owner:
     version: str
 
     def __str__(self) -> str:
-        return f"{self.distribution} {self.version} (plugin {self.plugin!r})"
+        version = f" {self.version}" if self.version else ""
+        return f"{self.distribution}{version} (plugin {self.plugin!r})"
 
 
 @attrs.frozen

@@ -9,6 +9,7 @@ from __future__ import annotations
 import attrs
 import pytest
 import torch
+from hypothesis import strategies as st
 from torch import nn
 
 import charseq
@@ -97,8 +98,10 @@ class LeaksAcrossRows(ElmanCell):
 
     def step(self, x_t, state):
         (h,) = state
-        h = torch.tanh(nn.functional.linear(x_t, self.weight_ih, self.bias)
-                       + h.mean(dim=0, keepdim=True) @ self.weight_hh.T)
+        h = torch.tanh(
+            nn.functional.linear(x_t, self.weight_ih, self.bias)
+            + h.mean(dim=0, keepdim=True) @ self.weight_hh.T
+        )
         return h, (h,)
 
 
@@ -120,8 +123,9 @@ class DetachesAWeight(ElmanCell):
 
     def step(self, x_t, state):
         (h,) = state
-        h = torch.tanh(nn.functional.linear(x_t, self.weight_ih.detach(), self.bias)
-                       + h @ self.weight_hh.T)
+        h = torch.tanh(
+            nn.functional.linear(x_t, self.weight_ih.detach(), self.bias) + h @ self.weight_hh.T
+        )
         return h, (h,)
 
 
@@ -295,6 +299,18 @@ class SilentOnUnknown(CharTokenizer):
     def encode(self, text):
         index = {c: i for i, c in enumerate(self.vocab)}
         return [index.get(c, 0) for c in text]
+
+
+class LowercaseOnly(Lowercases):
+    """Lower-cases, but says so: it claims only lower-case texts through its tags."""
+
+    def __charseq_tags__(self):
+        return {"texts": st.text("abc xyz\n", min_size=1)}
+
+
+def test_tags_narrow_the_texts_a_tokenizer_claims():
+    assert isinstance(get_tags(LowercaseOnly, "tokenizer")["texts"], st.SearchStrategy)
+    check_decode_encode_round_trip(LowercaseOnly)
 
 
 def test_kit_accepts_reference_tokenizer():

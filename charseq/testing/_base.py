@@ -125,15 +125,15 @@ def as_subject(component: Any, kind: str | None = None) -> Subject:
     """Turn a Component, a ``"kind:name"`` string or a factory into a :class:`Subject`."""
     if isinstance(component, Subject):
         if kind is not None and component.kind != kind:
-            raise TypeError(f"this is a {kind} check, but {component.label} is a {component.kind}")
+            raise TypeError(f"a {kind} check was given {component.label}")
         return component
     if isinstance(component, str):
         component = resolve(component, kind)
     if isinstance(component, Component):
         if kind is not None and component.kind != kind:
             raise TypeError(
-                f"this is a {kind} check, but {component.kind} {component.name!r} is a "
-                f"{component.kind}; run it through parametrize_with_checks or check_component"
+                f"a {kind} check was given {component.kind} {component.name!r}; "
+                "parametrize_with_checks and check_component pick each kind's checks"
             )
         if component.kind not in CHECKED_KINDS:
             raise ValueError(

@@ -131,8 +131,9 @@ def _describe(value: Any) -> str:
 
 def _random_state(cell: Cell, batch: int, dtype: torch.dtype, gen: torch.Generator) -> State:
     """A non-zero state with the structure of ``initial_state`` (zeros would hide bugs)."""
-    state = _check_state(cell.initial_state(batch, device="cpu", dtype=dtype), batch,
-                         "initial_state")
+    state = _check_state(
+        cell.initial_state(batch, device="cpu", dtype=dtype), batch, "initial_state"
+    )
     return tuple(
         torch.randn(s.shape, dtype=s.dtype, generator=gen) * 0.5 if s.is_floating_point() else s
         for s in state
@@ -255,7 +256,7 @@ def check_gradcheck(subject: Subject) -> None:
         prefix = "" if module is cell else "cell."
 
         def run(x: Tensor, *rest: Tensor, module: nn.Module = module, prefix: str = prefix):
-            state_now, params_now = _split_state(state, rest[: len(state)]), rest[len(state):]
+            state_now, params_now = _split_state(state, rest[: len(state)]), rest[len(state) :]
             replaced = {prefix + n: p for n, p in zip(names, params_now, strict=True)}
             out, final = torch.func.functional_call(module, replaced, (x, state_now))
             return (out, *[s for s in final if s.is_floating_point()])
@@ -309,8 +310,12 @@ def check_fused_matches_step(subject: Subject) -> None:
             fused, fused_state = cell(x)
             looped, looped_state = unroll(cell, x)
         assert_close(fused, looped, "forward(x) outputs differ from the step loop's", fix)
-        assert_close(list(fused_state), list(looped_state),
-                     "forward(x) final state differs from the step loop's", fix)
+        assert_close(
+            list(fused_state),
+            list(looped_state),
+            "forward(x) final state differs from the step loop's",
+            fix,
+        )
 
         state = _random_state(cell, dims.batch, F64, gen)
         params = list(cell.parameters())
@@ -319,14 +324,20 @@ def check_fused_matches_step(subject: Subject) -> None:
             x_leaf, *state_leaves = _leaves([x, *state])
             out, final = run(x_leaf, _split_state(state, state_leaves))
             loss = _loss(out, final, torch.Generator().manual_seed(seed))
-            results.append((out.detach(), [s.detach() for s in final],
-                            _grads(loss, [x_leaf, *state_leaves, *params])))
+            results.append(
+                (
+                    out.detach(),
+                    [s.detach() for s in final],
+                    _grads(loss, [x_leaf, *state_leaves, *params]),
+                )
+            )
         (out_f, state_f, grads_f), (out_s, state_s, grads_s) = results
         what = "forward(x, state) {} differs from the step loop's, from a random initial state"
         assert_close(out_f, out_s, what.format("outputs"), fix)
         assert_close(state_f, state_s, what.format("final state"), fix)
-        assert_close(grads_f, grads_s, what.format(
-            "gradient (w.r.t. [x, *state, *parameters])"), fix)
+        assert_close(
+            grads_f, grads_s, what.format("gradient (w.r.t. [x, *state, *parameters])"), fix
+        )
 
     _for_drawn(test)
 
@@ -349,8 +360,9 @@ def check_fused_stack_matches_layers(subject: Subject) -> None:
     x = torch.randn(2, 3, 3, dtype=F64)
     kernel = type(probe[0]).forward_stack
     with torch.no_grad():
-        declined = kernel(probe, x, [c.initial_state(2, dtype=F64) for c in probe], 0.0,
-                          False) is None
+        declined = (
+            kernel(probe, x, [c.initial_state(2, dtype=F64) for c in probe], 0.0, False) is None
+        )
     if declined:
         raise CheckSkipped(
             f"{subject.label}: forward_stack declined a plain 2-layer float64 stack on the CPU, "
@@ -359,9 +371,7 @@ def check_fused_stack_matches_layers(subject: Subject) -> None:
 
     def test(dims: CellDims, seed: int, layers: int) -> None:
         sizes = [dims.input_size] + [dims.hidden_size] * layers
-        cells = [
-            _make(subject, sizes[i], sizes[i + 1], F64, seed + i) for i in range(layers)
-        ]
+        cells = [_make(subject, sizes[i], sizes[i + 1], F64, seed + i) for i in range(layers)]
         gen = torch.Generator().manual_seed(seed)
         x = torch.randn(dims.batch, dims.time, dims.input_size, dtype=F64, generator=gen)
         state = [_random_state(c, dims.batch, F64, gen) for c in cells]
@@ -373,7 +383,7 @@ def check_fused_stack_matches_layers(subject: Subject) -> None:
                 x_leaf, *flat = _leaves([x, *(s for layer in state for s in layer)])
                 state_in, i = [], 0
                 for layer in state:
-                    state_in.append(_split_state(layer, flat[i: i + len(layer)]))
+                    state_in.append(_split_state(layer, flat[i : i + len(layer)]))
                     i += len(layer)
                 out, final = stack(x_leaf, state_in)
                 require(
@@ -384,15 +394,26 @@ def check_fused_stack_matches_layers(subject: Subject) -> None:
                 )
                 flat_final = [s for layer in final for s in layer]
                 loss = _loss(out, flat_final, torch.Generator().manual_seed(seed))
-                results.append((out.detach(), [[s.detach() for s in layer] for layer in final],
-                                _grads(loss, [x_leaf, *flat, *params])))
+                results.append(
+                    (
+                        out.detach(),
+                        [[s.detach() for s in layer] for layer in final],
+                        _grads(loss, [x_leaf, *flat, *params]),
+                    )
+                )
             (out_f, state_f, grads_f), (out_l, state_l, grads_l) = results
             mode = f"{layers}-layer stack, dropout={dropout}, training={training}"
             assert_close(out_f, out_l, f"fused outputs differ from layer by layer ({mode})", fix)
-            assert_close(state_f, state_l,
-                         f"fused final states differ from layer by layer ({mode})", fix)
-            assert_close(grads_f, grads_l, f"fused gradients (w.r.t. [x, *states, *parameters]) "
-                         f"differ from layer by layer ({mode})", fix)
+            assert_close(
+                state_f, state_l, f"fused final states differ from layer by layer ({mode})", fix
+            )
+            assert_close(
+                grads_f,
+                grads_l,
+                f"fused gradients (w.r.t. [x, *states, *parameters]) "
+                f"differ from layer by layer ({mode})",
+                fix,
+            )
 
     @kit_settings()
     @given(dims=cell_dims(), seed=seeds(), layers=st.integers(1, 3))
@@ -426,11 +447,18 @@ def check_batch_independence(subject: Subject) -> None:
                     "over dimension 0 (mean, sum, norm over the batch), no batch norm, no state "
                     "kept on the module between calls."
                 )
-                assert_close(out_i, out[row], f"row {i} of {b} run alone gives other outputs "
-                             "than in the batch", fix)
-                assert_close([s for s in final_i], [s[row] for s in final],
-                             f"row {i} of {b} run alone ends in another state than in the batch",
-                             fix)
+                assert_close(
+                    out_i,
+                    out[row],
+                    f"row {i} of {b} run alone gives other outputs than in the batch",
+                    fix,
+                )
+                assert_close(
+                    [s for s in final_i],
+                    [s[row] for s in final],
+                    f"row {i} of {b} run alone ends in another state than in the batch",
+                    fix,
+                )
 
     _for_drawn(test, max_batch=3)
 
@@ -449,8 +477,12 @@ def check_detach_state(subject: Subject) -> None:
     x2 = torch.randn(2, 4, 3, generator=gen)
     _, state = cell(x1)
     detached = _check_state(detach_state(state), 2, "detach_state(forward(x1)[1])")
-    assert_close(list(detached), [s.detach() for s in state],
-                 "detach_state changed the state's values", _FIX_STATE)
+    assert_close(
+        list(detached),
+        [s.detach() for s in state],
+        "detach_state changed the state's values",
+        _FIX_STATE,
+    )
     require(
         not any(s.requires_grad for s in detached),
         "the detached state still requires grad",
@@ -470,8 +502,9 @@ def check_detach_state(subject: Subject) -> None:
     )
     fresh = tuple(s.clone() for s in detached)
     out, final = cell(x2, fresh)
-    expected = torch.autograd.grad(_loss(out, final, torch.Generator().manual_seed(1)), params,
-                                   allow_unused=True)
+    expected = torch.autograd.grad(
+        _loss(out, final, torch.Generator().manual_seed(1)), params, allow_unused=True
+    )
     assert_close(
         [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads[1:], strict=True)],
         [torch.zeros_like(p) if g is None else g for p, g in zip(params, expected, strict=True)],
@@ -497,8 +530,11 @@ def check_seeded_determinism(subject: Subject) -> None:
     a, b = first.state_dict(), second.state_dict()
     require(list(a) == list(b), f"state dict keys differ: {list(a)} vs {list(b)}", fix)
     for key in a:
-        require(torch.equal(a[key], b[key]), f"{key!r} differs between two cells built after "
-                "the same torch.manual_seed", fix)
+        require(
+            torch.equal(a[key], b[key]),
+            f"{key!r} differs between two cells built after the same torch.manual_seed",
+            fix,
+        )
     x = torch.randn(2, 5, 3)
     with torch.no_grad():
         out_a, state_a = first(x)
@@ -506,8 +542,11 @@ def check_seeded_determinism(subject: Subject) -> None:
         out_again, state_again = first(x)
     for name, (p, q) in {"twin cell": (out_a, out_b), "second call": (out_a, out_again)}.items():
         require(torch.equal(p, q), f"outputs differ between the first call and the {name}", fix)
-    require(all(torch.equal(p, q) for p, q in zip(state_a, state_again, strict=True)),
-            "the final state differs between two calls on the same input", fix)
+    require(
+        all(torch.equal(p, q) for p, q in zip(state_a, state_again, strict=True)),
+        "the final state differs between two calls on the same input",
+        fix,
+    )
 
 
 @register_check("cell")
@@ -527,26 +566,45 @@ def check_dtype_device(subject: Subject) -> None:
     if torch.cuda.is_available():
         targets.append(("cuda", torch.float32))
     for device, dtype in targets:
-        made = _check_state(cell.initial_state(2, device=device, dtype=dtype), 2,
-                            f"initial_state(2, device={device!r}, dtype={dtype})")
+        made = _check_state(
+            cell.initial_state(2, device=device, dtype=dtype),
+            2,
+            f"initial_state(2, device={device!r}, dtype={dtype})",
+        )
         for i, s in enumerate(made):
-            require(s.device.type == device,
-                    f"initial_state(2, device={device!r}) put state[{i}] on {s.device}", fix)
-            require(not s.is_floating_point() or s.dtype == dtype,
-                    f"initial_state(2, dtype={dtype}) made state[{i}] {s.dtype}", fix)
+            require(
+                s.device.type == device,
+                f"initial_state(2, device={device!r}) put state[{i}] on {s.device}",
+                fix,
+            )
+            require(
+                not s.is_floating_point() or s.dtype == dtype,
+                f"initial_state(2, dtype={dtype}) made state[{i}] {s.dtype}",
+                fix,
+            )
     x = torch.randn(2, 3, 3, dtype=F64)
     out, state = cell(x)
     h, step_state = cell.step(x[:, 0], cell.initial_state(2, dtype=F64))
-    for where, tensors in {"forward outputs": [out], "forward state": state, "step output": [h],
-                           "step state": step_state}.items():
+    for where, tensors in {
+        "forward outputs": [out],
+        "forward state": state,
+        "step output": [h],
+        "step state": step_state,
+    }.items():
         dtypes = [t.dtype for t in tensors if t.is_floating_point()]
-        require(all(d == F64 for d in dtypes),
-                f"a float64 cell on float64 input gave {where} in {dtypes}", fix)
+        require(
+            all(d == F64 for d in dtypes),
+            f"a float64 cell on float64 input gave {where} in {dtypes}",
+            fix,
+        )
     if torch.cuda.is_available():
         gpu = cell.to("cuda")
         out, state = gpu(x.to("cuda"))
-        require(out.is_cuda and all(s.is_cuda for s in state),
-                "a cell moved to CUDA returned outputs or state on another device", fix)
+        require(
+            out.is_cuda and all(s.is_cuda for s in state),
+            "a cell moved to CUDA returned outputs or state on another device",
+            fix,
+        )
 
 
 @register_check("cell")
@@ -570,8 +628,11 @@ def check_state_dict_round_trip(subject: Subject) -> None:
     with torch.no_grad():
         out_s, state_s = source(x)
         out_t, state_t = target(x)
-    require(torch.equal(out_s, out_t) and all(map(torch.equal, state_s, state_t)),
-            "a fresh cell that loaded the state dict gives other outputs than the original", fix)
+    require(
+        torch.equal(out_s, out_t) and all(map(torch.equal, state_s, state_t)),
+        "a fresh cell that loaded the state dict gives other outputs than the original",
+        fix,
+    )
 
 
 @register_check("cell")
@@ -581,9 +642,11 @@ def check_no_nan_long_sequence(subject: Subject) -> None:
     x = torch.randn(2, 500, 4)
     with torch.no_grad():
         out, state = cell(x)
-    bad = [name for name, t in [("outputs", out), *((f"state[{i}]", s) for i, s in
-                                                     enumerate(state))]
-           if t.is_floating_point() and not torch.isfinite(t).all()]
+    bad = [
+        name
+        for name, t in [("outputs", out), *((f"state[{i}]", s) for i, s in enumerate(state))]
+        if t.is_floating_point() and not torch.isfinite(t).all()
+    ]
     if bad:
         first = int((~torch.isfinite(out)).any(dim=(0, 2)).nonzero()[0]) if "outputs" in bad else -1
         where = f" (outputs first non-finite at step {first})" if first >= 0 else ""

@@ -123,9 +123,7 @@ def parametrize_with_checks(
             skip = _skip_reason(check, subject)
             if skip is not None:
                 marks.append(pytest.mark.skip(reason=skip))
-            params.append(
-                pytest.param(component, check, id=f"{key}-{check.__name__}", marks=marks)
-            )
+            params.append(pytest.param(component, check, id=f"{key}-{check.__name__}", marks=marks))
     return pytest.mark.parametrize(("component", "check"), params)
 
 
@@ -216,7 +214,7 @@ def check_plugin_installed(distribution_name: str) -> list[Component]:
         bool(entry_points),
         f"{label} declares no entry point in the {PROJECT!r} group",
         f"add to its pyproject.toml\n\n    [project.entry-points.{PROJECT}]\n    "
-        "myplugin = \"my_module\"\n\nand reinstall it: entry points are recorded at install "
+        'myplugin = "my_module"\n\nand reinstall it: entry points are recorded at install '
         "time.",
     )
     try:

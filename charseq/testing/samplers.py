@@ -114,19 +114,26 @@ def _run(
     generator = None if seed is None else torch.Generator().manual_seed(seed)
     out = generate_ids(model, prime, sampler, steps, num_samples, generator)
     call = f"sample(decoder, max_new_tokens={steps})"
-    require(isinstance(out, SamplerOutput), f"{call} returned {type(out).__name__}",
-            "return charseq.SamplerOutput(ids, scores).")
+    require(
+        isinstance(out, SamplerOutput),
+        f"{call} returned {type(out).__name__}",
+        "return charseq.SamplerOutput(ids, scores).",
+    )
     ids = out.ids
     require(
-        isinstance(ids, Tensor) and ids.dtype == torch.long and ids.dim() == 2
-        and ids.shape[1] == steps and ids.shape[0] >= 1,
+        isinstance(ids, Tensor)
+        and ids.dtype == torch.long
+        and ids.dim() == 2
+        and ids.shape[1] == steps
+        and ids.shape[0] >= 1,
         f"{call} returned ids {_describe(ids)}; expected int64 of shape (N, {steps})",
         "ids hold the new ids only (not the prime), one row per sequence, as torch.long.",
     )
     if out.scores is not None:
         scores = out.scores
         require(
-            isinstance(scores, Tensor) and scores.is_floating_point()
+            isinstance(scores, Tensor)
+            and scores.is_floating_point()
             and tuple(scores.shape) == (ids.shape[0],),
             f"{call} returned scores {_describe(scores)}; expected a float tensor of shape "
             f"({ids.shape[0]},), one per sequence",
@@ -192,9 +199,11 @@ def check_sampler_api(subject: Subject) -> None:
             for seed in (0, None):
                 out = _run(sampler, model, steps, prime=prime, num_samples=batch, seed=seed)
                 if subject.tags.get("token_sampler"):
-                    require(out.ids.shape[0] == batch,
-                            f"{batch} sequences gave {out.ids.shape[0]} rows of ids",
-                            "a TokenSampler returns one row per sequence of the decoder.")
+                    require(
+                        out.ids.shape[0] == batch,
+                        f"{batch} sequences gave {out.ids.shape[0]} rows of ids",
+                        "a TokenSampler returns one row per sequence of the decoder.",
+                    )
 
 
 @register_check("sampler")
@@ -207,9 +216,12 @@ def check_sampled_ids_in_vocab(subject: Subject) -> None:
         for prime in (PRIME, _EMPTY):
             ids = _run(sampler, model, 8, prime=prime, num_samples=batch, seed=seed).ids
             outside = sorted(i for i in _support(ids) if not 0 <= i < VOCAB_SIZE)
-            require(not outside, f"sampled ids {outside} outside range({VOCAB_SIZE})",
-                    "pick ids from the last dimension of decoder.logits (its size is the "
-                    "vocabulary size).")
+            require(
+                not outside,
+                f"sampled ids {outside} outside range({VOCAB_SIZE})",
+                "pick ids from the last dimension of decoder.logits (its size is the "
+                "vocabulary size).",
+            )
 
 
 @register_check("sampler")
@@ -222,9 +234,12 @@ def check_masked_ids_never_sampled(subject: Subject) -> None:
     for seed in range(3):
         ids = _run(sampler, model, 6, num_samples=_batch(subject, 16), seed=seed).ids
         bad = sorted(_support(ids) & masked)
-        require(not bad, f"sampled ids {bad}, whose logits are -inf",
-                "turn logits into probabilities with softmax (after temperature/top-k/top-p "
-                "filtering) so -inf means probability 0, and never pad choices with such ids.")
+        require(
+            not bad,
+            f"sampled ids {bad}, whose logits are -inf",
+            "turn logits into probabilities with softmax (after temperature/top-k/top-p "
+            "filtering) so -inf means probability 0, and never pad choices with such ids.",
+        )
 
 
 @register_check("sampler")
@@ -243,13 +258,22 @@ def check_sampler_reproducible(subject: Subject) -> None:
             torch.manual_seed(global_seed)
             runs.append(_run(sampler, model, 8, num_samples=batch, seed=seed))
         (a, b) = runs
-        fix = ("pass the generator to every random draw (torch.multinomial(..., "
-               "generator=generator), torch.rand(..., generator=generator)).")
-        require(torch.equal(a.ids, b.ids), f"generator seed {seed} gave {a.ids.tolist()} and "
-                f"then {b.ids.tolist()}", fix)
+        fix = (
+            "pass the generator to every random draw (torch.multinomial(..., "
+            "generator=generator), torch.rand(..., generator=generator))."
+        )
+        require(
+            torch.equal(a.ids, b.ids),
+            f"generator seed {seed} gave {a.ids.tolist()} and then {b.ids.tolist()}",
+            fix,
+        )
         if a.scores is not None:
-            assert_close(a.scores, b.scores, f"scores differ between two runs with generator "
-                         f"seed {seed}", fix)
+            assert_close(
+                a.scores,
+                b.scores,
+                f"scores differ between two runs with generator seed {seed}",
+                fix,
+            )
 
 
 @register_check("sampler", requires=("greedy",))
@@ -267,9 +291,12 @@ def check_low_temperature_is_greedy(subject: Subject) -> None:
             subject.options(temperature=temperature)
         except (ValueError, TypeError):
             continue
-        _require_greedy(subject, f"temperature={temperature}",
-                        "divide the logits by the temperature before the softmax.",
-                        temperature=temperature)
+        _require_greedy(
+            subject,
+            f"temperature={temperature}",
+            "divide the logits by the temperature before the softmax.",
+            temperature=temperature,
+        )
         return
     raise CheckSkipped(f"{subject.label} accepts no temperature <= 1e-2")
 
@@ -277,8 +304,12 @@ def check_low_temperature_is_greedy(subject: Subject) -> None:
 @register_check("sampler", requires=("top_k",))
 def check_top_k_one_is_greedy(subject: Subject) -> None:
     """``top_k=1`` keeps only the arg-max, so sampling is greedy."""
-    _require_greedy(subject, "top_k=1", "keep the k largest logits (torch.topk) and set the "
-                    "others to -inf before sampling.", **_with_unit_temperature(subject, top_k=1))
+    _require_greedy(
+        subject,
+        "top_k=1",
+        "keep the k largest logits (torch.topk) and set the others to -inf before sampling.",
+        **_with_unit_temperature(subject, top_k=1),
+    )
 
 
 _TOP_K_LOGITS = [0.0, 3.0, -1.0, 2.9, 0.5, 2.8, -2.0, 0.1, -0.5, 1.0, 0.2]
@@ -289,15 +320,24 @@ _TOP_K_SUPPORT = {1, 3, 5}
 def check_top_k_support(subject: Subject) -> None:
     """With ``top_k=3`` every sample is one of the 3 most likely ids, and more than one occurs."""
     sampler = _make(subject, **_with_unit_temperature(subject, top_k=3))
-    ids = _run(sampler, fixed_logits_model(_TOP_K_LOGITS), 4,
-               num_samples=_batch(subject, 64), seed=0).ids
+    ids = _run(
+        sampler, fixed_logits_model(_TOP_K_LOGITS), 4, num_samples=_batch(subject, 64), seed=0
+    ).ids
     outside = sorted(_support(ids) - _TOP_K_SUPPORT)
     fix = "keep exactly the k largest logits (torch.topk(logits, k)), mask the rest to -inf."
-    require(not outside, f"top_k=3 sampled ids {outside}, outside the top 3 "
-            f"{sorted(_TOP_K_SUPPORT)} of logits {_TOP_K_LOGITS}", fix)
+    require(
+        not outside,
+        f"top_k=3 sampled ids {outside}, outside the top 3 "
+        f"{sorted(_TOP_K_SUPPORT)} of logits {_TOP_K_LOGITS}",
+        fix,
+    )
     if subject.tags.get("token_sampler"):
-        require(len(_support(ids)) > 1, f"top_k=3 sampled only {sorted(_support(ids))} in "
-                f"{ids.numel()} draws from three nearly equal logits", fix)
+        require(
+            len(_support(ids)) > 1,
+            f"top_k=3 sampled only {sorted(_support(ids))} in "
+            f"{ids.numel()} draws from three nearly equal logits",
+            fix,
+        )
 
 
 _TOP_P_PROBS = [0.01, 0.01, 0.45, 0.01, 0.12, 0.01, 0.01, 0.35, 0.01, 0.01, 0.01]
@@ -312,23 +352,36 @@ def check_top_p_support(subject: Subject) -> None:
     """
     sampler = _make(subject, **_with_unit_temperature(subject, top_p=0.7))
     logits = [math.log(p) for p in _TOP_P_PROBS]
-    ids = _run(sampler, fixed_logits_model(logits), 4, num_samples=_batch(subject, 64),
-               seed=0).ids
+    ids = _run(sampler, fixed_logits_model(logits), 4, num_samples=_batch(subject, 64), seed=0).ids
     outside = sorted(_support(ids) - _TOP_P_SUPPORT)
-    fix = ("sort the probabilities in decreasing order, keep ids while the cumulative "
-           "probability before them is below top_p, mask the rest to -inf.")
-    require(not outside, f"top_p=0.7 sampled ids {outside}; with probabilities "
-            f"{_TOP_P_PROBS} the nucleus is {sorted(_TOP_P_SUPPORT)}", fix)
+    fix = (
+        "sort the probabilities in decreasing order, keep ids while the cumulative "
+        "probability before them is below top_p, mask the rest to -inf."
+    )
+    require(
+        not outside,
+        f"top_p=0.7 sampled ids {outside}; with probabilities "
+        f"{_TOP_P_PROBS} the nucleus is {sorted(_TOP_P_SUPPORT)}",
+        fix,
+    )
     if subject.tags.get("token_sampler"):
-        require(len(_support(ids)) > 1, f"top_p=0.7 sampled only {sorted(_support(ids))} in "
-                f"{ids.numel()} draws from a nucleus of two ids", fix)
+        require(
+            len(_support(ids)) > 1,
+            f"top_p=0.7 sampled only {sorted(_support(ids))} in "
+            f"{ids.numel()} draws from a nucleus of two ids",
+            fix,
+        )
 
 
 @register_check("sampler", requires=("num_beams",))
 def check_beam_width_one_is_greedy(subject: Subject) -> None:
     """Beam search with ``num_beams=1`` is greedy decoding."""
-    _require_greedy(subject, "num_beams=1", "with one beam keep the single best continuation "
-                    "at every step.", num_beams=1)
+    _require_greedy(
+        subject,
+        "num_beams=1",
+        "with one beam keep the single best continuation at every step.",
+        num_beams=1,
+    )
 
 
 @register_check("sampler", requires=("num_beams",))
@@ -352,23 +405,40 @@ def check_beam_scores(subject: Subject) -> None:
     model = tiny_model(seed=5, spread=1.0)
     out = _run(sampler, model, 6)
     scores = out.scores
-    require(scores is not None, "num_beams=3 returned scores=None",
-            "return each beam's (length-penalised) log-probability in SamplerOutput.scores.")
-    require(bool(torch.isfinite(scores).all()), f"beam scores {scores.tolist()} are not finite",
-            "accumulate log_softmax values; never let a beam start from -inf.")
-    require(bool((scores[:-1] >= scores[1:] - 1e-6).all()),
-            f"beam scores {scores.tolist()} are not sorted best first",
-            "sort the finished beams by score, highest first.")
+    require(
+        scores is not None,
+        "num_beams=3 returned scores=None",
+        "return each beam's (length-penalised) log-probability in SamplerOutput.scores.",
+    )
+    require(
+        bool(torch.isfinite(scores).all()),
+        f"beam scores {scores.tolist()} are not finite",
+        "accumulate log_softmax values; never let a beam start from -inf.",
+    )
+    require(
+        bool((scores[:-1] >= scores[1:] - 1e-6).all()),
+        f"beam scores {scores.tolist()} are not sorted best first",
+        "sort the finished beams by score, highest first.",
+    )
     rows = [tuple(r) for r in out.ids.tolist()]
-    require(len(set(rows)) == len(rows), f"beam search returned duplicate sequences {rows}",
-            "keep distinct hypotheses: expand every beam, then take the top num_beams of all "
-            "(beam, next id) pairs, reordering the decoder with Decoder.reorder.")
+    require(
+        len(set(rows)) == len(rows),
+        f"beam search returned duplicate sequences {rows}",
+        "keep distinct hypotheses: expand every beam, then take the top num_beams of all "
+        "(beam, next id) pairs, reordering the decoder with Decoder.reorder.",
+    )
     if exact:
         expected = _log_probability(model, out.ids)
-        assert_close(scores, expected, "with length_penalty=0 the beam scores are not the "
-                     "log-probabilities the model gives the returned sequences",
-                     "add log_softmax(logits)[id] of each chosen id to its beam's score, and "
-                     "carry scores along when beams are reordered.", atol=1e-4, rtol=1e-4)
+        assert_close(
+            scores,
+            expected,
+            "with length_penalty=0 the beam scores are not the "
+            "log-probabilities the model gives the returned sequences",
+            "add log_softmax(logits)[id] of each chosen id to its beam's score, and "
+            "carry scores along when beams are reordered.",
+            atol=1e-4,
+            rtol=1e-4,
+        )
 
 
 @torch.no_grad()
@@ -377,6 +447,5 @@ def _log_probability(model: CharModel, ids: Tensor, prime: Tensor = PRIME) -> Te
     rows = ids.shape[0]
     full = torch.cat([prime.view(1, -1).expand(rows, -1), ids], dim=1)  # (N, P + T)
     logits, _ = model.eval()(full[:, :-1])  # (N, P + T - 1, V)
-    logp = torch.log_softmax(logits[:, prime.numel() - 1:], dim=-1)  # (N, T, V)
+    logp = torch.log_softmax(logits[:, prime.numel() - 1 :], dim=-1)  # (N, T, V)
     return logp.gather(2, ids.unsqueeze(-1)).squeeze(-1).sum(dim=1)
-

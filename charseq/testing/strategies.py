@@ -99,8 +99,9 @@ def cell_inputs(
 def prose(draw: st.DrawFn, *, max_words: int = 12) -> str:
     """Plain English-like text: ASCII words, single spaces, some punctuation and line breaks."""
     words = draw(
-        st.lists(st.text(string.ascii_letters, min_size=1, max_size=8), min_size=1,
-                 max_size=max_words)
+        st.lists(
+            st.text(string.ascii_letters, min_size=1, max_size=8), min_size=1, max_size=max_words
+        )
     )
     out = []
     for i, word in enumerate(words):

@@ -87,31 +87,48 @@ def _check_ids(ids: Any, text: str, vocab_size: int) -> list[int]:
 
 
 @register_check("tokenizer")
-def check_tokenizer_api(subject: Subject) -> None:
-    """The tokenizer follows the :class:`charseq.Tokenizer` contract on a small corpus.
+def check_tokenizer_api(subject: Subject, *, texts: Any = None) -> None:
+    """The tokenizer follows the :class:`charseq.Tokenizer` contract, fitted on drawn texts.
 
     ``fit`` returns the tokenizer itself, which is then fitted with a positive ``vocab_size``;
     the empty text encodes to ``[]`` and ``[]`` decodes to ``""``; two tokenizers fitted on the
-    same corpus give the same ids.
+    same text give the same ids.
     """
-    tokenizer = _make(subject)
-    fitted = tokenizer.fit(_CORPUS)
-    require(fitted is tokenizer, f"fit returned {fitted!r} instead of the tokenizer",
-            "end fit with `return self`.")
-    require(tokenizer.is_fitted, "is_fitted is False after fit", "set the vocabulary in fit.")
-    size = tokenizer.vocab_size
-    require(isinstance(size, int) and not isinstance(size, bool) and size > 0,
+
+    def test(text: str) -> None:
+        tokenizer = _make(subject)
+        fitted = tokenizer.fit(text)
+        require(
+            fitted is tokenizer,
+            f"fit returned {fitted!r} instead of the tokenizer",
+            "end fit with `return self`.",
+        )
+        require(tokenizer.is_fitted, "is_fitted is False after fit", "set the vocabulary in fit.")
+        size = tokenizer.vocab_size
+        require(
+            isinstance(size, int) and not isinstance(size, bool) and size > 0,
             f"vocab_size is {size!r} after fit; expected a positive int",
-            "return the number of ids as an int.")
-    require(tokenizer.encode("") == [], f"encode('') returned {tokenizer.encode('')!r}",
-            "the empty text has no ids.")
-    require(tokenizer.decode([]) == "", f"decode([]) returned {tokenizer.decode([])!r}",
-            "no ids decode to the empty text.")
-    twin = _fitted(subject, _CORPUS)
-    require(tokenizer.encode(_CORPUS) == twin.encode(_CORPUS),
-            "two tokenizers fitted on the same corpus give different ids",
-            "build the vocabulary in a deterministic order (e.g. sorted(set(text))), not from "
-            "set or dict iteration order that can change between runs.")
+            "return the number of ids as an int.",
+        )
+        require(
+            tokenizer.encode("") == [],
+            f"encode('') returned {tokenizer.encode('')!r}",
+            "the empty text has no ids.",
+        )
+        require(
+            tokenizer.decode([]) == "",
+            f"decode([]) returned {tokenizer.decode([])!r}",
+            "no ids decode to the empty text.",
+        )
+        twin = _fitted(subject, text)
+        require(
+            tokenizer.encode(text) == twin.encode(text),
+            f"two tokenizers fitted on {text!r} give different ids",
+            "build the vocabulary in a deterministic order (e.g. sorted(set(text))), not "
+            "from set or dict iteration order that can change between runs.",
+        )
+
+    _for_texts(subject, texts, test)
 
 
 @register_check("tokenizer")
@@ -134,8 +151,11 @@ def check_decode_encode_round_trip(subject: Subject, *, texts: Any = None) -> No
             "the tokenizer must claim fewer texts through its `texts` tag (__charseq_tags__).",
         )
         again = tokenizer.decode(iter(ids))
-        require(again == text, f"decode(iter(ids)) gave {again!r} for s = {text!r}",
-                "decode takes any iterable of ids: iterate it once, do not index or len() it.")
+        require(
+            again == text,
+            f"decode(iter(ids)) gave {again!r} for s = {text!r}",
+            "decode takes any iterable of ids: iterate it once, do not index or len() it.",
+        )
 
     _for_texts(subject, texts, test)
 
@@ -184,15 +204,25 @@ def check_vocab_json_round_trip(subject: Subject, *, texts: Any = None) -> None:
         fresh = _make(subject)
         fresh.load_state_dict(json.loads(dumped))
         require(fresh.is_fitted, "is_fitted is False after load_state_dict", fix)
-        require(fresh.vocab_size == tokenizer.vocab_size,
-                f"vocab_size {tokenizer.vocab_size} became {fresh.vocab_size} after a JSON "
-                "round trip of state_dict", fix)
+        require(
+            fresh.vocab_size == tokenizer.vocab_size,
+            f"vocab_size {tokenizer.vocab_size} became {fresh.vocab_size} after a JSON "
+            "round trip of state_dict",
+            fix,
+        )
         ids = tokenizer.encode(text)
         reloaded = fresh.encode(text)
-        require(reloaded == ids, f"ids for {text!r} changed after a JSON round trip of "
-                f"state_dict: {ids[:20]} -> {reloaded[:20]}", fix)
-        require(fresh.decode(ids) == tokenizer.decode(ids),
-                f"decode({ids[:20]}) changed after a JSON round trip of state_dict", fix)
+        require(
+            reloaded == ids,
+            f"ids for {text!r} changed after a JSON round trip of "
+            f"state_dict: {ids[:20]} -> {reloaded[:20]}",
+            fix,
+        )
+        require(
+            fresh.decode(ids) == tokenizer.decode(ids),
+            f"decode({ids[:20]}) changed after a JSON round trip of state_dict",
+            fix,
+        )
 
     _for_texts(subject, texts, test)
 
@@ -224,27 +254,39 @@ def check_unknown_policy(subject: Subject) -> None:
                 ids = tokenizer.encode(text)
             except CharseqError as error:
                 named = stranger in str(error) or f"U+{ord(stranger):04X}" in str(error).upper()
-                require(named, f"unknown='error' raised {error!r}, which does not name the "
-                        f"unknown character {stranger!r}",
-                        "put the character (and where it is) in the message, e.g. "
-                        "\"character 'Ω' (U+03A9) at position 6 is not in the vocabulary\".")
+                require(
+                    named,
+                    f"unknown='error' raised {error!r}, which does not name the "
+                    f"unknown character {stranger!r}",
+                    "put the character (and where it is) in the message, e.g. "
+                    "\"character 'Ω' (U+03A9) at position 6 is not in the vocabulary\".",
+                )
             except Exception as error:
                 raise CheckError(
                     f"unknown='error' raised {type(error).__name__}: {error}, not a CharseqError",
                     "raise charseq.errors.CharseqError (or a subclass) so users can catch it.",
                 ) from error
             else:
-                raise CheckError(f"unknown='error' encoded {text!r} to {ids} without raising",
-                                 "raise a CharseqError naming the first unknown character.")
+                raise CheckError(
+                    f"unknown='error' encoded {text!r} to {ids} without raising",
+                    "raise a CharseqError naming the first unknown character.",
+                )
         elif policy == "skip":
             ids = tokenizer.encode(text)
-            require(ids == known_ids, f"unknown='skip' encoded {text!r} to {ids}; without the "
-                    f"unknown {stranger!r} it is {known_ids}", "drop unknown characters.")
+            require(
+                ids == known_ids,
+                f"unknown='skip' encoded {text!r} to {ids}; without the "
+                f"unknown {stranger!r} it is {known_ids}",
+                "drop unknown characters.",
+            )
         else:
             ids = _check_ids(tokenizer.encode(text), text, tokenizer.vocab_size)
-            require(len(ids) == len(known_ids) + 1, f"unknown='replace' encoded {text!r} to "
-                    f"{ids}; expected {known_ids} plus one id for {stranger!r}",
-                    "map each unknown character to one replacement id.")
+            require(
+                len(ids) == len(known_ids) + 1,
+                f"unknown='replace' encoded {text!r} to "
+                f"{ids}; expected {known_ids} plus one id for {stranger!r}",
+                "map each unknown character to one replacement id.",
+            )
 
 
 def _accepts(subject: Subject, policy: str) -> bool:
@@ -271,4 +313,3 @@ def _find_stranger(subject: Subject) -> str:
         f"{subject.label} covers every character tried ({_STRANGERS!r}) after fitting on "
         f"{_KNOWN!r}, so it has no unknown characters to test"
     )
-

@@ -64,4 +64,4 @@ class MGUCell(charseq.Cell):
 
 @charseq.hookimpl
 def charseq_register_cells(registry):
-    registry.add("mgu", MGUCell, options=MGUOptions)
+    registry.add("mgu", MGUCell, options=MGUOptions, help="minimal gated unit (Zhou et al., 2016)")
