@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 import types
 
 import attrs
 import pytest
+from click.testing import CliRunner
 
 import charseq
+from charseq.cli import cli
 from charseq.errors import DuplicateComponentError, PluginLoadError, UnknownComponentError
-from charseq.registry import Owner, Registry
+from charseq.registry import Owner, Registry, reset_registry
 
 EXPECTED = {
     "tokenizer": {"char", "byte", "word"},
@@ -203,3 +206,18 @@ def test_describe_lists_options_with_defaults_and_help():
     [entry] = registry.describe()["components"]
     assert entry["options"] == [{"name": "width", "type": "int", "default": 3, "help": "how wide"}]
     assert entry["status"] == "loaded"
+
+
+def test_charseq_plugins_reports_the_failed_plugin(third_party):
+    reset_registry()
+    try:
+        with pytest.warns(UserWarning):
+            listing = json.loads(CliRunner().invoke(cli, ["plugins", "--json"]).output)
+        assert [f["plugin"] for f in listing["failed"]] == ["broken"]
+        assert "fancy" in {c["name"] for c in listing["components"]}
+        with pytest.warns(UserWarning):
+            reset_registry()
+            text = CliRunner().invoke(cli, ["plugins"]).output
+        assert "failed: plugin 'broken' from charseq-thirdparty 1.2.3" in text
+    finally:
+        reset_registry()
