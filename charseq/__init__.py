@@ -5,6 +5,8 @@ plugin against the four interfaces (:class:`Tokenizer`, :class:`Cell`, :class:`O
 :class:`Sampler`) and register it with ``@charseq.hookimpl``.
 """
 
+__version__ = "0.1.0"
+
 from charseq.errors import CharseqError, SpecError
 from charseq.hookspecs import hookimpl
 from charseq.interfaces import (
@@ -17,15 +19,16 @@ from charseq.interfaces import (
     TokenSampler,
 )
 from charseq.options import option
+from charseq.pipeline import Callback, Pipeline
 from charseq.registry import Registry, get_registry
 from charseq.spec import PipelineSpec
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "Callback",
     "Cell",
     "CharseqError",
     "OptimizerFactory",
+    "Pipeline",
     "PipelineSpec",
     "Registry",
     "Sampler",
