@@ -142,11 +142,12 @@ class Pipeline:
             raise ValueError(f"steps must be >= 0, got {steps}")
         if not isinstance(text, str) or len(text) < 2:
             raise CharseqError("fit needs a text of at least 2 characters to learn from")
-        torch.manual_seed(self.spec.train.seed)
         if self.model is None:
             if not self.tokenizer.is_fitted:
                 self.tokenizer.fit(text)
-            self.model = self.build_model()
+            with torch.random.fork_rng(devices=[]):  # weights from train.seed; global RNG untouched
+                torch.manual_seed(self.spec.train.seed)
+                self.model = self.build_model()
         data = torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
         batches = _StreamBatches(data, self.spec.train.batch_size, self.spec.train.seq_len)
         optimizer = _build(self.registry, "optimizer", self.spec.optimizer, self.model.parameters())
@@ -176,17 +177,26 @@ class Pipeline:
         return self
 
     @torch.no_grad()
-    def evaluate(self, text: str) -> dict[str, float]:
-        """Mean cross-entropy of ``text`` under the model: ``{"nats": ..., "bpc": ...}``."""
+    def evaluate(self, text: str, chunk_size: int = 8192) -> dict[str, float]:
+        """Mean cross-entropy of ``text`` under the model: ``{"nats": ..., "bpc": ...}``.
+
+        The text is read in chunks of ``chunk_size`` tokens with the state carried across, so
+        every token after the first is predicted from all that precede it, in bounded memory.
+        """
         model = self._require_model()
         ids = torch.tensor(self.tokenizer.encode(text), dtype=torch.long, device=self.device)
         if ids.numel() < 2:
             raise CharseqError("evaluate needs a text of at least 2 tokens")
         was_training = model.training
         model.eval()
-        logits, _ = model(ids[None, :-1])  # (1, N-1, V)
+        total, state = 0.0, None
+        for start in range(0, ids.numel() - 1, chunk_size):
+            x = ids[start : start + chunk_size]
+            y = ids[start + 1 : start + 1 + chunk_size]
+            logits, state = model(x[None, : y.numel()], state)  # (1, n, V)
+            total += torch.nn.functional.cross_entropy(logits[0], y, reduction="sum").item()
         model.train(was_training)
-        nats = torch.nn.functional.cross_entropy(logits[0], ids[1:]).item()
+        nats = total / (ids.numel() - 1)
         return {"nats": nats, "bpc": nats / math.log(2)}
 
     # -- generation ---------------------------------------------------------------------------

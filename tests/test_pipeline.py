@@ -159,3 +159,24 @@ def test_loading_never_unpickles(trained, tmp_path):
     (path / "model.safetensors").write_bytes(b"\x80\x04not a safetensors file")
     with pytest.raises(CheckpointError, match="unreadable weights"):
         Pipeline.load(path)
+
+
+def test_evaluate_in_chunks_equals_one_pass(trained):
+    text = TEXT[:700]
+    whole = trained.evaluate(text, chunk_size=10_000)
+    chunked = trained.evaluate(text, chunk_size=64)
+    assert chunked["nats"] == pytest.approx(whole["nats"], rel=1e-5)
+    assert whole["bpc"] == pytest.approx(whole["nats"] / 0.6931471805599453)
+
+
+def test_the_same_seed_gives_the_same_weights_and_leaves_the_global_rng_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = Pipeline.from_spec(SMALL, device="cpu").fit(TEXT, steps=0)
+    assert torch.equal(torch.rand(3), expected)
+    b = Pipeline.from_spec(SMALL, device="cpu").fit(TEXT, steps=0)
+    for (name, x), y in zip(
+        a.model.state_dict().items(), b.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(x, y), name

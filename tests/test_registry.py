@@ -221,3 +221,11 @@ def test_charseq_plugins_reports_the_failed_plugin(third_party):
         assert "failed: plugin 'broken' from charseq-thirdparty 1.2.3" in text
     finally:
         reset_registry()
+
+
+def test_an_uninstalled_checkout_is_told_to_install(monkeypatch):
+    from charseq.errors import NotInstalledError
+
+    monkeypatch.setattr("charseq.registry.metadata.entry_points", lambda group: [])
+    with pytest.raises(NotInstalledError, match="pip install -e ."):
+        Registry.load()

@@ -1,4 +1,4 @@
-"""The built-in optimizers: small factories over ``torch.optim``, each with its options class.
+"""The built-in optimizers: factories over ``torch.optim``, each made from its options class.
 
 The defaults follow the projects charseq rebuilds: ``rmsprop`` is char-rnn's (lr 2e-3, decay
 0.95), ``adagrad`` is min-char-rnn's (lr 0.1), ``adamw`` is nanoGPT's (lr 1e-3, betas
@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from charseq.hookspecs import hookimpl
+from charseq.interfaces import OptimizerFactory
 from charseq.options import OptionError, build_options, option
 
 Parameters = Iterable[nn.Parameter] | Iterable[dict[str, Any]]
@@ -50,7 +51,7 @@ def _nesterov_needs_momentum(instance: Any, attribute: attrs.Attribute, value: b
         raise OptionError(
             attribute.name,
             "nesterov=True needs momentum > 0 (Nesterov momentum with no momentum is plain "
-            "SGD); set momentum, e.g. 0.9, or nesterov=False"
+            "SGD); set momentum, e.g. 0.9, or nesterov=False",
         )
 
 
@@ -113,92 +114,54 @@ class AdagradOptions:
     weight_decay: float = _weight_decay(0.0)
 
 
-def _check(cls: type, name: str, values: dict[str, Any]) -> Any:
-    """The options instance for ``values``; a bad value raises SpecError ``name.option``."""
-    if "betas" in values and isinstance(values["betas"], list):
-        values = {**values, "betas": tuple(values["betas"])}
-    return build_options(cls, values, name)
+def _factory(
+    optimizer: type[torch.optim.Optimizer], options: type, name: str, doc: str
+) -> OptimizerFactory:
+    """A factory ``name(parameters, **options)``: checks the options, then builds ``optimizer``.
+
+    The options class is the single source of the names and defaults; a bad value raises
+    SpecError ``name.option`` (lists become tuples, ints floats, as in a spec).
+    """
+
+    def factory(parameters: Parameters, **values: Any) -> torch.optim.Optimizer:
+        checked = build_options(options, values, name)
+        return optimizer(parameters, **attrs.asdict(checked, recurse=False))
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = doc
+    return factory
 
 
-def sgd(
-    parameters: Parameters,
-    *,
-    lr: float = 0.1,
-    momentum: float = 0.0,
-    nesterov: bool = False,
-    weight_decay: float = 0.0,
-) -> torch.optim.SGD:
-    """Stochastic gradient descent, with optional (Nesterov) momentum."""
-    o = _check(
-        SGDOptions,
-        "sgd",
-        dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay),
-    )
-    return torch.optim.SGD(
-        parameters, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
-    )
+sgd = _factory(
+    torch.optim.SGD,
+    SGDOptions,
+    "sgd",
+    "Stochastic gradient descent, with optional (Nesterov) momentum.",
+)
+adam = _factory(
+    torch.optim.Adam, AdamOptions, "adam", "Adam (Kingma and Ba, 2015), char-rnn's learning rate."
+)
+adamw = _factory(
+    torch.optim.AdamW,
+    AdamWOptions,
+    "adamw",
+    "AdamW: Adam with decoupled weight decay (nanoGPT's defaults).",
+)
+rmsprop = _factory(
+    torch.optim.RMSprop,
+    RMSpropOptions,
+    "rmsprop",
+    "RMSprop as char-rnn trains: lr 2e-3, decay 0.95, eps outside the square root.",
+)
+adagrad = _factory(
+    torch.optim.Adagrad,
+    AdagradOptions,
+    "adagrad",
+    "Adagrad as min-char-rnn trains: lr 0.1 (torch adds eps outside the square root).",
+)
 
 
-def adam(
-    parameters: Parameters,
-    *,
-    lr: float = 2e-3,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-) -> torch.optim.Adam:
-    """Adam (Kingma and Ba, 2015), char-rnn's learning rate."""
-    o = _check(AdamOptions, "adam", dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-    return torch.optim.Adam(
-        parameters, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
-    )
-
-
-def adamw(
-    parameters: Parameters,
-    *,
-    lr: float = 1e-3,
-    betas: tuple[float, float] = (0.9, 0.99),
-    eps: float = 1e-8,
-    weight_decay: float = 0.1,
-) -> torch.optim.AdamW:
-    """AdamW: Adam with decoupled weight decay (nanoGPT's defaults)."""
-    o = _check(AdamWOptions, "adamw", dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-    return torch.optim.AdamW(
-        parameters, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
-    )
-
-
-def rmsprop(
-    parameters: Parameters,
-    *,
-    lr: float = 2e-3,
-    alpha: float = 0.95,
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-) -> torch.optim.RMSprop:
-    """RMSprop as char-rnn trains: lr 2e-3, decay 0.95, eps outside the square root."""
-    o = _check(
-        RMSpropOptions, "rmsprop", dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay)
-    )
-    return torch.optim.RMSprop(
-        parameters, lr=o.lr, alpha=o.alpha, eps=o.eps, weight_decay=o.weight_decay
-    )
-
-
-def adagrad(
-    parameters: Parameters,
-    *,
-    lr: float = 0.1,
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-) -> torch.optim.Adagrad:
-    """Adagrad as min-char-rnn trains: lr 0.1 (torch adds eps outside the square root)."""
-    o = _check(AdagradOptions, "adagrad", dict(lr=lr, eps=eps, weight_decay=weight_decay))
-    return torch.optim.Adagrad(parameters, lr=o.lr, eps=o.eps, weight_decay=o.weight_decay)
-
-
-FACTORIES: dict[str, tuple[Any, type]] = {
+FACTORIES: dict[str, tuple[OptimizerFactory, type]] = {
     "sgd": (sgd, SGDOptions),
     "adam": (adam, AdamOptions),
     "adamw": (adamw, AdamWOptions),

@@ -177,10 +177,57 @@ def _options(cls: type, name: str, **values: Any) -> Any:
     return build_options(cls, values, name)
 
 
+def _require_str(text: Any, call: str) -> None:
+    if not isinstance(text, str):
+        raise TokenizerError(f"{call} takes a str, got {type(text).__name__}")
+
+
+class _FittedVocabulary(Tokenizer):
+    """A tokenizer whose vocabulary is learnt by ``fit``: ``_vocab`` is ``None`` until then.
+
+    Subclasses set ``kind`` (named in messages) and ``_vocab`` (through their ``_set_vocab``).
+    """
+
+    kind: str
+    _vocab: tuple[str, ...] | None
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._vocab is not None
+
+    @property
+    def vocab(self) -> tuple[str, ...]:
+        """The tokens, id order."""
+        return self._fitted_vocab()
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._fitted_vocab())
+
+    def _fitted_vocab(self) -> tuple[str, ...]:
+        if self._vocab is None:
+            raise NotFittedError(
+                f"the {self.kind!r} tokenizer has no vocabulary yet: call fit(text) on the corpus "
+                "first (or load_state_dict from a checkpoint)"
+            )
+        return self._vocab
+
+    def _check_fit_text(self, text: Any) -> None:
+        _require_str(text, "fit")
+        if not text:
+            raise TokenizerError(f"cannot fit the {self.kind!r} tokenizer on empty text")
+
+    def _check_encode_text(self, text: Any) -> tuple[str, ...]:
+        """The fitted vocabulary, once ``text`` is known to be a str."""
+        vocab = self._fitted_vocab()
+        _require_str(text, "encode")
+        return vocab
+
+
 # -- char ---------------------------------------------------------------------------------------
 
 
-class CharTokenizer(Tokenizer):
+class CharTokenizer(_FittedVocabulary):
     """One id per Unicode code point seen in the corpus, in code-point order.
 
     Args:
@@ -215,33 +262,9 @@ class CharTokenizer(Tokenizer):
         self._sorted_points = points[order]
         self._points = points  # id -> code point
 
-    @property
-    def is_fitted(self) -> bool:
-        return self._vocab is not None
-
-    @property
-    def vocab(self) -> tuple[str, ...]:
-        """The characters, id order."""
-        return self._fitted_vocab()
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self._fitted_vocab())
-
-    def _fitted_vocab(self) -> tuple[str, ...]:
-        if self._vocab is None:
-            raise NotFittedError(
-                "the 'char' tokenizer has no vocabulary yet: call fit(text) on the corpus first "
-                "(or load_state_dict from a checkpoint)"
-            )
-        return self._vocab
-
     def fit(self, text: str) -> CharTokenizer:
         """Learn the sorted set of characters of ``text`` (plus the replacement, if replacing)."""
-        if not isinstance(text, str):
-            raise TokenizerError(f"fit takes a str, got {type(text).__name__}")
-        if not text:
-            raise TokenizerError("cannot fit the 'char' tokenizer on empty text")
+        self._check_fit_text(text)
         chars = set(text)
         if self.unknown == "replace":
             chars.add(self.replacement)
@@ -249,9 +272,7 @@ class CharTokenizer(Tokenizer):
         return self
 
     def encode(self, text: str) -> list[int]:
-        vocab = self._fitted_vocab()
-        if not isinstance(text, str):
-            raise TokenizerError(f"encode takes a str, got {type(text).__name__}")
+        vocab = self._check_encode_text(text)
         points = _code_points(text)
         if points.size == 0:
             return []
@@ -351,8 +372,7 @@ class ByteTokenizer(Tokenizer):
         return 256
 
     def encode(self, text: str) -> list[int]:
-        if not isinstance(text, str):
-            raise TokenizerError(f"encode takes a str, got {type(text).__name__}")
+        _require_str(text, "encode")
         try:
             return list(text.encode("utf-8", "surrogateescape"))
         except UnicodeEncodeError as error:
@@ -397,7 +417,7 @@ def split_words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
-class WordTokenizer(Tokenizer):
+class WordTokenizer(_FittedVocabulary):
     """Words, punctuation marks and whitespace runs as tokens, so ``decode(encode(s)) == s``.
 
     Args:
@@ -424,33 +444,9 @@ class WordTokenizer(Tokenizer):
         self._vocab: tuple[str, ...] | None = None if vocab is None else tuple(vocab)
         self._index = {} if vocab is None else {t: i for i, t in enumerate(vocab)}
 
-    @property
-    def is_fitted(self) -> bool:
-        return self._vocab is not None
-
-    @property
-    def vocab(self) -> tuple[str, ...]:
-        """The tokens, id order."""
-        return self._fitted_vocab()
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self._fitted_vocab())
-
-    def _fitted_vocab(self) -> tuple[str, ...]:
-        if self._vocab is None:
-            raise NotFittedError(
-                "the 'word' tokenizer has no vocabulary yet: call fit(text) on the corpus first "
-                "(or load_state_dict from a checkpoint)"
-            )
-        return self._vocab
-
     def fit(self, text: str) -> WordTokenizer:
         """Learn the (most frequent) tokens of ``text``, sorted; ``<unk>`` first if replacing."""
-        if not isinstance(text, str):
-            raise TokenizerError(f"fit takes a str, got {type(text).__name__}")
-        if not text:
-            raise TokenizerError("cannot fit the 'word' tokenizer on empty text")
+        self._check_fit_text(text)
         counts = collections.Counter(split_words(text))
         reserved = [UNK] if self.unknown == "replace" else []
         room = self.max_vocab - len(reserved) if self.max_vocab else len(counts)
@@ -470,9 +466,7 @@ class WordTokenizer(Tokenizer):
         return self
 
     def encode(self, text: str) -> list[int]:
-        self._fitted_vocab()
-        if not isinstance(text, str):
-            raise TokenizerError(f"encode takes a str, got {type(text).__name__}")
+        self._check_encode_text(text)
         tokens = split_words(text)
         ids = list(map(self._index.get, tokens))
         if None not in ids:
