@@ -111,9 +111,6 @@ class BeamOptions:
 class GreedySampler(TokenSampler):
     """Always the most likely next id (the lowest such id on a tie)."""
 
-    def __init__(self) -> None:
-        pass
-
     def select(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return logits.argmax(dim=-1)  # (B, V) -> (B,)
 
