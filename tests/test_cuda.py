@@ -1,0 +1,49 @@
+"""CUDA paths: run on a GPU machine (skipped where torch sees no CUDA device).
+
+    pytest -q tests/test_cuda.py
+"""
+
+import warnings
+
+import pytest
+import torch
+
+from charseq import Pipeline
+from charseq.builtins.cells import GRUCell, LSTMCell, RNNCell
+from charseq.loop import unroll
+from charseq.model import CellStack
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("cell_class", [RNNCell, LSTMCell, GRUCell])
+def test_the_fused_cudnn_stack_equals_the_step_loop(cell_class):
+    torch.manual_seed(0)
+    cells = [cell_class(8, 16), cell_class(16, 16)]
+    fused = CellStack(cells).cuda().eval()
+    x = torch.randn(4, 12, 8, device="cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. cuDNN's "weights are not ... contiguous" warning
+        out, state = fused(x)
+    h, layer_states = x, []
+    for cell in fused.cells:
+        h, s = unroll(cell, h)
+        layer_states.append(s)
+    torch.testing.assert_close(out, h, rtol=1e-4, atol=1e-5)
+    for a, b in zip(state, layer_states, strict=True):
+        for x_, y_ in zip(a, b, strict=True):
+            torch.testing.assert_close(x_, y_, rtol=1e-4, atol=1e-5)
+
+
+def test_train_on_cuda_save_and_load_on_cpu(tmp_path):
+    spec = {"cell": {"hidden_size": 32}, "train": {"steps": 20, "batch_size": 8, "seq_len": 16}}
+    pipe = Pipeline.from_spec(spec, device="cuda").fit("abcd efgh " * 100)
+    assert next(pipe.model.parameters()).is_cuda
+    pipe.save(tmp_path / "ckpt")
+    cpu = Pipeline.load(tmp_path / "ckpt", device="cpu")
+    assert not next(cpu.model.parameters()).is_cuda
+    ids = torch.tensor([cpu.tokenizer.encode("abcd efgh abcd")])
+    with torch.no_grad():
+        on_gpu, _ = pipe.model.eval()(ids.cuda())
+        on_cpu, _ = cpu.model.eval()(ids)
+    torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=1e-4, atol=1e-4)
