@@ -43,6 +43,14 @@ class Tokenizer(abc.ABC):
         """Learn the vocabulary from ``text``; returns ``self``. Default: nothing to learn."""
         return self
 
+    def fit_chunks(self, chunks: Iterable[str]) -> Tokenizer:
+        """Learn the vocabulary from a corpus given as consecutive pieces; returns ``self``.
+
+        Lets a corpus larger than memory be fitted. The default joins the pieces and calls
+        :meth:`fit`; tokenizers that can learn incrementally override it.
+        """
+        return self.fit("".join(chunks))
+
     @abc.abstractmethod
     def encode(self, text: str) -> list[int]:
         """Text to ids. Characters outside the vocabulary follow the tokenizer's policy."""
