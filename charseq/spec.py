@@ -24,14 +24,15 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import tomli_w
 
 from charseq.errors import SpecError, UnknownComponentError, did_you_mean
-from charseq.options import build_options, option, option_fields, options_to_dict
+from charseq.options import OptionError, build_options, option, option_fields, options_to_dict
 from charseq.registry import Registry, get_registry
 
 
@@ -78,15 +79,83 @@ class ModelSpec:
     embedding_size: int = option(64, help="size of the learned character embedding", min=1)
 
 
+def _positive_fractions(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if instance.val_fraction + instance.test_fraction >= 1.0:
+        raise OptionError(
+            attribute.name,
+            f"val_fraction + test_fraction must leave data to train on, got "
+            f"{instance.val_fraction} + {instance.test_fraction}",
+        )
+
+
 @attrs.frozen(kw_only=True)
 class TrainSpec:
-    """Training settings for ``Pipeline.fit``."""
+    """Training settings."""
 
-    steps: int = option(1000, help="optimizer steps to run", min=0)
+    steps: int = option(1000, help="optimizer steps to run (the most, with max_seconds)", min=0)
+    max_seconds: float = option(
+        0.0, help="stop after this much training time (0: no limit)", min=0.0
+    )
     batch_size: int = option(50, help="parallel streams B of truncated BPTT", min=1)
     seq_len: int = option(50, help="time steps T per batch (truncated BPTT length)", min=1)
-    grad_clip: float = option(5.0, help="clip the gradient norm to this (0: off)", min=0.0)
-    seed: int = option(0, help="random seed for weights and batches", min=0)
+    batching: Literal["streams", "windows"] = option(
+        "streams",
+        help="'streams': B contiguous streams, state carried (char-rnn); "
+        "'windows': random windows, state reset (nanoGPT)",
+    )
+    grad_clip: float = option(5.0, help="clip gradients to this (0: off)", min=0.0)
+    clip_mode: Literal["norm", "value"] = option(
+        "norm", help="'norm': scale the whole gradient; 'value': clamp each element (char-rnn)"
+    )
+    schedule: Literal["constant", "epoch-decay", "cosine"] = option(
+        "constant", help="learning-rate schedule (see charseq.schedules)"
+    )
+    warmup_steps: int = option(0, help="cosine: steps of linear warm-up", min=0)
+    min_lr_ratio: float = option(0.1, help="cosine: final rate / base rate", min=0.0, max=1.0)
+    decay_rate: float = option(
+        0.97,
+        help="epoch-decay: factor applied at each decay",
+        min=0.0,
+        max=1.0,
+        min_exclusive=True,
+    )
+    decay_after_epochs: int = option(10, help="epoch-decay: epochs before the first decay", min=0)
+    decay_every_epochs: int = option(1, help="epoch-decay: epochs between decays", min=1)
+    val_fraction: float = option(
+        0.05,
+        help="share of the corpus held out for validation",
+        min=0.0,
+        max=1.0,
+        max_exclusive=True,
+    )
+    test_fraction: float = option(
+        0.05,
+        help="share of the corpus held out for testing",
+        min=0.0,
+        max=1.0,
+        max_exclusive=True,
+        validator=_positive_fractions,
+    )
+    eval_every: int = option(
+        500, help="steps between evaluations on val (0: only at the end)", min=0
+    )
+    patience: int = option(
+        0, help="stop after this many evaluations without a better val BPC (0: never)", min=0
+    )
+    checkpoint_every: int = option(
+        0, help="steps between checkpoints (0: at each evaluation)", min=0
+    )
+    keep_last: int = option(3, help="checkpoints kept besides the best", min=1)
+    divergence_factor: float = option(
+        4.0,
+        help="a loss above this times the first loss (or NaN) restores the last good state and "
+        "halves the rate (0: off)",
+        min=0.0,
+    )
+    precision: Literal["fp32", "bf16"] = option(
+        "fp32", help="'bf16': autocast the forward pass to bfloat16 (CUDA only)"
+    )
+    seed: int = option(0, help="random seed for weights, batches and dropout", min=0)
 
 
 _SECTIONS = ("tokenizer", "cell", "model", "optimizer", "sampler", "train")
@@ -166,6 +235,16 @@ class PipelineSpec:
             return cls.from_json(path, registry)
         raise SpecError("", f"{path}: a spec file must end in .toml or .json")
 
+    @classmethod
+    def from_preset(cls, name: str, registry: Registry | None = None) -> PipelineSpec:
+        """A spec shipped with charseq: see :func:`presets` (e.g. ``"char-rnn"``)."""
+        available = presets()
+        if name not in available:
+            hint = did_you_mean(name, available)
+            raise SpecError("", f"unknown preset {name!r}{hint} (presets: {', '.join(available)})")
+        text = resources.files("charseq.presets").joinpath(f"{name}.toml").read_text("utf-8")
+        return cls.from_toml(text, registry)
+
     # -- writing ------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,6 +295,12 @@ class PipelineSpec:
                 data[section] = {"name": value, **_shared_layout(data[section], section)}
             data[section][key] = value
         return PipelineSpec.from_dict(data, registry)
+
+
+def presets() -> list[str]:
+    """Names of the spec files shipped in ``charseq/presets``."""
+    folder = resources.files("charseq.presets")
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
 def default_spec(registry: Registry | None = None) -> PipelineSpec:

@@ -1,0 +1,141 @@
+"""Callbacks: the single way the training loop reports. The loop itself never prints.
+
+Subclass :class:`Callback` and override what you need. Built in: :class:`ProgressBar` (tqdm),
+:class:`MetricsLog` (one JSON object per line) and :class:`SampleEvery` (a sample every N steps,
+as the Keras example prints one at each epoch's end).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from charseq.train import Trainer
+
+
+class Callback:
+    """Hooks into training. ``trainer.pipeline`` is the pipeline being trained."""
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Before the first step (also after a resume)."""
+
+    def on_step_end(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+        """After each optimizer step: ``loss`` (nats/char), ``lr``, ``epoch``, ``chars_per_s``."""
+
+    def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+        """After each evaluation: ``val_nats``, ``val_bpc``, ``best_val_bpc``."""
+
+    def on_checkpoint(self, trainer: Trainer, step: int, path: Path) -> None:
+        """After a checkpoint is written to ``path``."""
+
+    def on_divergence(self, trainer: Trainer, step: int, message: str) -> None:
+        """After the divergence guard restored the last good state and lowered the rate."""
+
+    def on_fit_end(self, trainer: Trainer, step: int, reason: str) -> None:
+        """After the last step; ``reason`` says why training stopped."""
+
+
+class ProgressBar(Callback):
+    """A tqdm bar: step, loss, val BPC, chars/s and ETA; notices go above the bar."""
+
+    def __init__(self, file: TextIO | None = None) -> None:
+        self.file = file
+        self.bar: Any = None
+        self.val_bpc = float("nan")
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(
+            total=trainer.spec.train.steps,
+            initial=trainer.step,
+            unit="step",
+            file=self.file or sys.stderr,
+            dynamic_ncols=True,
+        )
+
+    def on_step_end(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix(
+            loss=f"{metrics['loss']:.3f}",
+            val_bpc=f"{self.val_bpc:.3f}",
+            chars_s=f"{metrics['chars_per_s']:.0f}",
+            refresh=False,
+        )
+
+    def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+        self.val_bpc = metrics["val_bpc"]
+
+    def on_divergence(self, trainer: Trainer, step: int, message: str) -> None:
+        self.bar.write(message, file=self.file or sys.stderr)
+
+    def on_fit_end(self, trainer: Trainer, step: int, reason: str) -> None:
+        self.bar.close()
+
+
+class MetricsLog(Callback):
+    """Appends one JSON object per step, evaluation and checkpoint to ``path`` (JSON Lines)."""
+
+    def __init__(self, path: str | Path, every: int = 1) -> None:
+        self.path = Path(path)
+        self.every = every
+
+    def _write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+
+    def on_step_end(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+        if step % self.every == 0:
+            self._write({"event": "step", "step": step, **metrics})
+
+    def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+        self._write({"event": "eval", "step": step, **metrics})
+
+    def on_checkpoint(self, trainer: Trainer, step: int, path: Path) -> None:
+        self._write({"event": "checkpoint", "step": step, "path": str(path)})
+
+    def on_divergence(self, trainer: Trainer, step: int, message: str) -> None:
+        self._write({"event": "divergence", "step": step, "message": message})
+
+
+class SampleEvery(Callback):
+    """Every ``every`` steps, generate ``length`` characters after ``prime`` and pass them on.
+
+    Sampling uses its own seeded generator, so it never changes the course of training.
+
+    Args:
+        every: steps between samples.
+        write: receives ``(step, text)``; default: write to standard error.
+        prime, length, sampler, seed: as for :meth:`charseq.Pipeline.generate`.
+    """
+
+    def __init__(
+        self,
+        every: int,
+        write: Callable[[int, str], None] | None = None,
+        *,
+        prime: str = "",
+        length: int = 200,
+        sampler: Any = None,
+        seed: int = 0,
+    ) -> None:
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.every = every
+        self.write = write or _to_stderr
+        self.prime, self.length, self.sampler, self.seed = prime, length, sampler, seed
+
+    def on_step_end(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+        if step % self.every == 0:
+            text = trainer.pipeline.generate(
+                self.prime, self.length, sampler=self.sampler, seed=self.seed
+            )
+            self.write(step, self.prime + text)
+
+
+def _to_stderr(step: int, text: str) -> None:
+    print(f"--- sample at step {step}\n{text}", file=sys.stderr)
