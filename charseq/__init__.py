@@ -7,6 +7,7 @@ plugin against the four interfaces (:class:`Tokenizer`, :class:`Cell`, :class:`O
 
 __version__ = "0.1.0"
 
+from charseq.callbacks import Callback
 from charseq.errors import CharseqError, SpecError
 from charseq.hookspecs import hookimpl
 from charseq.interfaces import (
@@ -19,7 +20,7 @@ from charseq.interfaces import (
     TokenSampler,
 )
 from charseq.options import option
-from charseq.pipeline import Callback, Pipeline
+from charseq.pipeline import Pipeline
 from charseq.registry import Registry, get_registry
 from charseq.spec import PipelineSpec
 

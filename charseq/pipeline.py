@@ -6,40 +6,37 @@
 
 from __future__ import annotations
 
-import math
-import warnings
+import hashlib
+import tempfile
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy as np
 import torch
-from torch import Tensor
 
 from charseq import __version__
-from charseq.checkpoint import CheckpointError, read_manifest, read_weights, write_checkpoint
+from charseq.batches import evaluate_ids
+from charseq.callbacks import Callback
+from charseq.checkpoint import (
+    CheckpointError,
+    read_manifest,
+    read_tensors,
+    resolve_checkpoint,
+    write_checkpoint,
+)
+from charseq.corpus import Splits, find_sources, ids_dtype, prepare_corpus, split_ids
 from charseq.errors import CharseqError, SpecError
 from charseq.generate import generate_ids
 from charseq.interfaces import Sampler, Tokenizer
-from charseq.model import CharModel, detach
+from charseq.model import CharModel
 from charseq.registry import Registry, get_registry
 from charseq.spec import ComponentSpec, PipelineSpec
 
 MAX_NEW_TOKENS = 1_000_000
 """The most characters one ``generate`` call makes (a guard against a mistyped length)."""
-
-
-class Callback:
-    """Hooks into :meth:`Pipeline.fit`; override what you need. The loop never prints."""
-
-    def on_fit_start(self, pipeline: Pipeline, steps: int) -> None:
-        """Before the first step."""
-
-    def on_step_end(self, pipeline: Pipeline, step: int, metrics: dict[str, float]) -> None:
-        """After each optimizer step; ``metrics`` has ``loss`` (nats/char) and ``lr``."""
-
-    def on_fit_end(self, pipeline: Pipeline, step: int) -> None:
-        """After the last step."""
 
 
 class Pipeline:
@@ -69,6 +66,7 @@ class Pipeline:
         self.registry = get_registry() if registry is None else registry
         self.device = torch.device(device) if device is not None else _default_device()
         self.step = 0
+        self.result: Any = None
         if model is not None:
             model.to(self.device)
 
@@ -117,87 +115,188 @@ class Pipeline:
         )
         return model.to(self.device)
 
+    def build_optimizer(self, parameters: Any) -> torch.optim.Optimizer:
+        """The spec's optimizer over ``parameters``."""
+        return _build(self.registry, "optimizer", self.spec.optimizer, parameters)
+
     # -- training -----------------------------------------------------------------------------
 
     def fit(
         self,
-        text: str,
+        text: str | None = None,
         *,
+        files: str | Path | Sequence[str | Path] | None = None,
+        include: Sequence[str] = ("*",),
+        encoding: str = "utf-8",
+        normalize: str | None = None,
+        out: str | Path | None = None,
         steps: int | None = None,
         callbacks: Sequence[Callback] = (),
+        handle_signals: bool = False,
     ) -> Pipeline:
-        """Train on ``text`` with truncated BPTT; returns ``self``.
+        """Train on ``text`` or on ``files``; returns ``self`` (the run's end is in :attr:`result`).
 
-        The text is cut into ``train.batch_size`` contiguous streams, read ``train.seq_len``
-        characters at a time; the hidden state is carried from batch to batch and detached.
-        Fits the tokenizer (and builds the model) on first use.
+        The corpus is split into train / val / test by ``train.val_fraction`` and
+        ``train.test_fraction``; the tokenizer is fitted on the whole corpus and the model built
+        on first use. ``files`` (paths, directories searched for ``include`` globs, or ``"-"`` for
+        standard input) are streamed into a memory-mapped id cache under ``out/cache``, so a
+        corpus larger than memory trains in bounded memory. A fresh run seeds torch's global
+        random generator with ``train.seed`` (dropout draws from it).
 
         Args:
-            text: the corpus.
-            steps: optimizer steps (default: the spec's ``train.steps``).
-            callbacks: :class:`Callback` objects told of progress.
+            text: the corpus as a string (for files, use ``files``).
+            files: corpus files or directories.
+            include, encoding, normalize: how ``files`` are found and read (``normalize``:
+                ``None``, ``"NFC"`` or ``"NFKC"``).
+            out: run directory for checkpoints (``step-XXXXXXXX/``, ``best/``, ``latest.json``)
+                and the cache; nothing is written if ``None``.
+            steps: optimizer steps to reach (default: the spec's ``train.steps``).
+            callbacks: :class:`~charseq.callbacks.Callback` objects told of progress.
+            handle_signals: let Ctrl-C / SIGTERM stop training with a checkpoint.
         """
-        steps = self.spec.train.steps if steps is None else steps
-        if steps < 0:
-            raise ValueError(f"steps must be >= 0, got {steps}")
-        if not isinstance(text, str) or len(text) < 2:
-            raise CharseqError("fit needs a text of at least 2 characters to learn from")
-        if self.model is None:
-            if not self.tokenizer.is_fitted:
-                self.tokenizer.fit(text)
-            with torch.random.fork_rng(devices=[]):  # weights from train.seed; global RNG untouched
+        from charseq.train import Trainer
+
+        if steps is not None:
+            self.spec = self.spec.override({"train.steps": steps}, self.registry)
+        with ExitStack() as stack:
+            cache = Path(out) / "cache" if out else Path(stack.enter_context(_tempdir()))
+            splits, corpus = self._corpus(text, files, include, encoding, normalize, cache)
+            if self.model is None:
                 torch.manual_seed(self.spec.train.seed)
                 self.model = self.build_model()
-        data = torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
-        batches = _StreamBatches(data, self.spec.train.batch_size, self.spec.train.seq_len)
-        optimizer = _build(self.registry, "optimizer", self.spec.optimizer, self.model.parameters())
-        clip = self.spec.train.grad_clip
-
-        model = self.model.train()
-        state = None
-        for callback in callbacks:
-            callback.on_fit_start(self, steps)
-        for _ in range(steps):
-            x, y, reset = batches.next()
-            x, y = x.to(self.device), y.to(self.device)  # (B, T)
-            state = None if reset or state is None else detach(state)
-            logits, state = model(x, state)  # (B, T, V)
-            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
-            self.step += 1
-            metrics = {"loss": loss.item(), "lr": optimizer.param_groups[0]["lr"]}
-            for callback in callbacks:
-                callback.on_step_end(self, self.step, metrics)
-        for callback in callbacks:
-            callback.on_fit_end(self, self.step)
+            trainer = Trainer(
+                self,
+                splits,
+                out_dir=out,
+                callbacks=callbacks,
+                corpus=corpus,
+                handle_signals=handle_signals,
+            )
+            self.result = trainer.run()
         return self
 
-    @torch.no_grad()
-    def evaluate(self, text: str, chunk_size: int = 8192) -> dict[str, float]:
-        """Mean cross-entropy of ``text`` under the model: ``{"nats": ..., "bpc": ...}``.
+    @classmethod
+    def resume(
+        cls,
+        checkpoint: str | Path,
+        *,
+        text: str | None = None,
+        files: str | Path | Sequence[str | Path] | None = None,
+        steps: int | None = None,
+        max_seconds: float | None = None,
+        callbacks: Sequence[Callback] = (),
+        handle_signals: bool = False,
+        registry: Registry | None = None,
+        device: torch.device | str | None = None,
+    ) -> Pipeline:
+        """Continue a run exactly where ``checkpoint`` (a checkpoint or run directory) left off.
 
-        The text is read in chunks of ``chunk_size`` tokens with the state carried across, so
-        every token after the first is predicted from all that precede it, in bounded memory.
+        The corpus is read again from the sources the checkpoint names (or ``files`` / ``text``)
+        and must be the one it was trained on (same hash). New checkpoints go to the same run
+        directory. ``steps`` and ``max_seconds`` may be raised; every other setting is the
+        checkpoint's.
+        """
+        from charseq.train import Trainer, training_state
+
+        path = resolve_checkpoint(checkpoint)
+        manifest = read_manifest(path)
+        training_state(path, manifest)
+        pipe = cls.load(path, registry=registry, device=device)
+        changes = {"train.steps": steps, "train.max_seconds": max_seconds}
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if changes:
+            pipe.spec = pipe.spec.override(changes, pipe.registry)
+        recorded = manifest.get("corpus", {})
+        if text is None and files is None:
+            if recorded.get("kind") != "files":
+                raise CheckpointError(
+                    f"{path} was trained on in-memory text: pass the same text to resume"
+                )
+            files = recorded["sources"]
+        run_dir = path.parent
+        with ExitStack() as stack:
+            cache = (
+                run_dir / "cache" if files is not None else Path(stack.enter_context(_tempdir()))
+            )
+            splits, corpus = pipe._corpus(
+                text,
+                files,
+                recorded.get("include", ("*",)),
+                recorded.get("encoding", "utf-8"),
+                recorded.get("normalize"),
+                cache,
+            )
+            if corpus["hash"] != recorded.get("hash"):
+                raise CheckpointError(
+                    f"the corpus changed since {path} was written (sha256 {corpus['hash'][:12]}... "
+                    f"now, {str(recorded.get('hash'))[:12]}... then): resume needs the same text"
+                )
+            trainer = Trainer(
+                pipe,
+                splits,
+                out_dir=run_dir,
+                callbacks=callbacks,
+                corpus=corpus,
+                handle_signals=handle_signals,
+            )
+            trainer.restore(path, manifest)
+            pipe.result = trainer.run()
+        return pipe
+
+    def _corpus(
+        self,
+        text: str | None,
+        files: Any,
+        include: Sequence[str],
+        encoding: str,
+        normalize: str | None,
+        cache: Path,
+    ) -> tuple[Splits, dict[str, Any]]:
+        """Read, fit the tokenizer on (if it has no vocabulary), encode and split the corpus."""
+        train = self.spec.train
+        if (text is None) == (files is None):
+            raise CharseqError("fit needs a corpus: pass text=... or files=... (one of them)")
+        if text is not None:
+            if not isinstance(text, str):
+                raise CharseqError(
+                    f"text must be a str, got {type(text).__name__}; for paths use files=..."
+                )
+            if not self.tokenizer.is_fitted:
+                self.tokenizer.fit(text)
+            ids = np.asarray(
+                self.tokenizer.encode(text), dtype=ids_dtype(self.tokenizer.vocab_size)
+            )
+            digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+            info = {"kind": "text", "hash": digest}
+            return split_ids(ids, train.val_fraction, train.test_fraction), info
+        paths = [files] if isinstance(files, str | Path) else list(files)
+        sources = find_sources(paths, tuple(include), encoding=encoding)
+        corpus = prepare_corpus(
+            sources, self.tokenizer, cache, encoding=encoding, normalize=normalize
+        )
+        info = {
+            "kind": "files",
+            "sources": [str(source) for source in sources],
+            "include": list(include),
+            "encoding": encoding,
+            "normalize": normalize,
+            "hash": corpus.hash,
+        }
+        return corpus.split(train.val_fraction, train.test_fraction), info
+
+    def evaluate(self, text: str, chunk_size: int = 8192) -> dict[str, float]:
+        """Cross-entropy of ``text`` under the model: ``{"nats", "bpc", "tokens"}``.
+
+        One stream, read ``chunk_size`` tokens at a time with the state carried, so every
+        token after the first is predicted from all that precede it, in bounded memory.
         """
         model = self._require_model()
-        ids = torch.tensor(self.tokenizer.encode(text), dtype=torch.long, device=self.device)
-        if ids.numel() < 2:
+        ids = np.asarray(self.tokenizer.encode(text))
+        if ids.size < 2:
             raise CharseqError("evaluate needs a text of at least 2 tokens")
-        was_training = model.training
-        model.eval()
-        total, state = 0.0, None
-        for start in range(0, ids.numel() - 1, chunk_size):
-            x = ids[start : start + chunk_size]
-            y = ids[start + 1 : start + 1 + chunk_size]
-            logits, state = model(x[None, : y.numel()], state)  # (1, n, V)
-            total += torch.nn.functional.cross_entropy(logits[0], y, reduction="sum").item()
-        model.train(was_training)
-        nats = total / (ids.numel() - 1)
-        return {"nats": nats, "bpc": nats / math.log(2)}
+        return evaluate_ids(
+            model, ids, batch_size=1, seq_len=chunk_size, warmup=0, device=self.device
+        )
 
     # -- generation ---------------------------------------------------------------------------
 
@@ -252,10 +351,9 @@ class Pipeline:
 
     # -- saving -------------------------------------------------------------------------------
 
-    def save(self, directory: str | Path) -> Path:
-        """Write a checkpoint directory (safetensors weights + JSON manifest), atomically."""
-        model = self._require_model()
-        manifest = {
+    def manifest(self) -> dict[str, Any]:
+        """What a checkpoint of this pipeline records besides tensors."""
+        return {
             "charseq_version": __version__,
             "spec": self.spec.to_dict(),
             "tokenizer": self.tokenizer.state_dict(),
@@ -263,7 +361,15 @@ class Pipeline:
             "step": self.step,
             "plugins": self._owners(),
         }
-        return write_checkpoint(directory, model, manifest)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write a checkpoint directory (safetensors weights + JSON manifest), atomically.
+
+        It holds weights only: enough to sample and evaluate. Training runs
+        (:meth:`fit` with ``out``) write checkpoints that also resume exactly.
+        """
+        model = self._require_model()
+        return write_checkpoint(directory, {"model": model.state_dict()}, self.manifest())
 
     @classmethod
     def load(
@@ -273,22 +379,25 @@ class Pipeline:
         registry: Registry | None = None,
         device: torch.device | str | None = None,
     ) -> Pipeline:
-        """Rebuild a pipeline from a checkpoint directory; tensors load on the CPU first."""
+        """Rebuild a pipeline from a checkpoint, or from a run directory's latest checkpoint.
+
+        Tensors are read on the CPU, then moved to ``device``; nothing is unpickled.
+        """
         registry = get_registry() if registry is None else registry
-        manifest = read_manifest(directory)
-        spec_data = manifest.get("spec", {})
+        path = resolve_checkpoint(directory)
+        manifest = read_manifest(path)
         _check_plugins_present(registry, manifest)
         try:
-            spec = PipelineSpec.from_dict(spec_data, registry)
+            spec = PipelineSpec.from_dict(manifest.get("spec", {}), registry)
         except SpecError as error:
-            raise CheckpointError(f"{directory}: its spec no longer validates: {error}") from None
+            raise CheckpointError(f"{path}: its spec no longer validates: {error}") from None
         pipe = cls.from_spec(spec, registry=registry, device="cpu")
         pipe.tokenizer.load_state_dict(manifest["tokenizer"])
         model = pipe.build_model()
         try:
-            model.load_state_dict(read_weights(directory))
+            model.load_state_dict(read_tensors(path, "model", manifest=manifest))
         except RuntimeError as error:
-            raise CheckpointError(f"{directory}: weights do not fit the spec: {error}") from None
+            raise CheckpointError(f"{path}: weights do not fit the spec: {error}") from None
         pipe.model = model
         pipe.step = int(manifest.get("step", 0))
         pipe.device = torch.device(device) if device is not None else _default_device()
@@ -318,46 +427,6 @@ class Pipeline:
         )
 
 
-class _StreamBatches:
-    """Truncated-BPTT batches: B contiguous streams, read T tokens at a time.
-
-    ``next()`` returns ``(x, y, reset)``: inputs and targets of shape ``(B, T)`` and whether the
-    streams started over (so the carried state must be reset).
-    """
-
-    def __init__(self, data: Tensor, batch_size: int, seq_len: int) -> None:
-        batch_size, seq_len = _fit_batch_to_data(len(data), batch_size, seq_len)
-        length = (len(data) - 1) // batch_size  # tokens per stream, leaving one for the target
-        self.x = data[: batch_size * length].view(batch_size, length)  # (B, L)
-        self.y = data[1 : batch_size * length + 1].view(batch_size, length)  # (B, L)
-        self.seq_len = seq_len
-        self.position = 0
-
-    def next(self) -> tuple[Tensor, Tensor, bool]:
-        reset = self.position == 0
-        end = self.position + self.seq_len
-        x, y = self.x[:, self.position : end], self.y[:, self.position : end]
-        self.position = 0 if end + self.seq_len > self.x.shape[1] else end
-        return x, y, reset
-
-
-def _fit_batch_to_data(n_tokens: int, batch_size: int, seq_len: int) -> tuple[int, int]:
-    """Shrink batch size, then sequence length, until one batch fits; warn when it does."""
-    needed = batch_size * seq_len + 1
-    if n_tokens >= needed:
-        return batch_size, seq_len
-    if n_tokens < 2:
-        raise CharseqError(f"the corpus has {n_tokens} token(s); training needs at least 2")
-    new_batch = max(1, min(batch_size, (n_tokens - 1) // seq_len))
-    new_seq = min(seq_len, (n_tokens - 1) // new_batch)
-    warnings.warn(
-        f"the corpus ({n_tokens} tokens) is smaller than one batch of {batch_size}x{seq_len}; "
-        f"training with batch_size={new_batch}, seq_len={new_seq}",
-        stacklevel=4,
-    )
-    return new_batch, new_seq
-
-
 def _build(registry: Registry, kind: str, section: ComponentSpec, *args: Any) -> Any:
     component = registry.get(kind, section.name)
     return component.factory(*args, **_kwargs(section.options))
@@ -379,4 +448,13 @@ def _check_plugins_present(registry: Registry, manifest: dict[str, Any]) -> None
 
 
 def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The best device found: CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _tempdir() -> Any:
+    return tempfile.TemporaryDirectory(prefix="charseq-")

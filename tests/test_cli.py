@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from charseq.cli import cli
@@ -41,36 +42,108 @@ def test_plugins_lists_the_installed_example_plugin():
     assert "mgu" in run("plugins").output
 
 
-def test_train_then_sample(tmp_path):
-    data = tmp_path / "corpus.txt"
-    data.write_text("to be or not to be, that is the question. " * 40, "utf-8")
+SMALL = ["--no-progress", "--set", "cell.hidden_size=16", "--set", "train.batch_size=4"]
+
+
+@pytest.fixture
+def corpus(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "corpus.txt"
+    path.write_text("to be or not to be, that is the question. " * 40, "utf-8")
+    return path
+
+
+def test_train_eval_sample_and_resume(corpus, tmp_path):
     out = tmp_path / "run"
     result = run(
         "train",
         "--data",
-        str(data),
+        str(corpus),
         "--out",
         str(out),
         "--steps",
         "5",
-        "--no-progress",
-        "--set",
-        "cell.hidden_size=16",
-        "--set",
-        "train.batch_size=4",
         "--set",
         "cell.name=mgu",
+        *SMALL,
     )
     assert result.exit_code == 0, result.output
-    assert (out / "manifest.json").is_file()
+    assert "stopped at step 5 (steps), best val BPC" in result.output
+    assert json.loads((out / "latest.json").read_text())["latest"] == "step-00000005"
+    assert (out / "metrics.jsonl").is_file() and (out / "best" / "manifest.json").is_file()
+
     result = run("sample", str(out), "--prime", "to be", "--length", "25", "--seed", "1")
     assert result.exit_code == 0
     assert result.output.startswith("to be") and len(result.output.rstrip("\n")) == 30
     again = run("sample", str(out), "--prime", "to be", "--length", "25", "--seed", "1")
     assert again.output == result.output
 
+    result = run("eval", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("test: ") and "nats/char" in result.output
+    scores = json.loads(run("eval", str(out), "--split", "val", "--json").output)
+    assert scores["split"] == "val" and scores["bpc"] == pytest.approx(
+        scores["nats"] / 0.693147, 1e-4
+    )
 
-def test_bad_spec_fails_before_reading_data(tmp_path):
+    result = run("train", "--resume", str(out), "--steps", "8", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "stopped at step 8" in result.output
+
+
+def test_an_existing_run_is_never_overwritten_by_accident(corpus, tmp_path):
+    out = tmp_path / "run"
+    assert (
+        run("train", "--data", str(corpus), "--out", str(out), "--steps", "2", *SMALL).exit_code
+        == 0
+    )
+    before = (out / "latest.json").read_text()
+    result = run("train", "--data", str(corpus), "--out", str(out), "--steps", "2", *SMALL)
+    assert (
+        result.exit_code == 1 and "already holds a run; continue it with --resume" in result.output
+    )
+    assert (out / "latest.json").read_text() == before
+    result = run(
+        "train", "--data", str(corpus), "--out", str(out), "--steps", "3", "--overwrite", *SMALL
+    )
+    assert result.exit_code == 0 and "step-00000003" in (out / "latest.json").read_text()
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    result = run("train", "--data", str(corpus), "--out", str(precious), "--overwrite", *SMALL)
+    assert result.exit_code == 1 and "not a charseq run; refusing" in result.output
+    assert (precious / "thesis.txt").read_text() == "years of work"
+
+
+def test_an_unwritable_output_fails_before_training(corpus, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run("train", "--data", str(corpus), "--out", str(blocker / "run"), *SMALL)
+    assert result.exit_code == 1 and "cannot write to --out" in result.output
+    result = run("train", "--data", str(corpus), "--out", str(blocker), *SMALL)
+    assert result.exit_code == 2 and "is a file" in result.output  # click checks --out
+
+
+def test_bad_corpora_get_specific_errors(corpus, tmp_path):
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("caf\u00e9 au lait".encode("latin-1"))
+    result = run("train", "--data", str(latin), *SMALL)
+    assert result.exit_code == 1
+    assert "latin1.txt" in result.output and "at byte offset 3" in result.output
+    assert "--encoding" in result.output and "byte" in result.output
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(b"\x00\x01\x02binary")
+    result = run("train", "--data", str(binary), *SMALL)
+    assert result.exit_code == 1 and "blob.bin" in result.output and "binary" in result.output
+    empty_dir = tmp_path / "nothing"
+    empty_dir.mkdir()
+    result = run("train", "--data", str(empty_dir), *SMALL)
+    assert result.exit_code == 1 and "nothing" in result.output
+    assert not (tmp_path / "runs" / "latest").exists()  # a failed start leaves no run behind
+
+
+def test_bad_spec_fails_before_reading_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(
         cli, ["train", "--data", str(tmp_path / "missing.txt"), "--set", "cell.hidden_size=0"]
     )
@@ -82,11 +155,12 @@ def test_bad_spec_fails_before_reading_data(tmp_path):
     assert "expected KEY=VALUE" in result.output
 
 
-def test_missing_data_and_checkpoint_errors(tmp_path):
+def test_missing_data_and_checkpoint_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["train", "--data", str(tmp_path / "missing.txt")])
     assert result.exit_code == 1 and "no such file" in result.output
     result = CliRunner().invoke(cli, ["sample", str(tmp_path / "nowhere")])
-    assert result.exit_code == 1 and "no such checkpoint directory" in result.output
+    assert result.exit_code == 1 and "no such checkpoint or run directory" in result.output
 
 
 def test_the_installed_script_runs():

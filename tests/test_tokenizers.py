@@ -271,6 +271,36 @@ def test_word_state_json_round_trip_gives_identical_ids(corpus, text, unknown, m
     assert all(0 <= i < tok.vocab_size for i in tok.encode(text))
 
 
+def cut_into_chunks(text, cuts):
+    points = sorted({min(c, len(text)) for c in cuts})
+    return [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+
+
+@given(
+    wordy_text.map(lambda t: t + "'t’s x"),
+    st.lists(st.integers(0, 80), max_size=8),
+    st.sampled_from(["error", "skip", "replace"]),
+    st.integers(0, 6),
+)
+def test_fit_chunks_equals_fit_on_the_whole_text_for_any_chunking(text, cuts, unknown, max_vocab):
+    if unknown == "error":
+        max_vocab = 0
+    chunks = cut_into_chunks(text, cuts)
+    chunked = WordTokenizer(max_vocab=max_vocab, unknown=unknown).fit_chunks(iter(chunks))
+    assert chunked.vocab == WordTokenizer(max_vocab=max_vocab, unknown=unknown).fit(text).vocab
+    for unknown_char in ("error", "replace"):
+        char = CharTokenizer(unknown=unknown_char)
+        assert char.fit_chunks(chunks).vocab == CharTokenizer(unknown=unknown_char).fit(text).vocab
+
+
+def test_fit_chunks_of_nothing_is_refused():
+    for tok in (CharTokenizer(), WordTokenizer()):
+        with pytest.raises(TokenizerError, match="empty text"):
+            tok.fit_chunks(["", ""])
+        with pytest.raises(TokenizerError, match="takes a str"):
+            tok.fit_chunks([b"bytes"])
+
+
 def test_word_max_vocab_keeps_most_frequent_ties_by_text():
     corpus = "b b b a a c c d"
     tok = WordTokenizer(max_vocab=4, unknown="replace").fit(corpus)

@@ -271,6 +271,23 @@ class CharTokenizer(_FittedVocabulary):
         self._set_vocab(sorted(chars))
         return self
 
+    def fit_chunks(self, chunks: Iterable[str]) -> CharTokenizer:
+        """:meth:`fit` on the concatenated ``chunks``, holding one chunk at a time.
+
+        The vocabulary is the union of the chunks' character sets, so any split of a text into
+        chunks gives the same vocabulary as fitting the whole.
+        """
+        chars: set[str] = set()
+        for chunk in chunks:
+            _require_str(chunk, "fit_chunks")
+            chars.update(chunk)
+        if not chars:
+            raise TokenizerError(f"cannot fit the {self.kind!r} tokenizer on empty text")
+        if self.unknown == "replace":
+            chars.add(self.replacement)
+        self._set_vocab(sorted(chars))
+        return self
+
     def encode(self, text: str) -> list[int]:
         vocab = self._check_encode_text(text)
         points = _code_points(text)
@@ -447,7 +464,41 @@ class WordTokenizer(_FittedVocabulary):
     def fit(self, text: str) -> WordTokenizer:
         """Learn the (most frequent) tokens of ``text``, sorted; ``<unk>`` first if replacing."""
         self._check_fit_text(text)
-        counts = collections.Counter(split_words(text))
+        return self._fit_counts(collections.Counter(split_words(text)))
+
+    def fit_chunks(self, chunks: Iterable[str]) -> WordTokenizer:
+        """:meth:`fit` on the concatenated ``chunks``, holding one chunk (and the counts) at a time.
+
+        Any split of a text into chunks gives the same vocabulary as fitting the whole: the
+        tokens at the end of a chunk that the next chunk could still extend (those within the
+        last two characters, the most the splitting pattern looks ahead) are carried over.
+        Encoding a text piece by piece is only equal to encoding it whole where the pieces end
+        at token boundaries, e.g. just before whitespace that follows a non-whitespace character,
+        which is where :func:`charseq.corpus.iter_text` ends its pieces.
+        """
+        counts: collections.Counter[str] = collections.Counter()
+        tail = ""
+        for chunk in chunks:
+            _require_str(chunk, "fit_chunks")
+            if not chunk:
+                continue
+            text = tail + chunk
+            tokens = split_words(text)
+            firm, held = len(tokens), 0
+            while firm > 0 and held < 2:
+                firm -= 1
+                held += len(tokens[firm])
+            del tokens[firm:]
+            counts.update(tokens)
+            tail = text[len(text) - held :]
+        if tail:
+            counts.update(split_words(tail))
+        if not counts:
+            raise TokenizerError(f"cannot fit the {self.kind!r} tokenizer on empty text")
+        return self._fit_counts(counts)
+
+    def _fit_counts(self, counts: collections.Counter[str]) -> WordTokenizer:
+        """Keep the (most frequent) tokens of ``counts``, sorted; ``<unk>`` first if replacing."""
         reserved = [UNK] if self.unknown == "replace" else []
         room = self.max_vocab - len(reserved) if self.max_vocab else len(counts)
         if room < len(counts):

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+from pathlib import Path
 
 import click
 
+from charseq.callbacks import MetricsLog, ProgressBar, SampleEvery
 from charseq.errors import CharseqError
-from charseq.pipeline import Callback
 from charseq.registry import get_registry
+from charseq.spec import presets
 
 
 def main() -> None:
@@ -62,12 +65,18 @@ def plugins(as_json: bool) -> None:
 @click.option(
     "--spec", "spec_path", type=click.Path(dir_okay=False), help="Spec file (.toml/.json)."
 )
+@click.option("--preset", help="A spec shipped with charseq: " + ", ".join(presets()) + ".")
 @click.option(
     "--data",
-    "data_path",
-    type=click.Path(),
-    help="Text file to train on (default: Python's own standard-library source, no download).",
+    "data_paths",
+    multiple=True,
+    metavar="PATH",
+    help="Text file, directory or - (stdin); repeatable. Default: Python's own standard-library "
+    "source (no download).",
 )
+@click.option("--include", multiple=True, metavar="GLOB", help="Files to take from directories.")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of --data.")
+@click.option("--normalize", type=click.Choice(["NFC", "NFKC"]), help="Unicode normalisation.")
 @click.option(
     "--set",
     "settings",
@@ -76,36 +85,188 @@ def plugins(as_json: bool) -> None:
     help="Override a spec value, e.g. --set cell.hidden_size=256 (repeatable).",
 )
 @click.option("--steps", type=int, help="Optimizer steps (overrides train.steps).")
+@click.option("--max-seconds", type=float, help="Training time budget (train.max_seconds).")
 @click.option(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False),
     default="runs/latest",
     show_default=True,
-    help="Checkpoint directory to write.",
+    help="Run directory for checkpoints, metrics.jsonl and the corpus cache.",
 )
-@click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if available).")
+@click.option("--resume", "resume_dir", type=click.Path(), help="Continue this run exactly.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run in --out.")
+@click.option("--sample-every", type=int, default=0, help="Print a sample every N steps.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best found).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def train(spec_path, data_path, settings, steps, out_dir, device, progress) -> None:
-    """Train a model and save a checkpoint."""
-    from charseq.data import python_source_corpus, read_text
+def train(
+    spec_path,
+    preset,
+    data_paths,
+    include,
+    encoding,
+    normalize,
+    settings,
+    steps,
+    max_seconds,
+    out_dir,
+    resume_dir,
+    overwrite,
+    sample_every,
+    device,
+    progress,
+) -> None:
+    """Train a model, writing checkpoints to a run directory (Ctrl-C saves and stops)."""
+    from charseq.corpus import find_sources, python_source_files
     from charseq.pipeline import Pipeline
-    from charseq.spec import PipelineSpec
 
     try:
-        spec = PipelineSpec.from_file(spec_path) if spec_path else PipelineSpec.from_dict({})
-        if settings:
-            spec = spec.override(dict(_parse_setting(s) for s in settings))
-        if steps is not None:
-            spec = spec.override({"train.steps": steps})
-        text = read_text(data_path) if data_path else python_source_corpus()
-        pipe = Pipeline.from_spec(spec, device=device)
-        callbacks = [_ProgressBar()] if progress else []
-        pipe.fit(text, callbacks=callbacks)
-        path = pipe.save(out_dir)
+        callbacks = _train_callbacks(progress, sample_every)
+        if resume_dir:
+            if spec_path or preset or settings:
+                raise CharseqError("--resume continues a run as it was: drop --spec/--preset/--set")
+            run_dir = _resume_run_dir(resume_dir)
+            pipe = Pipeline.resume(
+                resume_dir,
+                files=list(data_paths) or None,
+                steps=steps,
+                max_seconds=max_seconds,
+                callbacks=[*callbacks, MetricsLog(run_dir / "metrics.jsonl")],
+                handle_signals=True,
+                device=device,
+            )
+        else:
+            spec = _spec(spec_path, preset, settings, steps, max_seconds)
+            include = include or ("*",)
+            sources = find_sources(
+                list(data_paths) or python_source_files(), include, encoding=encoding
+            )
+            existed = Path(out_dir).exists()
+            run_dir = _prepare_run_dir(Path(out_dir), overwrite)
+            try:
+                pipe = Pipeline.from_spec(spec, device=device)
+                pipe.fit(
+                    files=sources,
+                    include=include,
+                    encoding=encoding,
+                    normalize=normalize,
+                    out=run_dir,
+                    callbacks=[*callbacks, MetricsLog(run_dir / "metrics.jsonl")],
+                    handle_signals=True,
+                )
+            except BaseException:
+                if not existed and not (run_dir / "latest.json").exists():
+                    shutil.rmtree(run_dir, ignore_errors=True)  # a failed start leaves nothing
+                raise
     except CharseqError as error:
         _fail(error)
-    click.echo(f"saved {path} (step {pipe.step})", err=True)
+    result = pipe.result
+    best = f", best val BPC {result.best_val_bpc:.4f}" if result.best_val_bpc is not None else ""
+    click.echo(
+        f"stopped at step {result.step} ({result.reason}){best}; checkpoint {result.checkpoint}",
+        err=True,
+    )
+    if result.reason == "interrupted":
+        sys.exit(130)
+
+
+@cli.command(name="eval")
+@click.argument("checkpoint", type=click.Path())
+@click.option(
+    "--data",
+    "data_paths",
+    multiple=True,
+    metavar="PATH",
+    help="Evaluate on this text instead of the run's corpus (repeatable).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["train", "val", "test", "all"]),
+    default="test",
+    show_default=True,
+    help="Which part of the corpus (split as in training).",
+)
+@click.option("--device", default=None, help="cpu, cuda, mps (default: the best found).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def evaluate(checkpoint, data_paths, split, device, as_json) -> None:
+    """Report nats/char and bits per character (BPC) of a checkpoint on a split."""
+    from charseq.evaluate import evaluate_checkpoint
+
+    try:
+        scores = evaluate_checkpoint(
+            checkpoint, files=list(data_paths) or None, split=split, device=device
+        )
+    except CharseqError as error:
+        _fail(error)
+    if as_json:
+        click.echo(json.dumps(scores))
+    else:
+        click.echo(
+            f"{scores['split']}: {scores['nats']:.4f} nats/char, {scores['bpc']:.4f} BPC "
+            f"over {scores['tokens']} characters"
+        )
+
+
+def _spec(spec_path, preset, settings, steps, max_seconds):
+    from charseq.spec import PipelineSpec
+
+    if spec_path and preset:
+        raise CharseqError("give --spec or --preset, not both")
+    if preset:
+        spec = PipelineSpec.from_preset(preset)
+    elif spec_path:
+        spec = PipelineSpec.from_file(spec_path)
+    else:
+        spec = PipelineSpec.from_dict({})
+    changes = dict(_parse_setting(s) for s in settings)
+    if steps is not None:
+        changes["train.steps"] = steps
+    if max_seconds is not None:
+        changes["train.max_seconds"] = max_seconds
+    return spec.override(changes) if changes else spec
+
+
+def _prepare_run_dir(out: Path, overwrite: bool) -> Path:
+    """Check the run directory before any work: new or empty, or a run we may replace."""
+    if out.exists() and not out.is_dir():
+        raise CharseqError(f"--out {out} is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise CharseqError(
+                f"--out {out} already holds a run; continue it with --resume {out}, replace it "
+                "with --overwrite, or choose another --out"
+            )
+        if not (out / "latest.json").is_file():
+            raise CharseqError(
+                f"--out {out} is not empty and is not a charseq run; refusing to --overwrite it"
+            )
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise CharseqError(f"cannot write to --out {out}: {error.strerror or error}") from None
+    return out
+
+
+def _resume_run_dir(path: str) -> Path:
+    from charseq.checkpoint import resolve_checkpoint
+
+    return resolve_checkpoint(path).parent
+
+
+def _train_callbacks(progress: bool, sample_every: int) -> list:
+    callbacks: list = [ProgressBar()] if progress else []
+    if sample_every:
+        callbacks.append(SampleEvery(sample_every, _print_sample))
+    return callbacks
+
+
+def _print_sample(step: int, text: str) -> None:
+    click.secho(f"--- sample at step {step}", fg="cyan", err=True)
+    click.echo(text, err=True)
 
 
 @cli.command()
@@ -159,22 +320,6 @@ def _parse_setting(setting: str) -> tuple[str, object]:
         return key.strip(), json.loads(value)
     except json.JSONDecodeError:
         return key.strip(), value
-
-
-class _ProgressBar(Callback):
-    """A tqdm progress bar as a fit callback."""
-
-    def on_fit_start(self, pipeline, steps: int) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=steps, unit="step", file=sys.stderr, dynamic_ncols=True)
-
-    def on_step_end(self, pipeline, step: int, metrics: dict[str, float]) -> None:
-        self.bar.update(1)
-        self.bar.set_postfix(loss=f"{metrics['loss']:.3f}", refresh=False)
-
-    def on_fit_end(self, pipeline, step: int) -> None:
-        self.bar.close()
 
 
 __all__ = ["cli", "main"]

@@ -1,0 +1,86 @@
+"""Evaluating a checkpoint on a split of its corpus (``charseq eval``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from charseq.batches import evaluate_ids
+from charseq.checkpoint import CheckpointError, read_manifest, resolve_checkpoint
+from charseq.corpus import find_sources, prepare_corpus
+from charseq.pipeline import Pipeline, _tempdir
+
+SPLITS = ("train", "val", "test", "all")
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    files: Sequence[str | Path] | None = None,
+    split: str = "test",
+    device: torch.device | str | None = None,
+    seq_len: int = 1024,
+) -> dict[str, Any]:
+    """nats/char and BPC of a checkpoint on one split of its corpus, or of other ``files``.
+
+    The corpus is read again from the sources the checkpoint names (``files`` replaces them)
+    and split with the run's fractions; ``split="all"`` takes all of it. Evaluation is one
+    stream over the whole split with the state carried, ``seq_len`` tokens at a time: every
+    token after the first is predicted from all that precede it.
+
+    Returns:
+        ``{"split", "nats", "bpc", "tokens", "checkpoint", "step"}``.
+    """
+    if split not in SPLITS:
+        raise CheckpointError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+    path = resolve_checkpoint(checkpoint)
+    manifest = read_manifest(path)
+    pipe = Pipeline.load(path, device=device)
+    recorded = manifest.get("corpus", {})
+    same_corpus = files is None
+    if files is None:
+        if recorded.get("kind") != "files":
+            raise CheckpointError(
+                f"{path} does not name the files it was trained on; pass --data PATH"
+            )
+        files = recorded["sources"]
+    with ExitStack() as stack:
+        cache = path.parent / "cache"
+        if not cache.is_dir():
+            cache = Path(stack.enter_context(_tempdir()))
+        sources = find_sources(
+            list(files),
+            tuple(recorded.get("include", ("*",))),
+            encoding=recorded.get("encoding", "utf-8"),
+        )
+        corpus = prepare_corpus(
+            sources,
+            pipe.tokenizer,
+            cache,
+            encoding=recorded.get("encoding", "utf-8"),
+            normalize=recorded.get("normalize"),
+        )
+        if same_corpus and corpus.hash != recorded.get("hash"):
+            raise CheckpointError(
+                f"the files {path} was trained on have changed since (sha256 differs), so its "
+                "splits no longer line up; pass --data to evaluate on them anyway"
+            )
+        train = pipe.spec.train
+        ids = (
+            corpus.ids
+            if split == "all"
+            else corpus.split(train.val_fraction, train.test_fraction)[split]
+        )
+        if len(ids) < 2:
+            raise CheckpointError(
+                f"the {split} split has {len(ids)} token(s): nothing to evaluate (this run's "
+                f"fractions: val {train.val_fraction}, test {train.test_fraction}); try --split"
+            )
+        scores = evaluate_ids(
+            pipe.model, ids, batch_size=1, seq_len=seq_len, warmup=0, device=pipe.device
+        )
+    return {"split": split, **scores, "checkpoint": str(path), "step": pipe.step}

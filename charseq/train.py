@@ -1,0 +1,374 @@
+"""The training loop: truncated BPTT, evaluation, checkpoints, exact resume, divergence guard.
+
+One :class:`Trainer` trains one pipeline's model on the train split of a corpus. It reports only
+through callbacks (:mod:`charseq.callbacks`). Everything exact resume needs is in its
+checkpoints: weights, optimizer state, every RNG state, the batch cursor, the carried hidden
+state and the loop's counters; resuming at step ``n`` continues bit for bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from charseq import __version__
+from charseq.batches import RandomWindows, StreamBatches, evaluate_ids
+from charseq.callbacks import Callback
+from charseq.checkpoint import (
+    CheckpointStore,
+    capture_rng,
+    optimizer_state_from_tensors,
+    optimizer_state_to_tensors,
+    read_tensors,
+    restore_rng,
+)
+from charseq.errors import CharseqError
+from charseq.model import StackState, detach
+from charseq.schedules import lr_factor
+
+MAX_DIVERGENCES = 8
+"""The divergence guard gives up (raises) after this many restores in one run."""
+
+
+class TrainingDiverged(CharseqError):
+    """The loss kept exploding even after the guard lowered the learning rate many times."""
+
+
+@attrs.frozen
+class TrainResult:
+    """How a run ended: the last step, why it stopped, and the best validation BPC seen."""
+
+    step: int
+    reason: str
+    best_val_bpc: float | None
+    checkpoint: Path | None
+
+
+def training_state(directory: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The loop's state recorded in a checkpoint's manifest, or why it cannot be resumed."""
+    state = manifest.get("trainer")
+    if not isinstance(state, dict):
+        raise CharseqError(
+            f"{directory} holds weights only (no training state): it can be sampled and "
+            "evaluated but not resumed"
+        )
+    return state
+
+
+class Trainer:
+    """Trains ``pipeline.model`` on ``splits.train``, evaluating on ``splits.val``.
+
+    Args:
+        pipeline: a pipeline with a fitted tokenizer and a model.
+        splits: the corpus splits (``train``, ``val``, ``test`` id arrays and their ``bounds``).
+        out_dir: where checkpoints go (``step-XXXXXXXX/``, ``best/``, ``latest.json``); none if
+            ``None``.
+        callbacks: :class:`~charseq.callbacks.Callback` objects told of progress.
+        corpus: facts about the corpus stored in checkpoints (hash, sources, encoding, ...).
+        handle_signals: on SIGINT/SIGTERM finish the step, save a checkpoint and stop; a second
+            signal stops at once. (Only from the main thread; the CLI turns it on.)
+    """
+
+    def __init__(
+        self,
+        pipeline: Any,
+        splits: Any,
+        *,
+        out_dir: str | Path | None = None,
+        callbacks: Sequence[Callback] = (),
+        corpus: dict[str, Any] | None = None,
+        handle_signals: bool = False,
+    ) -> None:
+        if pipeline.model is None:
+            raise CharseqError("the pipeline has no model: build it before training")
+        self.pipeline = pipeline
+        self.spec = pipeline.spec
+        self.model = pipeline.model
+        self.device = pipeline.device
+        self.splits = splits
+        self.callbacks = list(callbacks)
+        self.corpus = dict(corpus or {})
+        self.handle_signals = handle_signals
+        train = self.spec.train
+        if train.precision == "bf16" and self.device.type != "cuda":
+            raise CharseqError(f"train.precision = 'bf16' needs a CUDA device, not {self.device}")
+        self.optimizer = pipeline.build_optimizer(self.model.parameters())
+        for group in self.optimizer.param_groups:
+            group.setdefault("base_lr", group["lr"])
+        if train.batching == "streams":
+            self.batches = StreamBatches(splits.train, train.batch_size, train.seq_len)
+        else:
+            self.batches = RandomWindows(splits.train, train.batch_size, train.seq_len, train.seed)
+        self.store = CheckpointStore(out_dir, keep_last=train.keep_last) if out_dir else None
+        self.step = pipeline.step
+        self.hidden: StackState | None = None
+        self.best_val_bpc: float | None = None
+        self.evals_since_best = 0
+        self.lr_scale = 1.0
+        self.first_loss: float | None = None
+        self.divergences = 0
+        self.train_seconds = 0.0
+        self._stop = threading.Event()
+        self._good: dict[str, Any] | None = None
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        """Train until ``train.steps``, ``train.max_seconds``, early stopping or a signal."""
+        train = self.spec.train
+        self._remember_good_state()
+        for callback in self.callbacks:
+            callback.on_fit_start(self)
+        reason = "steps"
+        evaluated_at = checkpointed_at = None
+        with self._signals():
+            while self.step < train.steps:
+                if self._stop.is_set():
+                    reason = "interrupted"
+                    break
+                if train.max_seconds and self.train_seconds >= train.max_seconds:
+                    reason = "time"
+                    break
+                started = time.perf_counter()
+                batch = self.batches.next()
+                loss = self._train_step(batch)
+                if self._diverged(loss):
+                    self._recover(loss)
+                    continue
+                self.step += 1
+                self.pipeline.step = self.step
+                seconds = time.perf_counter() - started
+                self.train_seconds += seconds
+                metrics = {
+                    "loss": loss,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "epoch": self.batches.epoch,
+                    "chars_per_s": batch.x.numel() / max(seconds, 1e-9),
+                }
+                for callback in self.callbacks:
+                    callback.on_step_end(self, self.step, metrics)
+                if train.eval_every and self.step % train.eval_every == 0:
+                    improved = self._evaluate()
+                    evaluated_at = self.step
+                    if not train.checkpoint_every:
+                        self._checkpoint(improved)
+                        checkpointed_at = self.step
+                    if train.patience and self.evals_since_best >= train.patience:
+                        reason = "early stopping"
+                        break
+                if train.checkpoint_every and self.step % train.checkpoint_every == 0:
+                    self._checkpoint(None)
+                    checkpointed_at = self.step
+        improved = None
+        if evaluated_at != self.step:
+            improved = self._evaluate()
+        checkpoint = self.store.latest() if self.store else None
+        if checkpointed_at != self.step:
+            checkpoint = self._checkpoint(improved)
+        for callback in self.callbacks:
+            callback.on_fit_end(self, self.step, reason)
+        return TrainResult(self.step, reason, self.best_val_bpc, checkpoint)
+
+    def _train_step(self, batch: Any) -> float:
+        train = self.spec.train
+        x, y = batch.x.to(self.device), batch.y.to(self.device)  # (B, T) each
+        hidden = None if batch.reset or self.hidden is None else detach(self.hidden)
+        factor = lr_factor(train, self.step, self.batches.epoch) * self.lr_scale
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        self.model.train()
+        with self._autocast():
+            logits, hidden = self.model(x, hidden)  # (B, T, V)
+        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if train.grad_clip > 0:
+            if train.clip_mode == "norm":
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
+            else:
+                torch.nn.utils.clip_grad_value_(self.model.parameters(), train.grad_clip)
+        self.optimizer.step()
+        self.hidden = hidden
+        return loss.item()
+
+    def _autocast(self) -> Any:
+        if self.spec.train.precision == "bf16":
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    # -- evaluation and checkpoints ------------------------------------------------------------
+
+    def evaluate(self, split: str = "val") -> dict[str, float]:
+        """nats/char and BPC of ``split`` (stateful over the whole split)."""
+        ids = getattr(self.splits, split)
+        if len(ids) < 2:
+            raise CharseqError(f"the {split} split has {len(ids)} token(s); nothing to evaluate")
+        train = self.spec.train
+        return evaluate_ids(
+            self.model, ids, batch_size=train.batch_size, seq_len=train.seq_len, device=self.device
+        )
+
+    def _evaluate(self) -> bool | None:
+        """Evaluate on val, track the best; ``None`` when there is no val split."""
+        if len(self.splits.val) < 2:
+            return None
+        scores = self.evaluate("val")
+        improved = self.best_val_bpc is None or scores["bpc"] < self.best_val_bpc
+        if improved:
+            self.best_val_bpc = scores["bpc"]
+            self.evals_since_best = 0
+        else:
+            self.evals_since_best += 1
+        self._remember_good_state()
+        metrics = {
+            "val_nats": scores["nats"],
+            "val_bpc": scores["bpc"],
+            "best_val_bpc": self.best_val_bpc,
+        }
+        for callback in self.callbacks:
+            callback.on_eval(self, self.step, metrics)
+        return improved
+
+    def _checkpoint(self, improved: bool | None) -> Path | None:
+        if self.store is None:
+            return None
+        tensors, manifest = self.checkpoint_contents()
+        metric = self.best_val_bpc if improved else None
+        path = self.store.save(self.step, tensors, manifest, metric=metric)
+        for callback in self.callbacks:
+            callback.on_checkpoint(self, self.step, path)
+        return path
+
+    def checkpoint_contents(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+        """The tensors and manifest of a checkpoint of the run as it stands."""
+        optimizer_tensors, optimizer_meta = optimizer_state_to_tensors(self.optimizer.state_dict())
+        rng_tensors, rng_meta = capture_rng()
+        hidden = {}
+        for layer, state in enumerate(self.hidden or []):
+            for i, tensor in enumerate(state):
+                hidden[f"layer{layer}.{i}"] = tensor.detach()
+        tensors = {
+            "model": dict(self.model.state_dict()),
+            "optimizer": optimizer_tensors,
+            "rng": rng_tensors,
+            "hidden": hidden,
+        }
+        manifest = {
+            **self.pipeline.manifest(),
+            "corpus": {**self.corpus, "bounds": self.splits.bounds},
+            "metrics": {"best_val_bpc": self.best_val_bpc},
+            "trainer": {
+                "step": self.step,
+                "batches": self.batches.state_dict(),
+                "has_hidden": self.hidden is not None,
+                "best_val_bpc": self.best_val_bpc,
+                "evals_since_best": self.evals_since_best,
+                "lr_scale": self.lr_scale,
+                "first_loss": self.first_loss,
+                "divergences": self.divergences,
+                "train_seconds": self.train_seconds,
+                "optimizer": optimizer_meta,
+                "rng": rng_meta,
+                "charseq_version": __version__,
+            },
+        }
+        return tensors, manifest
+
+    def restore(self, directory: str | Path, manifest: dict[str, Any]) -> None:
+        """Put the loop back where the checkpoint in ``directory`` left it."""
+        state = training_state(directory, manifest)
+        self.optimizer.load_state_dict(
+            optimizer_state_from_tensors(read_tensors(directory, "optimizer"), state["optimizer"])
+        )
+        self.batches.load_state_dict(state["batches"])
+        self.step = self.pipeline.step = state["step"]
+        self.best_val_bpc = state["best_val_bpc"]
+        self.evals_since_best = state["evals_since_best"]
+        self.lr_scale = state["lr_scale"]
+        self.first_loss = state["first_loss"]
+        self.divergences = state["divergences"]
+        self.train_seconds = state["train_seconds"]
+        self.hidden = None
+        if state["has_hidden"]:
+            hidden = read_tensors(directory, "hidden")
+            self.hidden = [
+                tuple(hidden[f"layer{layer}.{i}"].to(self.device) for i in range(len(s)))
+                for layer, s in enumerate(self.model.initial_state(1))
+            ]
+        restore_rng(read_tensors(directory, "rng"), state["rng"])
+
+    # -- the divergence guard ------------------------------------------------------------------
+
+    def _diverged(self, loss: float) -> bool:
+        factor = self.spec.train.divergence_factor
+        if not math.isfinite(loss):
+            return True
+        if self.first_loss is None:
+            self.first_loss = loss
+            return False
+        return factor > 0 and loss > factor * self.first_loss
+
+    def _remember_good_state(self) -> None:
+        self._good = {
+            "model": copy.deepcopy(self.model.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "batches": copy.deepcopy(self.batches.state_dict()),
+            "step": self.step,
+        }
+
+    def _recover(self, loss: float) -> None:
+        self.divergences += 1
+        if self.divergences > MAX_DIVERGENCES or self._good is None:
+            raise TrainingDiverged(
+                f"the loss diverged {self.divergences} times (last {loss}) even with the learning "
+                f"rate lowered to {self.lr_scale:g}x; lower optimizer.lr or raise train.grad_clip"
+            )
+        good = self._good
+        self.model.load_state_dict(good["model"])
+        self.optimizer.load_state_dict(good["optimizer"])
+        self.batches.load_state_dict(good["batches"])
+        self.step = self.pipeline.step = good["step"]
+        self.hidden = None
+        self.lr_scale *= 0.5
+        message = (
+            f"step {self.step}: the loss diverged ({loss:.4g}); restored the state of step "
+            f"{good['step']} and lowered the learning rate to {self.lr_scale:g}x"
+        )
+        for callback in self.callbacks:
+            callback.on_divergence(self, self.step, message)
+
+    # -- signals -------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Finish the current step, save a checkpoint and stop (what the first Ctrl-C does)."""
+        self._stop.set()
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def first(signum: int, frame: Any) -> None:
+            self.request_stop()
+            for s in previous:  # a second signal interrupts at once
+                signal.signal(s, signal.default_int_handler)
+
+        for s in previous:
+            signal.signal(s, first)
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)

@@ -1,0 +1,248 @@
+"""The training loop: exact resume, run directories, early stopping, the divergence guard,
+time budgets, schedules, callbacks and signals."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from charseq import Callback, Pipeline, PipelineSpec
+from charseq.callbacks import MetricsLog, SampleEvery
+from charseq.corpus import split_ids
+from charseq.errors import CharseqError
+from charseq.schedules import lr_factor
+from charseq.train import TrainingDiverged
+
+TEXT = "".join(f"line {i}: the quick brown fox {i % 7} jumps. " for i in range(300))
+
+
+def spec(**train):
+    return {
+        "cell": {"name": "lstm", "hidden_size": 16, "num_layers": 2, "dropout": 0.2},
+        "model": {"embedding_size": 8},
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {"batch_size": 4, "seq_len": 16, "eval_every": 4, "steps": 8, **train},
+    }
+
+
+def weights(pipe):
+    return {k: v.clone() for k, v in pipe.model.state_dict().items()}
+
+
+def assert_identical(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs"
+
+
+@pytest.mark.parametrize("batching", ["streams", "windows"])
+def test_resume_is_bit_identical(tmp_path, batching):
+    whole = Pipeline.from_spec(spec(batching=batching), device="cpu")
+    whole.fit(TEXT, out=tmp_path / "whole")
+
+    half = Pipeline.from_spec(spec(batching=batching, steps=4), device="cpu")
+    half.fit(TEXT, out=tmp_path / "half")
+    assert half.result.step == 4
+    resumed = Pipeline.resume(tmp_path / "half", text=TEXT, steps=8, device="cpu")
+    assert resumed.result.step == 8
+    assert_identical(weights(whole), weights(resumed))
+
+
+def test_resume_from_files_rereads_the_named_sources(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT, "utf-8")
+    whole = Pipeline.from_spec(spec(), device="cpu").fit(files=corpus, out=tmp_path / "whole")
+    Pipeline.from_spec(spec(steps=4), device="cpu").fit(files=corpus, out=tmp_path / "half")
+    resumed = Pipeline.resume(tmp_path / "half", steps=8, device="cpu")
+    assert_identical(weights(whole), weights(resumed))
+    corpus.write_text(TEXT + "more", "utf-8")
+    with pytest.raises(CharseqError, match="the corpus changed since"):
+        Pipeline.resume(tmp_path / "half", steps=9, device="cpu")
+
+
+def test_a_weights_only_checkpoint_cannot_be_resumed(tmp_path):
+    pipe = Pipeline.from_spec(spec(steps=2), device="cpu").fit(TEXT)
+    pipe.save(tmp_path / "weights")
+    with pytest.raises(CharseqError, match="weights only"):
+        Pipeline.resume(tmp_path / "weights", text=TEXT, steps=4)
+
+
+def test_the_run_directory_keeps_the_last_k_and_the_best(tmp_path):
+    pipe = Pipeline.from_spec(spec(steps=12, eval_every=2, keep_last=2), device="cpu")
+    pipe.fit(TEXT, out=tmp_path / "run", callbacks=[MetricsLog(tmp_path / "metrics.jsonl")])
+    latest = json.loads((tmp_path / "run" / "latest.json").read_text())
+    assert latest["latest"] == "step-00000012"
+    steps = sorted(p.name for p in (tmp_path / "run").glob("step-*"))
+    assert steps[-2:] == ["step-00000010", "step-00000012"]
+    assert len(steps) <= 3  # the last two, and the best if it is older
+    best = Pipeline.load(tmp_path / "run" / "best")
+    assert best.step in {int(s.split("-")[1]) for s in steps}
+    manifest = json.loads((tmp_path / "run" / "step-00000012" / "manifest.json").read_text())
+    assert manifest["corpus"]["bounds"]["val"][1] > manifest["corpus"]["bounds"]["val"][0]
+    assert manifest["plugins"]["cell"]["name"] == "lstm" and manifest["trainer"]["step"] == 12
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    events = [json.loads(line)["event"] for line in lines]
+    assert events.count("step") == 12 and events.count("eval") == 6
+    assert events.count("checkpoint") == 6
+
+
+def test_early_stopping_with_patience():
+    # A learning rate too small to move any weight: val BPC cannot improve after the first eval.
+    frozen = spec(steps=50, eval_every=1, patience=2)
+    frozen["optimizer"] = {"name": "sgd", "lr": 1e-30}
+    pipe = Pipeline.from_spec(frozen, device="cpu").fit(TEXT)
+    assert (pipe.result.reason, pipe.result.step) == ("early stopping", 3)
+
+
+def test_a_time_budget_stops_training():
+    pipe = Pipeline.from_spec(spec(steps=10**6, max_seconds=0.5), device="cpu").fit(TEXT)
+    assert pipe.result.reason == "time" and 0 < pipe.result.step < 10**6
+
+
+class PoisonOnce(Callback):
+    """Sets a weight to NaN once, as an exploding update would."""
+
+    def __init__(self, at):
+        self.at, self.messages = at, []
+
+    def on_step_end(self, trainer, step, metrics):
+        if step == self.at and not self.messages:
+            with torch.no_grad():
+                next(trainer.model.parameters()).fill_(float("nan"))
+
+    def on_divergence(self, trainer, step, message):
+        self.messages.append(message)
+
+
+def test_the_divergence_guard_restores_and_lowers_the_rate():
+    poison = PoisonOnce(at=6)
+    pipe = Pipeline.from_spec(spec(steps=10), device="cpu").fit(TEXT, callbacks=[poison])
+    [message] = poison.messages
+    assert "diverged (nan)" in message and "restored the state of step 4" in message
+    assert "0.5x" in message
+    assert pipe.result.step == 10
+    assert all(torch.isfinite(p).all() for p in pipe.model.parameters())
+
+
+def test_a_run_that_keeps_diverging_stops_with_advice():
+    hopeless = spec(steps=30)
+    hopeless["optimizer"] = {"name": "sgd", "lr": 1e12}
+    with pytest.raises(TrainingDiverged, match="lower optimizer.lr"):
+        Pipeline.from_spec(hopeless, device="cpu").fit(TEXT)
+
+
+def test_sampling_during_training_does_not_change_it():
+    plain = Pipeline.from_spec(spec(), device="cpu").fit(TEXT)
+    samples = []
+    sampled = Pipeline.from_spec(spec(), device="cpu").fit(
+        TEXT, callbacks=[SampleEvery(3, lambda step, text: samples.append((step, text)))]
+    )
+    assert [s for s, _ in samples] == [3, 6]
+    assert_identical(weights(plain), weights(sampled))
+
+
+def test_bf16_needs_cuda():
+    pipe = Pipeline.from_spec(spec(precision="bf16"), device="cpu")
+    with pytest.raises(CharseqError, match="bf16' needs a CUDA device"):
+        pipe.fit(TEXT)
+
+
+def test_schedules():
+    def train(**options):
+        return PipelineSpec.from_dict({"train": {"steps": 100, **options}}).train
+
+    constant = train()
+    assert lr_factor(constant, 50, 3.0) == 1.0
+    char_rnn = train(schedule="epoch-decay", decay_rate=0.97, decay_after_epochs=10)
+    assert [lr_factor(char_rnn, 0, e) for e in (9.9, 10.0, 11.5)] == [1.0, 0.97, 0.97**2]
+    torch_rnn = train(
+        schedule="epoch-decay", decay_rate=0.5, decay_after_epochs=5, decay_every_epochs=5
+    )
+    assert [lr_factor(torch_rnn, 0, e) for e in (4.9, 5.0, 9.9, 10.0)] == [1, 0.5, 0.5, 0.25]
+    cosine = train(schedule="cosine", warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(cosine, 0, 0) == pytest.approx(0.1)
+    assert lr_factor(cosine, 9, 0) == pytest.approx(1.0)
+    assert lr_factor(cosine, 55, 0) == pytest.approx(0.55)
+    assert lr_factor(cosine, 100, 0) == pytest.approx(0.1)
+
+
+def test_the_learning_rate_follows_the_schedule():
+    seen = []
+
+    class Rates(Callback):
+        def on_step_end(self, trainer, step, metrics):
+            seen.append(metrics["lr"])
+
+    cosine = spec(steps=6, schedule="cosine", warmup_steps=2, min_lr_ratio=0.0)
+    Pipeline.from_spec(cosine, device="cpu").fit(TEXT, callbacks=[Rates()])
+    expected = [0.005, 0.01] + [0.01 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
+    assert seen == pytest.approx(expected)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT * 4, "utf-8")
+    run = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "charseq",
+        "train",
+        "--data",
+        str(corpus),
+        "--out",
+        str(run),
+        "--no-progress",
+        "--steps",
+        "100000",
+        "--set",
+        "cell.hidden_size=16",
+        "--set",
+        "train.batch_size=4",
+        "--set",
+        "train.eval_every=50",
+    ]
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (run / "latest.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (run / "latest.json").exists(), "the run wrote no checkpoint in 60 s"
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130, err
+    assert "(interrupted)" in err
+    latest = json.loads((run / "latest.json").read_text())["latest"]
+    step = int(latest.split("-")[1])
+    assert 50 <= step < 100000
+    resumed = Pipeline.resume(run, steps=step + 3, device="cpu")
+    assert resumed.result.step == step + 3
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals")
+def test_a_second_ctrl_c_stops_at_once():
+    from charseq.train import Trainer
+
+    pipe = Pipeline.from_spec(spec(steps=10**6), device="cpu")
+    pipe.tokenizer.fit(TEXT)
+    pipe.model = pipe.build_model()
+    splits = split_ids(np.array(pipe.tokenizer.encode(TEXT)), val=0.1, test=0.0)
+
+    class Interrupt(Callback):
+        def on_step_end(self, trainer, step, metrics):
+            if step == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
+
+    trainer = Trainer(pipe, splits, callbacks=[Interrupt()], handle_signals=True)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
