@@ -1,6 +1,6 @@
 """CUDA paths: run on a GPU machine (skipped where torch sees no CUDA device).
 
-    pytest -q tests/test_cuda.py
+pytest -q tests/test_cuda.py
 """
 
 import warnings
