@@ -93,6 +93,7 @@ class CharModel(nn.Module):
         embedding_size: size E of the learned embedding.
         cells: the recurrent layers; the first takes E inputs.
         dropout: between layers and before the head.
+        embedding_dropout: on the embedded characters, before the first layer.
 
     Shape:
         - ids: :math:`(B, T)` int64; logits: :math:`(B, T, V)`.
@@ -107,11 +108,17 @@ class CharModel(nn.Module):
     """
 
     def __init__(
-        self, vocab_size: int, embedding_size: int, cells: Sequence[Cell], dropout: float = 0.0
+        self,
+        vocab_size: int,
+        embedding_size: int,
+        cells: Sequence[Cell],
+        dropout: float = 0.0,
+        embedding_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, embedding_size)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.stack = CellStack(cells, dropout)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.stack.hidden_size, vocab_size)
@@ -127,7 +134,7 @@ class CharModel(nn.Module):
         return self.stack.initial_state(batch_size, device=device, dtype=dtype)
 
     def forward(self, ids: Tensor, state: StackState | None = None) -> tuple[Tensor, StackState]:
-        x = self.embedding(ids)  # (B, T) -> (B, T, E)
+        x = self.embedding_dropout(self.embedding(ids))  # (B, T) -> (B, T, E)
         h, state = self.stack(x, state)  # (B, T, H)
         return self.head(self.dropout(h)), state  # (B, T, V)
 

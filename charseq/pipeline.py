@@ -111,7 +111,11 @@ class Pipeline:
             for input_size in sizes[:-1]
         ]
         model = CharModel(
-            self.tokenizer.vocab_size, self.spec.model.embedding_size, cells, cell.layout.dropout
+            self.tokenizer.vocab_size,
+            self.spec.model.embedding_size,
+            cells,
+            cell.layout.dropout,
+            self.spec.model.embedding_dropout,
         )
         return model.to(self.device)
 

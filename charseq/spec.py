@@ -77,6 +77,13 @@ class ModelSpec:
     """The parts of the model around the cells."""
 
     embedding_size: int = option(64, help="size of the learned character embedding", min=1)
+    embedding_dropout: float = option(
+        0.0,
+        help="dropout on the embedded characters",
+        min=0.0,
+        max=1.0,
+        max_exclusive=True,
+    )
 
 
 def _positive_fractions(instance: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -94,7 +101,9 @@ class TrainSpec:
 
     steps: int = option(1000, help="optimizer steps to run (the most, with max_seconds)", min=0)
     max_seconds: float = option(
-        0.0, help="stop after this much training time (0: no limit)", min=0.0
+        0.0,
+        help="stop after this many seconds of training, evaluations included (0: no limit)",
+        min=0.0,
     )
     batch_size: int = option(50, help="parallel streams B of truncated BPTT", min=1)
     seq_len: int = option(50, help="time steps T per batch (truncated BPTT length)", min=1)

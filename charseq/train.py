@@ -132,7 +132,11 @@ class Trainer:
         reason = "steps"
         evaluated_at = checkpointed_at = None
         with self._signals():
+            tick = time.perf_counter()
             while self.step < train.steps:
+                now = time.perf_counter()
+                self.train_seconds += now - tick  # steps, evaluations and checkpoints
+                tick = now
                 if self._stop.is_set():
                     reason = "interrupted"
                     break
@@ -148,7 +152,6 @@ class Trainer:
                 self.step += 1
                 self.pipeline.step = self.step
                 seconds = time.perf_counter() - started
-                self.train_seconds += seconds
                 metrics = {
                     "loss": loss,
                     "lr": self.optimizer.param_groups[0]["lr"],

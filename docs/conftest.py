@@ -4,14 +4,20 @@ Blocks on a page share one namespace and run top to bottom, as a reader would ru
 runs in its own temporary directory.
 """
 
+import os
+
 import pytest
 from sybil import Sybil
 from sybil.parsers.myst import PythonCodeBlockParser, SkipParser
 
 
-@pytest.fixture
-def _in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture(scope="module")
+def _in_tmp(tmp_path_factory):
+    """One temporary working directory per page, shared by the page's blocks."""
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("page"))
+    yield
+    os.chdir(before)
 
 
 pytest_collect_file = Sybil(

@@ -47,3 +47,23 @@ def test_train_on_cuda_save_and_load_on_cpu(tmp_path):
         on_gpu, _ = pipe.model.eval()(ids.cuda())
         on_cpu, _ = cpu.model.eval()(ids)
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_training_on_cuda_resumes_and_loads_on_cpu(tmp_path):
+    spec = {
+        "cell": {"hidden_size": 64},
+        "train": {
+            "steps": 30,
+            "batch_size": 8,
+            "seq_len": 32,
+            "eval_every": 10,
+            "precision": "bf16",
+        },
+    }
+    text = "the quick brown fox jumps over the lazy dog. " * 200
+    pipe = Pipeline.from_spec(spec, device="cuda").fit(text, out=tmp_path / "run", steps=20)
+    assert pipe.result.step == 20 and pipe.result.best_val_bpc < 4.5
+    resumed = Pipeline.resume(tmp_path / "run", text=text, steps=30, device="cuda")
+    assert resumed.result.step == 30
+    cpu = Pipeline.load(tmp_path / "run", device="cpu")
+    assert cpu.step == 30 and len(cpu.generate("the", 10, seed=0)) == 10
