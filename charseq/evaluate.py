@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -11,8 +12,7 @@ import torch
 
 from charseq.batches import evaluate_ids
 from charseq.checkpoint import CheckpointError, read_manifest, resolve_checkpoint
-from charseq.corpus import find_sources, prepare_corpus
-from charseq.pipeline import Pipeline, _tempdir
+from charseq.pipeline import Pipeline
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -40,42 +40,16 @@ def evaluate_checkpoint(
     path = resolve_checkpoint(checkpoint)
     manifest = read_manifest(path)
     pipe = Pipeline.load(path, device=device)
-    recorded = manifest.get("corpus", {})
-    same_corpus = files is None
-    if files is None:
-        if recorded.get("kind") != "files":
-            raise CheckpointError(
-                f"{path} does not name the files it was trained on; pass --data PATH"
-            )
-        files = recorded["sources"]
     with ExitStack() as stack:
         cache = path.parent / "cache"
         if not cache.is_dir():
-            cache = Path(stack.enter_context(_tempdir()))
-        sources = find_sources(
-            list(files),
-            tuple(recorded.get("include", ("*",))),
-            encoding=recorded.get("encoding", "utf-8"),
+            cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="charseq-")))
+        ids, splits, _ = pipe.read_training_corpus(
+            path, manifest, None, files, cache, same=files is None
         )
-        corpus = prepare_corpus(
-            sources,
-            pipe.tokenizer,
-            cache,
-            encoding=recorded.get("encoding", "utf-8"),
-            normalize=recorded.get("normalize"),
-        )
-        if same_corpus and corpus.hash != recorded.get("hash"):
-            raise CheckpointError(
-                f"the files {path} was trained on have changed since (sha256 differs), so its "
-                "splits no longer line up; pass --data to evaluate on them anyway"
-            )
-        train = pipe.spec.train
-        ids = (
-            corpus.ids
-            if split == "all"
-            else corpus.split(train.val_fraction, train.test_fraction)[split]
-        )
+        ids = ids if split == "all" else splits[split]
         if len(ids) < 2:
+            train = pipe.spec.train
             raise CheckpointError(
                 f"the {split} split has {len(ids)} token(s): nothing to evaluate (this run's "
                 f"fractions: val {train.val_fraction}, test {train.test_fraction}); try --split"

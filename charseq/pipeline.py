@@ -164,7 +164,7 @@ class Pipeline:
             self.spec = self.spec.override({"train.steps": steps}, self.registry)
         with ExitStack() as stack:
             cache = Path(out) / "cache" if out else Path(stack.enter_context(_tempdir()))
-            splits, corpus = self._corpus(text, files, include, encoding, normalize, cache)
+            _, splits, corpus = self._corpus(text, files, include, encoding, normalize, cache)
             if self.model is None:
                 torch.manual_seed(self.spec.train.seed)
                 self.model = self.build_model()
@@ -210,31 +210,12 @@ class Pipeline:
         changes = {k: v for k, v in changes.items() if v is not None}
         if changes:
             pipe.spec = pipe.spec.override(changes, pipe.registry)
-        recorded = manifest.get("corpus", {})
-        if text is None and files is None:
-            if recorded.get("kind") != "files":
-                raise CheckpointError(
-                    f"{path} was trained on in-memory text: pass the same text to resume"
-                )
-            files = recorded["sources"]
         run_dir = path.parent
         with ExitStack() as stack:
-            cache = (
-                run_dir / "cache" if files is not None else Path(stack.enter_context(_tempdir()))
+            cache = run_dir / "cache" if text is None else Path(stack.enter_context(_tempdir()))
+            _, splits, corpus = pipe.read_training_corpus(
+                path, manifest, text, files, cache, same=True
             )
-            splits, corpus = pipe._corpus(
-                text,
-                files,
-                recorded.get("include", ("*",)),
-                recorded.get("encoding", "utf-8"),
-                recorded.get("normalize"),
-                cache,
-            )
-            if corpus["hash"] != recorded.get("hash"):
-                raise CheckpointError(
-                    f"the corpus changed since {path} was written (sha256 {corpus['hash'][:12]}... "
-                    f"now, {str(recorded.get('hash'))[:12]}... then): resume needs the same text"
-                )
             trainer = Trainer(
                 pipe,
                 splits,
@@ -255,8 +236,11 @@ class Pipeline:
         encoding: str,
         normalize: str | None,
         cache: Path,
-    ) -> tuple[Splits, dict[str, Any]]:
-        """Read, fit the tokenizer on (if it has no vocabulary), encode and split the corpus."""
+    ) -> tuple[np.ndarray, Splits, dict[str, Any]]:
+        """Read, fit the tokenizer on (if it has no vocabulary), encode and split the corpus.
+
+        Returns the ids, their splits, and what a checkpoint records about the corpus.
+        """
         train = self.spec.train
         if (text is None) == (files is None):
             raise CharseqError("fit needs a corpus: pass text=... or files=... (one of them)")
@@ -272,7 +256,7 @@ class Pipeline:
             )
             digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
             info = {"kind": "text", "hash": digest}
-            return split_ids(ids, train.val_fraction, train.test_fraction), info
+            return ids, split_ids(ids, train.val_fraction, train.test_fraction), info
         paths = [files] if isinstance(files, str | Path) else list(files)
         sources = find_sources(paths, tuple(include), encoding=encoding)
         corpus = prepare_corpus(
@@ -286,7 +270,42 @@ class Pipeline:
             "normalize": normalize,
             "hash": corpus.hash,
         }
-        return corpus.split(train.val_fraction, train.test_fraction), info
+        return corpus.ids, corpus.split(train.val_fraction, train.test_fraction), info
+
+    def read_training_corpus(
+        self,
+        path: Path,
+        manifest: dict[str, Any],
+        text: str | None,
+        files: Any,
+        cache: Path,
+        *,
+        same: bool,
+    ) -> tuple[np.ndarray, Splits, dict[str, Any]]:
+        """The corpus a checkpoint was trained on, read again from the sources it names (or
+        from ``text`` / ``files``); with ``same``, it must be that very text (same hash)."""
+        recorded = manifest.get("corpus", {})
+        if text is None and files is None:
+            if recorded.get("kind") != "files":
+                raise CheckpointError(
+                    f"{path} was trained on text given in memory, not on files it can name: "
+                    "pass the text (or --data)"
+                )
+            files = recorded["sources"]
+        ids, splits, info = self._corpus(
+            text,
+            files,
+            recorded.get("include", ("*",)),
+            recorded.get("encoding", "utf-8"),
+            recorded.get("normalize"),
+            cache,
+        )
+        if same and info["hash"] != recorded.get("hash"):
+            raise CheckpointError(
+                f"the corpus changed since {path} was written (its sha256 differs), so its "
+                "splits and data cursor no longer line up"
+            )
+        return ids, splits, info
 
     def evaluate(self, text: str, chunk_size: int = 8192) -> dict[str, float]:
         """Cross-entropy of ``text`` under the model: ``{"nats", "bpc", "tokens"}``.
