@@ -3,13 +3,22 @@
 A sampler never touches the model or its state directly. It reads :attr:`Decoder.logits`, feeds
 its choices back with :meth:`Decoder.advance` and, if it searches (beam), reorders or repeats
 sequences with :meth:`Decoder.reorder`. All sequences advance in one batched forward pass.
+
+Constraints (:mod:`charseq.constraints`) live here, not in the samplers: a constrained decoder
+sets the logits of the ids they forbid to ``-inf`` before any sampler reads them, so stop
+strings, allowed sets and acrostics work with every sampler plugin, beam search included.
+Token-by-token samplers report each choice with :meth:`Decoder.emit`, which is how
+:meth:`~charseq.pipeline.Pipeline.stream` yields text as it is made.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
+from charseq.constraints import CompiledConstraints, ConstraintState
 from charseq.interfaces import Sampler, SamplerOutput
 from charseq.model import CharModel, StackState, select
 
@@ -21,41 +30,100 @@ class Decoder:
         model: the model to run (put in eval mode by the caller).
         state: the recurrent state of the B sequences.
         logits: next-token logits of the B sequences, shape ``(B, V)``.
+        constraints: per-sequence constraint state, or ``None`` for unconstrained generation.
+
+    Attributes:
+        on_token: called by :meth:`emit` with each step's chosen ids ``(B,)``, or ``None``.
     """
 
-    def __init__(self, model: CharModel, state: StackState, logits: Tensor) -> None:
+    def __init__(
+        self,
+        model: CharModel,
+        state: StackState,
+        logits: Tensor,
+        constraints: ConstraintState | None = None,
+    ) -> None:
         self.model = model
         self.state = state
+        self.constraints = constraints
         self.logits = logits  # (B, V)
+        self.on_token: Callable[[Tensor], None] | None = None
 
     @classmethod
-    def from_prime(cls, model: CharModel, prime: Tensor, batch_size: int = 1) -> Decoder:
+    def from_prime(
+        cls,
+        model: CharModel,
+        prime: Tensor,
+        batch_size: int = 1,
+        constraints: CompiledConstraints | None = None,
+    ) -> Decoder:
         """Consume ``prime`` (ids, shape ``(P,)``) in one pass and repeat it ``batch_size`` times.
 
         With an empty prime the first logits are uniform (zeros), as char-rnn starts.
         """
         device = model.head.weight.device
         state = model.initial_state(batch_size, device=device)
+        tracker = constraints.state(batch_size, device) if constraints is not None else None
         if prime.numel() == 0:
             logits = torch.zeros(batch_size, model.vocab_size, device=device)
-            return cls(model, state, logits)
+            return cls(model, state, logits, tracker)
         ids = prime.to(device).view(1, -1).expand(batch_size, -1)  # (P,) -> (B, P)
         logits, state = model(ids, state)  # (B, P, V)
-        return cls(model, state, logits[:, -1])
+        return cls(model, state, logits[:, -1], tracker)
+
+    @property
+    def logits(self) -> Tensor:
+        """Next-token logits ``(B, V)``; ids the constraints forbid are ``-inf``."""
+        if self.constraints is None:
+            return self._logits
+        if self._masked is None:
+            self._masked = self.constraints.mask(self._logits)
+        return self._masked
+
+    @logits.setter
+    def logits(self, value: Tensor) -> None:
+        self._logits = value
+        self._masked: Tensor | None = None
+
+    @property
+    def raw_logits(self) -> Tensor:
+        """The model's logits ``(B, V)`` before any constraint."""
+        return self._logits
 
     @property
     def batch_size(self) -> int:
-        return self.logits.shape[0]
+        return self._logits.shape[0]
+
+    @property
+    def finished(self) -> Tensor:
+        """Which sequences have produced a stop string, ``(B,)`` bool (all ``False`` without)."""
+        if self.constraints is None:
+            return torch.zeros(self.batch_size, dtype=torch.bool, device=self._logits.device)
+        return self.constraints.finished
+
+    @property
+    def all_finished(self) -> bool:
+        """Whether every sequence has stopped, so a token-by-token sampler may end early."""
+        return self.constraints is not None and bool(self.constraints.finished.all())
 
     def advance(self, ids: Tensor) -> None:
         """Feed one id per sequence (shape ``(B,)``); updates :attr:`logits`."""
         logits, self.state = self.model(ids.view(-1, 1), self.state)  # (B, 1, V)
+        if self.constraints is not None:
+            self.constraints.advance(ids)
         self.logits = logits[:, 0]  # (B, V)
 
     def reorder(self, index: Tensor) -> None:
         """Keep sequences ``index`` (shape ``(B',)``), in that order; repeats are allowed."""
         self.state = select(self.state, index)
-        self.logits = self.logits.index_select(0, index)
+        if self.constraints is not None:
+            self.constraints.reorder(index)
+        self.logits = self._logits.index_select(0, index)
+
+    def emit(self, ids: Tensor) -> None:
+        """Report the ids ``(B,)`` just chosen for output (token-by-token samplers call it)."""
+        if self.on_token is not None:
+            self.on_token(ids)
 
 
 @torch.no_grad()
@@ -66,12 +134,23 @@ def generate_ids(
     max_new_tokens: int,
     num_samples: int = 1,
     generator: torch.Generator | None = None,
+    *,
+    constraints: CompiledConstraints | None = None,
+    on_token: Callable[[Tensor], None] | None = None,
 ) -> SamplerOutput:
-    """Run ``sampler`` after ``prime`` for ``num_samples`` sequences in one batch."""
+    """Run ``sampler`` after ``prime`` for ``num_samples`` sequences in one batch.
+
+    Args:
+        constraints: applied by the decoder to whatever the sampler is (see
+            :mod:`charseq.constraints`); the returned ids are not cut at stop strings (the
+            caller cuts the decoded text).
+        on_token: called with each step's ids ``(B,)`` as a token-by-token sampler chooses them.
+    """
     was_training = model.training
     model.eval()
     try:
-        decoder = Decoder.from_prime(model, prime, num_samples)
+        decoder = Decoder.from_prime(model, prime, num_samples, constraints)
+        decoder.on_token = on_token
         return sampler.sample(decoder, max_new_tokens, generator)
     finally:
         model.train(was_training)

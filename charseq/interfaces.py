@@ -158,7 +158,11 @@ class Sampler(abc.ABC):
     def sample(
         self, decoder: Decoder, max_new_tokens: int, generator: torch.Generator | None = None
     ) -> SamplerOutput:
-        """Produce ``max_new_tokens`` ids for each of the decoder's sequences."""
+        """Produce ``max_new_tokens`` ids for each of the decoder's sequences.
+
+        A token-by-token sampler may stop early once ``decoder.all_finished`` (every sequence
+        produced a stop string) and reports each step's ids with ``decoder.emit(ids)``.
+        """
 
 
 class TokenSampler(Sampler):
@@ -171,12 +175,17 @@ class TokenSampler(Sampler):
     def sample(
         self, decoder: Decoder, max_new_tokens: int, generator: torch.Generator | None = None
     ) -> SamplerOutput:
+        emit = getattr(decoder, "emit", None)  # stream the choices (Decoder.emit)
         chosen: list[Tensor] = []
         for t in range(max_new_tokens):
             ids = self.select(decoder.logits, generator)  # (B,)
             chosen.append(ids)
+            if emit is not None:
+                emit(ids)
             if t + 1 < max_new_tokens:  # the last choice is returned, not fed back
                 decoder.advance(ids)
+                if getattr(decoder, "all_finished", False):  # every sequence hit a stop string
+                    break
         batch = decoder.logits.shape[0]
         if not chosen:
             return SamplerOutput(decoder.logits.new_empty(batch, 0, dtype=torch.long))

@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+import copy as copy_module
 import hashlib
+import queue
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -27,16 +30,25 @@ from charseq.checkpoint import (
     resolve_checkpoint,
     write_checkpoint,
 )
+from charseq.constraints import (
+    CompiledConstraints,
+    Constraints,
+    GenerationError,
+    apply_stop,
+    cut_at_stop,
+)
+from charseq.constraints import held_back as _held_back
 from charseq.corpus import Splits, find_sources, ids_dtype, prepare_corpus, split_ids
 from charseq.errors import CharseqError, SpecError
 from charseq.generate import generate_ids
 from charseq.interfaces import Sampler, Tokenizer
 from charseq.model import CharModel
 from charseq.registry import Registry, get_registry
+from charseq.scoring import Score, score_ids
 from charseq.spec import ComponentSpec, PipelineSpec
 
 MAX_NEW_TOKENS = 1_000_000
-"""The most characters one ``generate`` call makes (a guard against a mistyped length)."""
+"""The most tokens one ``generate`` / ``stream`` call makes (a guard against a mistyped length)."""
 
 
 class Pipeline:
@@ -331,37 +343,201 @@ class Pipeline:
         sampler: Sampler | str | Mapping[str, Any] | None = None,
         seed: int | None = None,
         num_samples: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        allowed: str | None = None,
+        acrostic: str | None = None,
+        unknown: str | None = None,
     ) -> str | list[str]:
-        """Continue ``prime`` by ``max_new_tokens`` tokens.
+        """Continue ``prime`` by up to ``max_new_tokens`` tokens.
+
+        Everything is checked before any generation starts (a bad request raises
+        :class:`~charseq.constraints.GenerationError`, a ``ValueError``, or the tokenizer's
+        ``UnknownCharacterError`` for the prime). Constraints compose with every sampler; see
+        :mod:`charseq.constraints`.
 
         Args:
-            prime: text to start from (consumed in one pass); empty starts from uniform odds.
-            max_new_tokens: how many tokens to add (at most :data:`MAX_NEW_TOKENS`).
+            prime: text to start from (consumed in one fused pass); empty starts from uniform
+                odds. Characters outside the vocabulary follow the tokenizer's policy, or
+                ``unknown``.
+            max_new_tokens: how many tokens to add, in ``[0, MAX_NEW_TOKENS]``.
             sampler: the spec's sampler if ``None``; else a name (``"greedy"``), a dict
                 (``{"name": "temperature", "temperature": 0.8}``) or a :class:`Sampler`.
             seed: makes the output reproducible on the same device.
             num_samples: when given, return a list of this many samples, made as one batch.
+            stop: stop string(s): each text ends just after the first one it produces (the stop
+                string is included, as in Hugging Face's ``stop_strings``).
+            allowed: the only characters that may be generated.
+            acrostic: force the first character of each line, in order.
+            unknown: ``"error"``, ``"skip"`` or ``"replace"``: override the tokenizer's policy
+                for characters of the prime outside the vocabulary.
 
         Returns:
-            The generated text (without the prime), or a list of texts if ``num_samples`` is set.
+            The generated text (without the prime); a list of texts if ``num_samples`` is set
+            or the sampler returns several sequences per sample (``num_return_sequences``).
         """
+        job = self._generation(
+            prime,
+            max_new_tokens,
+            sampler,
+            seed,
+            1 if num_samples is None else num_samples,
+            stop,
+            allowed,
+            acrostic,
+            unknown,
+        )
+        out = generate_ids(
+            job.model,
+            job.prime_ids,
+            job.sampler,
+            max_new_tokens,
+            job.batch,
+            job.generator,
+            constraints=job.constraints,
+        )
+        texts = [apply_stop(self.tokenizer.decode(row.tolist()), job.stop) for row in out.ids]
+        return texts if num_samples is not None or len(texts) > 1 else texts[0]
+
+    def stream(
+        self,
+        prime: str = "",
+        max_new_tokens: int = 200,
+        *,
+        sampler: Sampler | str | Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        allowed: str | None = None,
+        acrostic: str | None = None,
+        unknown: str | None = None,
+    ) -> Iterator[str]:
+        """Like :meth:`generate` for one sample, but yield the text in pieces as it is made.
+
+        The request is checked here, before the first piece. Joined, the pieces equal what
+        :meth:`generate` returns with the same arguments and seed. A token-by-token sampler
+        (greedy, temperature, any :class:`~charseq.interfaces.TokenSampler`) yields a piece
+        per token, except that text which could be the start of a stop string is held back
+        until it is known not to be. Beam search knows its best sequence only at the end, so
+        with beams the whole text comes as one piece at the end (the best sequence only, even
+        with ``num_return_sequences``). Generation runs in a worker thread; closing the
+        iterator early stops it at the next token.
+        """
+        job = self._generation(
+            prime, max_new_tokens, sampler, seed, 1, stop, allowed, acrostic, unknown
+        )
+        return self._stream(job, max_new_tokens)
+
+    def _stream(self, job: _Generation, max_new_tokens: int) -> Iterator[str]:
+        pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
+        cancel = threading.Event()
+
+        def on_token(ids: torch.Tensor) -> None:
+            if cancel.is_set():
+                raise _Cancelled
+            pieces.put(("id", int(ids[0])))
+
+        def work() -> None:
+            try:
+                out = generate_ids(
+                    job.model,
+                    job.prime_ids,
+                    job.sampler,
+                    max_new_tokens,
+                    job.batch,
+                    job.generator,
+                    constraints=job.constraints,
+                    on_token=on_token,
+                )
+                pieces.put(("done", out.ids[0].tolist()))
+            except _Cancelled:
+                pieces.put(("cancelled", None))
+            except BaseException as error:  # handed to the consumer
+                pieces.put(("error", error))
+
+        worker = threading.Thread(target=work, name="charseq-stream", daemon=True)
+        worker.start()
+        text = _TextStream(self.tokenizer, job.stop)
+        try:
+            while True:
+                kind, value = pieces.get()
+                if kind == "id":
+                    piece = text.push(value)
+                    if piece:
+                        yield piece
+                    if text.stopped:
+                        return
+                elif kind == "done":
+                    final = apply_stop(self.tokenizer.decode(value), job.stop)
+                    # A sampler that emits nothing (beam) sends all its text here.
+                    sent = text.sent if final.startswith(text.sent) else ""
+                    rest = final[len(sent) :]
+                    if rest:
+                        yield rest
+                    return
+                elif kind == "error":
+                    raise value
+                else:
+                    return
+        finally:
+            cancel.set()
+            worker.join()
+
+    def _generation(
+        self,
+        prime: str,
+        max_new_tokens: int,
+        sampler: Sampler | str | Mapping[str, Any] | None,
+        seed: int | None,
+        batch: int,
+        stop: str | Sequence[str] | None,
+        allowed: str | None,
+        acrostic: str | None,
+        unknown: str | None,
+    ) -> _Generation:
+        """Check a generation request and prepare it, before any generation."""
         model = self._require_model()
-        if not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
-            raise ValueError(
-                f"max_new_tokens must be in [0, {MAX_NEW_TOKENS}], got {max_new_tokens}"
+        if (
+            isinstance(max_new_tokens, bool)
+            or not isinstance(max_new_tokens, int)
+            or not 0 <= max_new_tokens <= MAX_NEW_TOKENS
+        ):
+            raise GenerationError(
+                f"max_new_tokens must be in [0, {MAX_NEW_TOKENS}] (MAX_NEW_TOKENS, a guard "
+                f"against a mistyped length), got {max_new_tokens!r}"
             )
-        if num_samples is not None and num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if batch < 1:
+            raise GenerationError(f"num_samples must be >= 1, got {batch}")
+        if not isinstance(prime, str):
+            raise GenerationError(f"prime must be a str, got {type(prime).__name__}")
         sampler_object = self._sampler(sampler)
-        prime_ids = torch.tensor(self.tokenizer.encode(prime), dtype=torch.long)
+        prime_ids = torch.tensor(self._encode(prime, "the prime", unknown), dtype=torch.long)
+        constraints = Constraints(stop=stop, allowed=allowed, acrostic=acrostic)
+        compiled = constraints.compile(self.tokenizer, prime) if constraints.active else None
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
-        out = generate_ids(
-            model, prime_ids, sampler_object, max_new_tokens, num_samples or 1, generator
+        return _Generation(
+            model, prime_ids, sampler_object, generator, compiled, constraints.stop, batch
         )
-        texts = [self.tokenizer.decode(row.tolist()) for row in out.ids]
-        return texts if num_samples is not None else texts[0]
+
+    def _encode(self, text: str, what: str, unknown: str | None) -> list[int]:
+        """``text`` as ids, with ``unknown`` overriding the tokenizer's policy; an error names
+        ``what`` was being encoded and how to get past unknown characters."""
+        tokenizer = self.tokenizer if unknown is None else _with_policy(self.tokenizer, unknown)
+        try:
+            return tokenizer.encode(text)
+        except CharseqError as error:
+            if not hasattr(error, "unknown"):  # the tokenizer's UnknownCharacterError
+                raise
+            message = str(error)
+            if message.startswith("the text "):
+                message = what + message[len("the text") :]
+            else:
+                message = f"{what}: {message}"
+            error.args = (
+                f"{message} From the command line: --unknown skip (drop them) or "
+                "--unknown replace.",
+            )
+            raise error from None
 
     def _sampler(self, sampler: Sampler | str | Mapping[str, Any] | None) -> Sampler:
         if isinstance(sampler, Sampler):
@@ -371,6 +547,40 @@ class Pipeline:
         section = {"name": sampler} if isinstance(sampler, str) else dict(sampler)
         spec = PipelineSpec.from_dict({"sampler": section}, self.registry).sampler
         return _build(self.registry, "sampler", spec)
+
+    # -- scoring ------------------------------------------------------------------------------
+
+    def score(
+        self,
+        text: str,
+        *,
+        prime: str = "",
+        top: int = 10,
+        unknown: str | None = None,
+        chunk_size: int = 8192,
+    ) -> Score:
+        """How likely the model finds ``text``: per-token log-probabilities, total nats, BPC
+        and the ``top`` most surprising positions (see :class:`~charseq.scoring.Score`).
+
+        Every token of ``text`` is scored given all before it and ``prime``; without a prime
+        the first token is scored under the uniform odds generation starts from.
+        """
+        model = self._require_model()
+        if not isinstance(text, str) or not text:
+            raise CharseqError("score needs a non-empty text")
+        ids = self._encode(text, "the text to score", unknown)
+        if not ids:
+            raise CharseqError("score: nothing of the text is left once unknown characters go")
+        prime_ids = self._encode(prime, "the prime", unknown)
+        tokens = [self.tokenizer.decode([i]) for i in ids]
+        return score_ids(
+            model,
+            torch.tensor(ids, dtype=torch.long),
+            torch.tensor(prime_ids, dtype=torch.long),
+            tokens,
+            top=top,
+            chunk_size=chunk_size,
+        )
 
     # -- saving -------------------------------------------------------------------------------
 
@@ -481,3 +691,84 @@ def _default_device() -> torch.device:
 
 def _tempdir() -> Any:
     return tempfile.TemporaryDirectory(prefix="charseq-")
+
+
+@attrs.frozen
+class _Generation:
+    """A checked generation request."""
+
+    model: CharModel
+    prime_ids: torch.Tensor
+    sampler: Sampler
+    generator: torch.Generator | None
+    constraints: CompiledConstraints | None
+    stop: tuple[str, ...]
+    batch: int
+
+
+class _Cancelled(Exception):
+    """Raised in the stream's worker thread when the consumer has gone."""
+
+
+class _TextStream:
+    """Turns ids into text pieces: waits out incomplete multi-byte characters, holds back text
+    that could begin a stop string, and cuts at the first stop string."""
+
+    def __init__(self, tokenizer: Tokenizer, stop: tuple[str, ...]) -> None:
+        self.tokenizer = tokenizer
+        self.stop = stop
+        self.longest = max((len(s) for s in stop), default=0)
+        self.pending: list[int] = []
+        self.text = ""  # everything decoded so far
+        self.sent = ""  # what has been yielded
+        self.stopped = False
+
+    def push(self, token: int) -> str:
+        self.pending.append(token)
+        decoded = self.tokenizer.decode(self.pending)
+        if decoded.endswith("\ufffd") and len(self.pending) < 4:
+            return ""  # perhaps the first bytes of a character
+        self.pending = []
+        before = len(self.text)
+        self.text += decoded
+        end = None
+        if self.stop:
+            end = cut_at_stop(self.text, self.stop, max(0, before - self.longest + 1))
+        if end is not None:
+            self.stopped = True
+            safe = end
+        else:
+            tail = self.text[-self.longest :] if self.longest else ""
+            safe = len(self.text) - _held_back(tail, self.stop)
+        piece = self.text[len(self.sent) : safe] if safe > len(self.sent) else ""
+        self.sent += piece
+        return piece
+
+
+def _with_policy(tokenizer: Tokenizer, unknown: str) -> Tokenizer:
+    """A copy of ``tokenizer`` with its ``unknown`` policy set to ``unknown``."""
+    if unknown not in ("error", "skip", "replace"):
+        raise GenerationError(f"unknown must be 'error', 'skip' or 'replace', got {unknown!r}")
+    state = tokenizer.state_dict()
+    if "unknown" not in state:
+        if unknown == "error":
+            return tokenizer
+        raise GenerationError(
+            f"this tokenizer ({type(tokenizer).__name__}) has no unknown-character policy to set"
+        )
+    copy = copy_module.deepcopy(tokenizer)
+    try:
+        copy.load_state_dict({**state, "unknown": unknown})
+        return copy
+    except CharseqError:
+        if unknown != "replace":
+            raise
+    vocab = state.get("vocab", [])  # replace with a character the model knows
+    for candidate in ("\ufffd", "?", " ", "_"):
+        if candidate in vocab:
+            copy.load_state_dict({**state, "unknown": "replace", "replacement": candidate})
+            return copy
+    raise GenerationError(
+        "unknown='replace' needs a replacement character in the vocabulary and this one has "
+        "none of U+FFFD, '?', ' ', '_': use unknown='skip'"
+    )

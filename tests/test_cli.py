@@ -168,3 +168,123 @@ def test_the_installed_script_runs():
         [sys.executable, "-m", "charseq", "--version"], capture_output=True, text=True, check=True
     )
     assert "0.1.0" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from charseq import Pipeline
+
+    spec = {
+        "cell": {"hidden_size": 16, "num_layers": 1},
+        "model": {"embedding_size": 8},
+        "train": {"steps": 10, "batch_size": 4, "seq_len": 16},
+    }
+    text = "the cat sat on the mat.\nand the dog ran far.\n" * 30
+    pipe = Pipeline.from_spec(spec, device="cpu").fit(text)
+    path = tmp_path_factory.mktemp("ckpt") / "model"
+    pipe.save(path)
+    return path, Pipeline.load(path, device="cpu")
+
+
+def test_sample_streams_what_generate_returns(checkpoint, monkeypatch):
+    path, pipe = checkpoint
+    pieces = []
+    stream = type(pipe).stream
+
+    def recording(self, *args, **kwargs):
+        for piece in stream(self, *args, **kwargs):
+            pieces.append(piece)
+            yield piece
+
+    monkeypatch.setattr(type(pipe), "stream", recording)
+    args = ["--prime", "the ", "--length", "40", "--seed", "5", "--sampler", "temperature"]
+    result = run("sample", str(path), *args, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    expected = pipe.generate("the ", 40, sampler="temperature", seed=5)
+    assert result.output == "the " + expected + "\n"
+    assert len(pieces) == 40  # written a character at a time
+
+
+def test_sample_constraints_and_samples(checkpoint):
+    path, pipe = checkpoint
+    result = run("sample", str(path), "--length", "60", "--sampler", "greedy", "--stop", ".")
+    assert result.exit_code == 0
+    assert result.output == pipe.generate("", 60, sampler="greedy", stop=".") + "\n"
+    result = run(
+        "sample", str(path), "--length", "80", "--acrostic", "adt", "--allowed", "adt \n",
+        "--temperature", "1.5", "--seed", "0", "--sampler", "temperature",
+    )  # fmt: skip
+    assert result.exit_code == 0
+    text = result.output[:-1]
+    assert set(text) <= set("adt \n") and text.startswith("a")
+    for line, char in zip(text.split("\n"), "adt", strict=False):
+        assert line[:1] in (char, "")
+    result = run("sample", str(path), "--length", "10", "--num-samples", "3", "--seed", "1")
+    assert result.exit_code == 0 and result.output.count("--- sample") == 3
+    beam = run("sample", str(path), "--length", "20", "--sampler", "beam", "--num-beams", "3")
+    assert beam.output == pipe.generate("", 20, sampler={"name": "beam", "num_beams": 3}) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--prime", "Zoo"], "'Z' (U+005A) at position 0"),
+        (["--acrostic", "aQ"], "acrostic has 1 character outside the vocabulary"),
+        (["--stop", "Q"], "stop string 'Q' can never be produced"),
+        (["--length", "2000000"], "max_new_tokens must be in [0, 1000000]"),
+        (["--length", "-3"], "max_new_tokens must be in"),
+        (["--sampler", "temperature", "--temperature", "0"], "must be > 0"),
+    ],
+)
+def test_sample_bad_input_fails_before_any_output(checkpoint, args, message):
+    path, _ = checkpoint
+    result = CliRunner().invoke(cli, ["sample", str(path), *args])
+    assert result.exit_code == 1 and message in result.output
+    assert result.output.startswith("Error:")  # nothing was generated first
+
+
+def test_sample_unknown_policy_and_help(checkpoint):
+    path, pipe = checkpoint
+    result = run("sample", str(path), "--prime", "Zthe", "--unknown", "skip", "--length", "5",
+                 "--sampler", "greedy")  # fmt: skip
+    assert result.output == "Zthe" + pipe.generate("the", 5, sampler="greedy") + "\n"
+    helped = run("sample", "--help").output
+    for word in ["-primetext", "-length", "-temperature", "-sample 0", "-seed", "--stop"]:
+        assert word in helped
+
+
+def test_score_prints_a_summary(checkpoint, tmp_path):
+    path, pipe = checkpoint
+    sample = tmp_path / "sample.txt"
+    sample.write_text("the dog sat on the cat.\n", "utf-8")
+    result = run("score", str(path), str(sample), "--top", "3")
+    assert result.exit_code == 0, result.output
+    expected = pipe.score("the dog sat on the cat.\n", top=3)
+    assert result.output == expected.summary() + "\n"
+    assert result.output.startswith("24 characters: ") and result.output.count("position") == 3
+    data = json.loads(run("score", str(path), str(sample), "--json").output)
+    assert data["bpc"] == pytest.approx(expected.bpc) and len(data["surprising"]) == 10
+    result = CliRunner().invoke(cli, ["score", str(path), "-"], input="the Zoo")
+    assert result.exit_code == 1 and "'Z'" in result.output
+
+
+def test_sample_passes_the_newer_sampler_options(checkpoint):
+    from charseq.registry import get_registry
+
+    path, pipe = checkpoint
+    registry = get_registry()
+    temperature = {o["name"] for o in registry.get("sampler", "temperature").describe()["options"]}
+    beam = {o["name"] for o in registry.get("sampler", "beam").describe()["options"]}
+    if not {"min_p", "repetition_penalty"} <= temperature or "num_return_sequences" not in beam:
+        pytest.skip("these sampler options are not registered yet")
+    args = ["--sampler", "temperature", "--min-p", "0.1", "--repetition-penalty", "1.3"]
+    result = run("sample", str(path), *args, "--seed", "2", "--length", "30")
+    section = {"name": "temperature", "min_p": 0.1, "repetition_penalty": 1.3}
+    assert result.output == pipe.generate("", 30, sampler=section, seed=2) + "\n"
+    args = ["--sampler", "beam", "--num-beams", "3", "--num-return-sequences", "2"]
+    result = run("sample", str(path), *args, "--length", "12")
+    section = {"name": "beam", "num_beams": 3, "num_return_sequences": 2}
+    expected = pipe.generate("", 12, sampler=section)
+    assert len(expected) == 2 and result.output.count("--- sample") == 2
+    for text in expected:
+        assert text + "\n" in result.output

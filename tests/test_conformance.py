@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import charseq
+from charseq.builtins.samplers import BeamSampler, TemperatureSampler
 from charseq.errors import CharseqError
 from charseq.interfaces import Tokenizer, TokenSampler
 from charseq.loop import unroll
@@ -23,6 +24,7 @@ from charseq.testing import (
     ElmanCell,
     all_checks,
     check_batch_independence,
+    check_beam_length_penalty,
     check_beam_scores,
     check_cell_api,
     check_component,
@@ -35,8 +37,11 @@ from charseq.testing import (
     check_greedy_is_argmax,
     check_ids_in_range,
     check_masked_ids_never_sampled,
+    check_min_p_support,
     check_no_nan_long_sequence,
+    check_num_return_sequences,
     check_plugin_installed,
+    check_repetition_penalty,
     check_sampler_reproducible,
     check_seeded_determinism,
     check_state_dict_round_trip,
@@ -386,6 +391,57 @@ class UnsortedBeam(charseq.Sampler):
         return charseq.SamplerOutput(out, torch.arange(self.num_beams, dtype=torch.float))
 
 
+class AbsoluteMinP(TokenSampler):
+    """Cuts at probability min_p itself, not min_p times the largest probability."""
+
+    def __init__(self, min_p=0.0):
+        self.min_p = min_p
+
+    def select(self, logits, generator=None):
+        probs = torch.softmax(logits, dim=-1)
+        top = torch.zeros_like(probs, dtype=torch.bool).scatter(1, probs.argmax(-1, True), True)
+        probs = torch.where((probs >= self.min_p) | top, probs, 0.0)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+class SignBlindPenalty(TemperatureSampler):
+    """Divides every repeated logit by the penalty, negative ones too (which favours them)."""
+
+    def process(self, logits, seen=None):
+        if seen is not None:
+            logits = torch.where(seen, logits / self.repetition_penalty, logits)
+        return super().process(logits)
+
+
+class InterleavedBeams(BeamSampler):
+    """Returns the rows' sequences interleaved, (R, B, T) order instead of (B, R, T)."""
+
+    def sample(self, decoder, max_new_tokens, generator=None):
+        out = super().sample(decoder, max_new_tokens, generator)
+        returned = self.num_return_sequences
+        rows = out.ids.shape[0] // returned
+        ids = out.ids.view(rows, returned, -1).transpose(0, 1).reshape(rows * returned, -1)
+        scores = out.scores.view(rows, returned).t().reshape(-1)
+        return charseq.SamplerOutput(ids, scores)
+
+
+class UnpenalisedBeamScores(BeamSampler):
+    """Returns the plain sum of log-probabilities whatever length_penalty says."""
+
+    def sample(self, decoder, max_new_tokens, generator=None):
+        out = super().sample(decoder, max_new_tokens, generator)
+        length = max(max_new_tokens, 1) ** self.length_penalty
+        return charseq.SamplerOutput(out.ids, out.scores * length)
+
+
+def lax_beam(num_beams=4, length_penalty=1.0, num_return_sequences=1):
+    """Quietly returns num_beams sequences when asked for more."""
+    returned = min(num_return_sequences, num_beams)
+    return BeamSampler(
+        num_beams=num_beams, length_penalty=length_penalty, num_return_sequences=returned
+    )
+
+
 @attrs.frozen(kw_only=True)
 class BeamOptions:
     num_beams: int = charseq.option(2, help="sequences kept at each step", min=1)
@@ -416,8 +472,24 @@ TOYS.register(_Plugin(), "toys")
         (TopKOffByOne, check_top_k_support, "outside the top 3"),
         (PadsWithMasked, check_masked_ids_never_sampled, "whose logits are -inf"),
         (TOYS.get("sampler", "unsorted-beam"), check_beam_scores, "not sorted best first"),
+        (AbsoluteMinP, check_min_p_support, "should occur"),
+        (SignBlindPenalty, check_repetition_penalty, "on negative logits"),
+        (InterleavedBeams, check_num_return_sequences, "alone it gets"),
+        (lax_beam, check_num_return_sequences, "num_return_sequences=3 was accepted"),
+        (UnpenalisedBeamScores, check_beam_length_penalty, "length_penalty=1.0"),
     ],
-    ids=["argmin-greedy", "global-rng", "top-k-off-by-one", "pads-with-masked", "unsorted-beam"],
+    ids=[
+        "argmin-greedy",
+        "global-rng",
+        "top-k-off-by-one",
+        "pads-with-masked",
+        "unsorted-beam",
+        "absolute-min-p",
+        "sign-blind-penalty",
+        "interleaved-beams",
+        "lax-num-return-sequences",
+        "unpenalised-beam-scores",
+    ],
 )
 def test_kit_rejects_broken_sampler(sampler, check, message):
     with pytest.raises(CheckError, match="How to fix") as caught:

@@ -14,10 +14,13 @@ from torch import nn
 
 from charseq.builtins import samplers
 from charseq.builtins.samplers import (
+    PROCESSOR_ORDER,
     BeamSampler,
     GreedySampler,
     TemperatureSampler,
+    apply_repetition_penalty,
     apply_temperature,
+    min_p_filter,
     process_logits,
     top_k_filter,
     top_p_filter,
@@ -28,6 +31,7 @@ from charseq.interfaces import Cell
 from charseq.model import CharModel
 from charseq.options import build_options
 from charseq.registry import Registry
+from charseq.testing import fixed_logits_model
 
 
 class TanhCell(Cell):
@@ -174,6 +178,281 @@ def test_process_logits_applies_temperature_before_top_p():
     assert process_logits(logits, 1.0, 0, 0.8).isfinite().sum() == 2
     assert process_logits(logits, 0.1, 0, 0.8).isfinite().sum() == 1
     assert process_logits(logits, 1.0, 1, 1.0).isfinite().tolist() == [[True, False, False]]
+
+
+# -- min-p, repetition penalty and the processor order -------------------------------------------
+
+
+def test_min_p_filter_examples():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    logits = probs.log()
+    # min_p * 0.5 is the cut: 0.2 -> 0.1, 0.5 -> 0.25, 0.7 -> 0.35, 0.99 -> 0.495
+    assert min_p_filter(logits, 0.2).isfinite().tolist() == [[True, True, True, False]]
+    assert min_p_filter(logits, 0.5).isfinite().tolist() == [[True, True, False, False]]
+    assert min_p_filter(logits, 0.7).isfinite().tolist() == [[True, False, False, False]]
+    assert min_p_filter(logits, 0.99).isfinite().sum() == 1  # the top id always stays
+    assert min_p_filter(logits, 0.0) is logits
+    kept = min_p_filter(logits, 0.2).isfinite()
+    assert torch.equal(min_p_filter(logits, 0.2)[kept], logits[kept])  # kept values unchanged
+    for bad in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"min_p must be in \[0, 1\)"):
+            min_p_filter(logits, bad)
+
+
+@given(logit_rows, st.floats(0.0, 0.99))
+def test_min_p_keeps_ids_at_least_min_p_times_the_top(logits, min_p):
+    kept = min_p_filter(logits, min_p).isfinite()
+    probs = logits.softmax(-1)
+    expected = probs >= min_p * probs.amax(-1, keepdim=True)
+    assert torch.equal(kept, expected)
+    assert kept.gather(1, logits.argmax(-1, keepdim=True)).all()
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative_logits():
+    logits = torch.tensor([[2.0, -1.0, 0.0, 3.0, float("-inf")], [2.0, -1.0, 0.0, 3.0, 1.0]])
+    seen = torch.tensor([[True, True, True, False, True], [False, False, False, False, False]])
+    out = apply_repetition_penalty(logits, seen, 2.0)
+    assert out.tolist() == [[1.0, -2.0, 0.0, 3.0, float("-inf")], logits[1].tolist()]
+    # Hugging Face's form: the ids each row has produced, (B, T), repeats allowed
+    ids = torch.tensor([[0, 1, 2, 4, 0], [3, 3, 3, 3, 3]])
+    by_ids = apply_repetition_penalty(logits, ids, 2.0)
+    assert by_ids[0].tolist() == out[0].tolist()
+    assert by_ids[1].tolist() == [2.0, -1.0, 0.0, 1.5, 1.0]
+    # below 1 favours repeats
+    assert apply_repetition_penalty(logits, seen, 0.5)[0, :2].tolist() == [4.0, -0.5]
+    assert apply_repetition_penalty(logits, seen, 1.0) is logits
+    assert apply_repetition_penalty(logits, None, 3.0) is logits
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="repetition_penalty must be > 0"):
+            apply_repetition_penalty(logits, seen, bad)
+
+
+def test_processor_order_is_documented():
+    assert PROCESSOR_ORDER == ("repetition_penalty", "temperature", "top_k", "top_p", "min_p")
+    doc = samplers.__doc__
+    positions = [doc.index(f":func:`{name}`") for name in _PROCESSORS_BY_NAME.values()]
+    assert positions == sorted(positions)  # the module docstring lists them in that order
+
+
+_PROCESSORS_BY_NAME = {
+    "repetition_penalty": "apply_repetition_penalty",
+    "temperature": "apply_temperature",
+    "top_k": "top_k_filter",
+    "top_p": "top_p_filter",
+    "min_p": "min_p_filter",
+}
+
+
+def _apply_in_order(order, logits, seen=None, **options):
+    """The processors one by one, in ``order``, with the options that are given."""
+    defaults = {"repetition_penalty": 1.0, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    options = {**defaults, "min_p": 0.0, **options}
+    for name in order:
+        if name == "repetition_penalty":
+            logits = apply_repetition_penalty(logits, seen, options[name])
+        else:
+            logits = getattr(samplers, _PROCESSORS_BY_NAME[name])(logits, options[name])
+    return logits
+
+
+def _swapped(first, second):
+    order = list(PROCESSOR_ORDER)
+    i, j = order.index(first), order.index(second)
+    order[i], order[j] = order[j], order[i]
+    return order
+
+
+# Each case puts two processors in a situation where their order decides which ids survive.
+ORDER_CASES = {
+    # the penalty turns the favourite (id 0, seen) into the runner-up before top-k picks one
+    "repetition_penalty<top_k": (
+        [[2.0, 1.5]],
+        [[True, False]],
+        {"repetition_penalty": 2.0, "top_k": 1},
+        [[False, True]],
+    ),
+    # ... and before min-p measures the ids against the top
+    "repetition_penalty<min_p": (
+        [[2.0, 1.5]],
+        [[True, False]],
+        {"repetition_penalty": 2.0, "min_p": 0.7},
+        [[False, True]],
+    ),
+    # at temperature 0.1 the top id holds nearly all the mass; at 1 it holds 0.67
+    "temperature<top_p": ([[2.0, 1.0, 0.0]], None, {"temperature": 0.1, "top_p": 0.8}, [[1, 0, 0]]),
+    # at temperature 0.5 the runner-up is e^-2 = 0.14 of the top; at 1 it is e^-1 = 0.37
+    "temperature<min_p": ([[0.0, -1.0]], None, {"temperature": 0.5, "min_p": 0.3}, [[1, 0]]),
+    # top-p sees the two survivors of top-k renormalised: 0.57 and 0.43
+    "top_k<top_p": (
+        [[0.4, 0.3, 0.3]],
+        None,
+        {"top_k": 2, "top_p": 0.5},
+        [[1, 0, 0]],
+    ),
+    # top-p keeps 0.5 and 0.3 (0.5 < 0.6 before the second); min-p then keeps both
+    "top_p<min_p": (
+        [[0.5, 0.3, 0.05, 0.05, 0.05, 0.05]],
+        None,
+        {"top_p": 0.6, "min_p": 0.2},
+        [[1, 1, 0, 0, 0, 0]],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ORDER_CASES))
+def test_processor_order_decides(case):
+    rows, seen, options, expected = ORDER_CASES[case]
+    first, second = case.split("<")
+    logits = torch.tensor(rows, dtype=torch.float64)
+    if first in ("top_k", "top_p"):
+        logits = logits.log()  # these rows are probabilities
+    seen = None if seen is None else torch.tensor(seen)
+    got = process_logits(logits, seen=seen, **options).isfinite()
+    assert got.tolist() == torch.tensor(expected, dtype=torch.bool).tolist()
+    assert torch.equal(got, _apply_in_order(PROCESSOR_ORDER, logits, seen, **options).isfinite())
+    # the case is a real test of the order: the other order keeps other ids
+    swapped = _apply_in_order(_swapped(first, second), logits, seen, **options).isfinite()
+    assert not torch.equal(got, swapped)
+    sampler = TemperatureSampler(**options)
+    assert torch.equal(sampler.process(logits, seen).isfinite(), got)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [("repetition_penalty", "temperature"), ("temperature", "top_k")]
+)
+def test_the_pairs_whose_order_does_not_matter(first, second):
+    """Temperature keeps each logit's sign and the ranking, so these pairs commute."""
+    logits = torch.tensor([[2.0, -1.0, 0.5, -3.0, 1.0]], dtype=torch.float64)
+    seen = torch.tensor([[True, True, False, False, True]])
+    options = {"repetition_penalty": 1.7, "temperature": 0.6, "top_k": 3}
+    ours = _apply_in_order(PROCESSOR_ORDER, logits, seen, **options)
+    swapped = _apply_in_order(_swapped(first, second), logits, seen, **options)
+    torch.testing.assert_close(ours, swapped)
+
+
+@given(
+    logit_rows,
+    st.floats(0.5, 3.0),
+    st.floats(0.3, 2.0),
+    st.integers(0, 4),
+    st.floats(0.1, 1.0),
+    st.floats(0.0, 0.9),
+    st.data(),
+)
+def test_process_logits_is_the_processors_in_processor_order(
+    logits, penalty, temperature, top_k, top_p, min_p, data
+):
+    seen = torch.tensor(
+        data.draw(
+            st.lists(
+                st.lists(st.booleans(), min_size=logits.shape[1], max_size=logits.shape[1]),
+                min_size=logits.shape[0],
+                max_size=logits.shape[0],
+            )
+        )
+    )
+    options = {
+        "repetition_penalty": penalty,
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "min_p": min_p,
+    }
+    expected = _apply_in_order(PROCESSOR_ORDER, logits, seen, **options)
+    assert torch.equal(process_logits(logits, seen=seen, **options), expected)
+
+
+@given(logit_rows, st.floats(0.0, 0.9), st.floats(0.3, 3.0), st.integers(0, 99))
+def test_temperature_samples_stay_inside_the_min_p_support(logits, min_p, temperature, seed):
+    sampler = TemperatureSampler(temperature=temperature, min_p=min_p)
+    support = process_logits(logits, temperature, min_p=min_p).isfinite()
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(20):
+        ids = sampler.select(logits, generator)
+        assert support.gather(1, ids.unsqueeze(1)).all()
+
+
+def test_min_p_sampler_draws_from_the_renormalised_support():
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = probs.log().expand(20_000, -1)
+    ids = TemperatureSampler(min_p=0.4).select(  # cut: 0.2
+        logits, torch.Generator().manual_seed(0)
+    )
+    frequencies = torch.bincount(ids, minlength=4).double() / ids.numel()
+    expected = torch.tensor([0.5, 0.3, 0.0, 0.0], dtype=torch.float64) / 0.8
+    torch.testing.assert_close(frequencies, expected, atol=0.015, rtol=0)
+
+
+def test_repetition_penalty_on_a_model_follows_hugging_face():
+    """Second-step frequencies after each first id match softmax of the penalised logits."""
+    fixed = torch.tensor([2.0, 1.0, -1.0])
+    model = fixed_logits_model(fixed)
+    sampler = TemperatureSampler(repetition_penalty=3.0)
+    generator = torch.Generator().manual_seed(0)
+    ids = generate_ids(model, torch.tensor([0]), sampler, 2, 30_000, generator).ids
+    for first in range(3):
+        rows = ids[ids[:, 0] == first]
+        assert len(rows) > 1_000
+        frequencies = torch.bincount(rows[:, 1], minlength=3).double() / len(rows)
+        penalised = fixed.clone()
+        penalised[first] = fixed[first] / 3 if fixed[first] > 0 else fixed[first] * 3
+        torch.testing.assert_close(frequencies, penalised.double().softmax(-1), atol=0.02, rtol=0)
+    # the prime (id 0) is not penalised: the first step is the plain softmax
+    first = torch.bincount(ids[:, 0], minlength=3).double() / len(ids)
+    torch.testing.assert_close(first, fixed.double().softmax(-1), atol=0.015, rtol=0)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_huge_repetition_penalty_never_repeats_while_ids_remain(sign):
+    vocab = 6
+    model = fixed_logits_model([sign * (40.0 + i) for i in range(vocab)])
+    sampler = TemperatureSampler(repetition_penalty=1e9)
+    generator = torch.Generator().manual_seed(0)
+    ids = generate_ids(model, torch.tensor([1, 2]), sampler, vocab, 32, generator).ids
+    for row in ids.tolist():
+        assert sorted(row) == list(range(vocab))  # each row has its own history
+    plain = generate_ids(model, torch.tensor([1, 2]), TemperatureSampler(), vocab, 32, generator)
+    assert any(len(set(row)) < vocab for row in plain.ids.tolist())
+
+
+def test_repetition_penalty_keeps_one_batched_step_per_token_and_emits():
+    model = tiny_model()
+
+    class Recording(CountingDecoder):
+        emitted: list[list[int]]
+
+        def emit(self, ids):
+            self.emitted.append(ids.tolist())
+
+    ids = torch.tensor([[1, 2], [3, 4], [5, 6]])
+    with torch.no_grad():
+        logits, state = model(ids)
+    decoder = Recording(model, state, logits[:, -1])
+    decoder.emitted = []
+    sampler = TemperatureSampler(repetition_penalty=1.5, top_k=3)
+    out = sampler.sample(decoder, 5, torch.Generator().manual_seed(0))
+    assert out.ids.shape == (3, 5) and out.scores is None
+    assert decoder.advanced == [3] * 4 and decoder.reordered == []
+    assert decoder.emitted == out.ids.t().tolist()
+    assert sampler.sample(decoder_for(model, [[1]]), 0).ids.shape == (1, 0)
+
+
+def test_select_without_history_has_no_penalty():
+    logits = torch.tensor([[3.0, 1.0, 0.0]]).expand(5_000, -1)
+    with_penalty = TemperatureSampler(repetition_penalty=5.0, top_k=2)
+    without = TemperatureSampler(top_k=2)
+    a = with_penalty.select(logits, torch.Generator().manual_seed(4))
+    b = without.select(logits, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b)
+    seen = torch.tensor([[True, False, False]]).expand(5_000, -1)
+    c = with_penalty.select(logits, torch.Generator().manual_seed(4), seen)
+    assert (c == 1).double().mean() > 0.5  # 3 / 5 = 0.6 < 1: id 1 is now the favourite
+
+
+def test_temperature_sampler_repr_and_attributes():
+    sampler = TemperatureSampler(temperature=0.7, min_p=0.05, repetition_penalty=1.2)
+    assert (sampler.min_p, sampler.repetition_penalty) == (0.05, 1.2)
+    assert "min_p=0.05" in repr(sampler) and "repetition_penalty=1.2" in repr(sampler)
 
 
 # -- token samplers -----------------------------------------------------------------------------
@@ -361,6 +640,66 @@ def test_beam_float32_model():
     assert out.scores.dtype == torch.float32 and out.ids.shape == (1, 4)
 
 
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0, 2.0])
+def test_num_return_sequences_row_by_row_best_first(length_penalty):
+    model = tiny_model(3, vocab=6, scale=1.5)
+    primes = [[0, 1], [4, 4], [5, 2]]
+    steps, returned = 5, 3
+    beam = BeamSampler(num_beams=4, length_penalty=length_penalty, num_return_sequences=returned)
+    out = beam.sample(decoder_for(model, primes), steps)
+    assert out.ids.shape == (len(primes) * returned, steps)
+    assert out.scores.shape == (len(primes) * returned,)
+    best_only = BeamSampler(num_beams=4, length_penalty=length_penalty)
+    for row, prime in enumerate(primes):
+        block = slice(row * returned, (row + 1) * returned)
+        ids, scores = out.ids[block], out.scores[block]
+        assert (scores[:-1] >= scores[1:]).all()  # best first
+        assert len({tuple(r) for r in ids.tolist()}) == returned  # distinct
+        for sequence, score in zip(ids.tolist(), scores.tolist(), strict=True):
+            expected = sequence_logprob(model, prime, sequence) / steps**length_penalty
+            assert score == pytest.approx(expected)
+        alone = beam.sample(decoder_for(model, [prime]), steps)
+        assert torch.equal(alone.ids, ids)
+        single = best_only.sample(decoder_for(model, [prime]), steps)
+        assert torch.equal(single.ids[0], ids[0])  # the first returned is the best beam
+        torch.testing.assert_close(single.scores[0], scores[0])
+
+
+def test_num_return_sequences_equal_to_a_wide_beam_is_the_exhaustive_top():
+    vocab, steps = 3, 3
+    model = tiny_model(1, vocab=vocab, scale=1.0)
+    ranked = sorted(
+        itertools.product(range(vocab), repeat=steps),
+        key=lambda ids: -sequence_logprob(model, [2], list(ids)),
+    )
+    width = vocab**steps  # nothing is ever pruned
+    beam = BeamSampler(num_beams=width, num_return_sequences=5, length_penalty=0.0)
+    out = beam.sample(decoder_for(model, [[2]]), steps)
+    assert [tuple(r) for r in out.ids.tolist()] == ranked[:5]
+
+
+def test_num_return_sequences_through_generate_ids_and_zero_tokens():
+    model = tiny_model()
+    beam = BeamSampler(num_beams=3, num_return_sequences=2)
+    out = generate_ids(model, torch.tensor([1, 2]), beam, 4, num_samples=2)
+    assert out.ids.shape == (4, 4) and torch.equal(out.ids[:2], out.ids[2:])
+    empty = beam.sample(decoder_for(model, [[1], [2]]), 0)
+    assert empty.ids.shape == (4, 0) and empty.scores.tolist() == [0.0] * 4
+
+
+def test_more_return_sequences_than_the_vocabulary_allows_is_an_error():
+    model = tiny_model(vocab=3)
+    beam = BeamSampler(num_beams=5, num_return_sequences=4)
+    with pytest.raises(ValueError, match=r"num_return_sequences=4 .* only 3 of length 1"):
+        beam.sample(decoder_for(model, [[0]]), 1)
+    assert beam.sample(decoder_for(model, [[0]]), 2).ids.shape == (4, 2)  # 9 sequences
+
+
+def test_beam_has_no_early_stopping_option():
+    assert "early_stopping" not in {f.name for f in attrs.fields(samplers.BeamOptions)}
+    assert "early_stopping" in BeamSampler.__doc__  # documented why
+
+
 # -- options, registration ----------------------------------------------------------------------
 
 
@@ -372,7 +711,26 @@ def test_beam_float32_model():
         ("temperature", {"top_p": 0.0}, "sampler.top_p", "must be > 0.0"),
         ("temperature", {"top_p": 1.5}, "sampler.top_p", "must be <= 1.0"),
         ("temperature", {"top_k": 2.5}, "sampler.top_k", "expected int"),
+        ("temperature", {"temperature": -0.5}, "sampler.temperature", "must be > 0.0"),
+        ("temperature", {"min_p": 1.0}, "sampler.min_p", "must be < 1.0"),
+        ("temperature", {"min_p": -0.1}, "sampler.min_p", "must be >= 0.0"),
+        ("temperature", {"repetition_penalty": 0}, "sampler.repetition_penalty", "must be > 0"),
+        ("temperature", {"repetition_penalty": -2.0}, "sampler.repetition_penalty", "> 0"),
+        ("temperature", {"min_p": "0.1"}, "sampler.min_p", "expected float"),
         ("beam", {"num_beams": 0}, "sampler.num_beams", "must be >= 1"),
+        ("beam", {"num_return_sequences": 0}, "sampler.num_return_sequences", "must be >= 1"),
+        (
+            "beam",
+            {"num_beams": 4, "num_return_sequences": 5},
+            "sampler.num_return_sequences",
+            "must be <= num_beams, got num_return_sequences=5 with num_beams=4",
+        ),
+        (
+            "beam",
+            {"num_return_sequences": 5},  # the default num_beams is 4
+            "sampler.num_return_sequences",
+            "num_return_sequences=5 with num_beams=4",
+        ),
         ("beam", {"num_beam": 2}, "sampler.num_beam", "did you mean 'num_beams'"),
         ("greedy", {"top_k": 2}, "sampler.top_k", "takes none"),
     ],
@@ -390,6 +748,13 @@ def test_direct_construction_is_validated_too():
         TemperatureSampler(temperature=-1.0)
     with pytest.raises(SpecError, match="beam.num_beams"):
         BeamSampler(num_beams=0)
+    with pytest.raises(SpecError, match="temperature.min_p: must be < 1.0"):
+        TemperatureSampler(min_p=1.0)
+    with pytest.raises(SpecError, match="temperature.repetition_penalty: must be > 0"):
+        TemperatureSampler(repetition_penalty=0.0)
+    with pytest.raises(SpecError, match=r"beam.num_return_sequences: .*=3 with num_beams=2"):
+        BeamSampler(num_beams=2, num_return_sequences=3)
+    BeamSampler(num_beams=3, num_return_sequences=3)  # equal is fine
 
 
 def test_registered_and_built_from_options():

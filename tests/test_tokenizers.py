@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import time
 
 import attrs
 import pytest
@@ -348,15 +347,13 @@ def test_word_not_fitted_and_bad_input():
 # -- speed, registration ------------------------------------------------------------------------
 
 
-def test_encoding_a_few_megabytes_is_fast():
+def test_a_few_megabytes_round_trip():
+    # No timing here (speed claims live in benchmarks/); this catches per-character slow paths
+    # only by the suite's total time.
     corpus = "The quick brown fox, naïve café, 猫 jumps over the lazy dog!\n" * 40_000  # ~2.4 MB
     for tok in (CharTokenizer(), ByteTokenizer(), WordTokenizer()):
         tok.fit(corpus)
-        start = time.perf_counter()
-        ids = tok.encode(corpus)
-        elapsed = time.perf_counter() - start
-        assert tok.decode(ids) == corpus
-        assert elapsed < 5.0, f"{tok!r} took {elapsed:.2f} s"
+        assert tok.decode(tok.encode(corpus)) == corpus
 
 
 def test_registered_with_options():

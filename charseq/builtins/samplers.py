@@ -1,9 +1,27 @@
-"""The built-in samplers: ``greedy``, ``temperature`` (with top-k / top-p) and ``beam``.
+"""The built-in samplers: ``greedy``, ``temperature`` (with top-k / top-p / min-p and a
+repetition penalty) and ``beam``.
 
-The logits processors are small pure functions over ``(B, V)`` logits, applied in the order
-Hugging Face uses: :func:`apply_temperature`, then :func:`top_k_filter`, then
-:func:`top_p_filter`. A filter sets the logits it removes to ``-inf``. Ties are broken towards
-the lower id everywhere, so ``top_k=1`` and ``num_beams=1`` agree exactly with ``greedy``.
+The logits processors are small pure functions over ``(B, V)`` logits. :func:`process_logits`
+applies them in Hugging Face's order, which :data:`PROCESSOR_ORDER` names:
+
+1. :func:`apply_repetition_penalty`: ids already generated in the sequence have a positive logit
+   divided by ``repetition_penalty`` and a negative one multiplied by it;
+2. :func:`apply_temperature`: ``logits / temperature``;
+3. :func:`top_k_filter`: keep the ``top_k`` largest logits;
+4. :func:`top_p_filter`: keep the nucleus holding ``top_p`` of the probability;
+5. :func:`min_p_filter`: keep the ids whose probability is at least ``min_p`` times the largest.
+
+Each step sees the logits the earlier ones left, so the order matters: the penalty can change
+which ids top-k and min-p keep, temperature changes the probabilities top-p and min-p measure,
+and top-p renormalises over the survivors of top-k (min-p over those of top-p). Temperature
+commutes with the penalty and with top-k (it keeps each logit's sign and the ranking). A filter
+sets the logits it removes to ``-inf`` and always keeps the most likely id. Ties are broken
+towards the lower id everywhere, so ``top_k=1`` and ``num_beams=1`` agree exactly with
+``greedy``.
+
+The repetition penalty needs each sequence's history, which ``select(logits)`` does not have:
+:meth:`TemperatureSampler.sample` keeps, per sequence, the set of ids it has chosen itself (the
+prime is not part of it, unlike in Hugging Face, whose ``input_ids`` include the prompt).
 """
 
 from __future__ import annotations
@@ -16,13 +34,42 @@ from torch import Tensor
 
 from charseq.hookspecs import hookimpl
 from charseq.interfaces import Sampler, SamplerOutput, TokenSampler
-from charseq.options import NoOptions, build_options, option
+from charseq.options import NoOptions, OptionError, build_options, option
 
 if TYPE_CHECKING:
     from charseq.generate import Decoder
 
+PROCESSOR_ORDER: tuple[str, ...] = (
+    "repetition_penalty",
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+)
+"""The order in which :func:`process_logits` (and so ``temperature``) applies its options."""
+
 
 # -- logits processors --------------------------------------------------------------------------
+
+
+def apply_repetition_penalty(logits: Tensor, seen: Tensor | None, penalty: float) -> Tensor:
+    """Hugging Face's repetition penalty: for the ids in ``seen``, a logit ``> 0`` is divided by
+    ``penalty`` and a logit ``< 0`` multiplied by it, so ``penalty > 1`` makes them less likely.
+
+    ``seen`` is a boolean mask ``(B, V)`` of the ids each row has produced, or those ids as an
+    int64 tensor ``(B, T)`` (Hugging Face's ``input_ids``); ``None`` or ``penalty`` 1 change
+    nothing.
+    """
+    if not penalty > 0:
+        raise ValueError(f"repetition_penalty must be > 0, got {penalty}")
+    if penalty == 1.0 or seen is None:
+        return logits
+    if seen.dtype != torch.bool:
+        seen = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device).scatter(
+            -1, seen, True
+        )
+    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
+    return torch.where(seen, penalised, logits)
 
 
 def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
@@ -65,11 +112,37 @@ def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
     return logits.masked_fill(removed, float("-inf"))
 
 
+def min_p_filter(logits: Tensor, min_p: float) -> Tensor:
+    """Min-p filtering: keep the ids whose probability is at least ``min_p`` times that of the
+    most likely id, ``-inf`` elsewhere. The most likely id is always kept; ``min_p`` 0 keeps
+    all."""
+    if not 0 <= min_p < 1:
+        raise ValueError(f"min_p must be in [0, 1), got {min_p}")
+    if min_p == 0.0:
+        return logits
+    probs = _at_least_float(logits).softmax(dim=-1)  # (B, V)
+    threshold = min_p * probs.amax(dim=-1, keepdim=True)  # (B, 1)
+    return logits.masked_fill(probs < threshold, float("-inf"))
+
+
 def process_logits(
-    logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0
+    logits: Tensor,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    *,
+    repetition_penalty: float = 1.0,
+    seen: Tensor | None = None,
 ) -> Tensor:
-    """Temperature, then top-k, then top-p: the scores :class:`TemperatureSampler` draws from."""
-    return top_p_filter(top_k_filter(apply_temperature(logits, temperature), top_k), top_p)
+    """The scores :class:`TemperatureSampler` draws from: the processors in
+    :data:`PROCESSOR_ORDER` (repetition penalty over ``seen``, temperature, top-k, top-p,
+    min-p). The defaults switch each one off."""
+    logits = apply_repetition_penalty(logits, seen, repetition_penalty)
+    logits = apply_temperature(logits, temperature)
+    logits = top_k_filter(logits, top_k)
+    logits = top_p_filter(logits, top_p)
+    return min_p_filter(logits, min_p)
 
 
 # -- options ------------------------------------------------------------------------------------
@@ -93,6 +166,19 @@ class TemperatureOptions:
         max=1.0,
         min_exclusive=True,
     )
+    min_p: float = option(
+        0.0,
+        help="draw only from ids at least this fraction as likely as the most likely one (0: off)",
+        min=0.0,
+        max=1.0,
+        max_exclusive=True,
+    )
+    repetition_penalty: float = option(
+        1.0,
+        help="make ids already generated less likely: > 1 penalises, 1 is off",
+        min=0.0,
+        min_exclusive=True,
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -103,6 +189,17 @@ class BeamOptions:
     length_penalty: float = option(
         1.0, help="the score is the sum of log-probabilities / length ** length_penalty"
     )
+    num_return_sequences: int = option(
+        1, help="sequences returned per input, best first (at most num_beams)", min=1
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.num_return_sequences > self.num_beams:
+            raise OptionError(
+                "num_return_sequences",
+                f"must be <= num_beams, got num_return_sequences={self.num_return_sequences} "
+                f"with num_beams={self.num_beams} (beam search keeps only num_beams sequences)",
+            )
 
 
 # -- samplers -----------------------------------------------------------------------------------
@@ -121,51 +218,134 @@ class GreedySampler(TokenSampler):
 class TemperatureSampler(TokenSampler):
     """Draw each next id from the softmax of the processed logits (char-rnn's sampling).
 
+    The options are applied in :data:`PROCESSOR_ORDER`: repetition penalty, temperature, top-k,
+    top-p, min-p (see :func:`process_logits`).
+
     Args:
         temperature: divides the logits (> 0).
         top_k: keep only the ``top_k`` most likely ids; 0 keeps all.
         top_p: keep only the most likely ids holding ``top_p`` of the probability; 1 keeps all.
+        min_p: keep only the ids at least ``min_p`` times as likely as the most likely one,
+            in ``[0, 1)``; 0 keeps all.
+        repetition_penalty: ids this sampler already chose in a sequence have a positive logit
+            divided by it and a negative one multiplied by it (> 0); 1 is off. The prime is not
+            penalised.
     """
 
-    def __init__(self, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        min_p: float = 0.0,
+        repetition_penalty: float = 1.0,
+    ) -> None:
         opts = build_options(
             TemperatureOptions,
-            {"temperature": temperature, "top_k": top_k, "top_p": top_p},
+            {
+                "temperature": temperature,
+                "top_k": top_k,
+                "top_p": top_p,
+                "min_p": min_p,
+                "repetition_penalty": repetition_penalty,
+            },
             "temperature",
         )
         self.temperature: float = opts.temperature
         self.top_k: int = opts.top_k
         self.top_p: float = opts.top_p
+        self.min_p: float = opts.min_p
+        self.repetition_penalty: float = opts.repetition_penalty
 
-    def select(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        scores = process_logits(_at_least_float(logits), self.temperature, self.top_k, self.top_p)
-        probs = scores.softmax(dim=-1)  # (B, V)
+    def process(self, logits: Tensor, seen: Tensor | None = None) -> Tensor:
+        """The scores drawn from: :func:`process_logits` with this sampler's options."""
+        return process_logits(
+            _at_least_float(logits),
+            self.temperature,
+            self.top_k,
+            self.top_p,
+            self.min_p,
+            repetition_penalty=self.repetition_penalty,
+            seen=seen,
+        )
+
+    def select(
+        self,
+        logits: Tensor,
+        generator: torch.Generator | None = None,
+        seen: Tensor | None = None,
+    ) -> Tensor:
+        """Draw the next ids ``(B,)`` from ``logits`` ``(B, V)``. ``seen`` (a ``(B, V)`` mask of
+        the ids each row already has) is what the repetition penalty applies to; without it
+        there is no penalty."""
+        probs = self.process(logits, seen).softmax(dim=-1)  # (B, V)
         return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+
+    def sample(
+        self, decoder: Decoder, max_new_tokens: int, generator: torch.Generator | None = None
+    ) -> SamplerOutput:
+        """As :meth:`TokenSampler.sample` (one batched ``advance`` per step, each step's ids
+        emitted, an early end once every sequence is finished), keeping each sequence's chosen
+        ids for the repetition penalty."""
+        if self.repetition_penalty == 1.0:
+            return super().sample(decoder, max_new_tokens, generator)
+        emit = getattr(decoder, "emit", None)
+        seen = torch.zeros(decoder.logits.shape, dtype=torch.bool, device=decoder.logits.device)
+        chosen: list[Tensor] = []
+        for t in range(max_new_tokens):
+            ids = self.select(decoder.logits, generator, seen)  # (B,)
+            chosen.append(ids)
+            if emit is not None:
+                emit(ids)
+            if t + 1 < max_new_tokens:  # the last choice is returned, not fed back
+                seen.scatter_(1, ids.unsqueeze(1), True)
+                decoder.advance(ids)
+                if getattr(decoder, "all_finished", False):  # every sequence hit a stop string
+                    break
+        if not chosen:
+            return SamplerOutput(decoder.logits.new_empty(seen.shape[0], 0, dtype=torch.long))
+        return SamplerOutput(torch.stack(chosen, dim=1))  # (B, T)
 
     def __repr__(self) -> str:
         return (
             f"TemperatureSampler(temperature={self.temperature}, top_k={self.top_k}, "
-            f"top_p={self.top_p})"
+            f"top_p={self.top_p}, min_p={self.min_p}, "
+            f"repetition_penalty={self.repetition_penalty})"
         )
 
 
 class BeamSampler(Sampler):
     """Beam search: keep the ``num_beams`` most likely sequences of each input row.
 
-    All ``B * num_beams`` beams advance in one batched step. Every sequence has the same
-    length ``T`` (there is no end token), so the length penalty only scales the score:
-    ``sum of log-probabilities / T ** length_penalty``, as Hugging Face computes it.
+    All ``B * num_beams`` beams advance in one batched step and the decoder's state is reordered
+    by index. Every sequence has the same length ``T`` (there is no end token), so the length
+    penalty only scales the score: ``sum of log-probabilities / T ** length_penalty``, as
+    Hugging Face computes it over the generated ids. For the same reason there is no
+    ``early_stopping``: no beam can finish before ``max_new_tokens``.
 
-    Returns the best sequence of each of the decoder's ``B`` rows, ``(B, T)``, and its score
-    ``(B,)``.
+    Returns the ``num_return_sequences`` best sequences of each of the decoder's ``B`` rows,
+    ``(B * num_return_sequences, T)``, row by row and best first within each row (row ``b``'s
+    are ``b * R`` to ``b * R + R - 1``), and their scores ``(B * num_return_sequences,)``,
+    descending within each row. A score of ``-inf`` marks a sequence the model gives probability
+    0 (when fewer than ``num_return_sequences`` others are possible, e.g. with masked logits).
     """
 
-    def __init__(self, *, num_beams: int = 4, length_penalty: float = 1.0) -> None:
+    def __init__(
+        self, *, num_beams: int = 4, length_penalty: float = 1.0, num_return_sequences: int = 1
+    ) -> None:
         opts = build_options(
-            BeamOptions, {"num_beams": num_beams, "length_penalty": length_penalty}, "beam"
+            BeamOptions,
+            {
+                "num_beams": num_beams,
+                "length_penalty": length_penalty,
+                "num_return_sequences": num_return_sequences,
+            },
+            "beam",
         )
         self.num_beams: int = opts.num_beams
         self.length_penalty: float = opts.length_penalty
+        self.num_return_sequences: int = opts.num_return_sequences
 
     @torch.no_grad()
     def sample(
@@ -173,10 +353,16 @@ class BeamSampler(Sampler):
     ) -> SamplerOutput:
         batch, vocab = decoder.logits.shape
         device = decoder.logits.device
-        k = self.num_beams
+        k, returned = self.num_beams, self.num_return_sequences
         if max_new_tokens <= 0:
-            empty = torch.empty(batch, 0, dtype=torch.long, device=device)
-            return SamplerOutput(empty, torch.zeros(batch, device=device))
+            empty = torch.empty(batch * returned, 0, dtype=torch.long, device=device)
+            return SamplerOutput(empty, torch.zeros(batch * returned, device=device))
+        if not _at_least(vocab, max_new_tokens, returned):
+            raise ValueError(
+                f"num_return_sequences={returned} distinct sequences were asked for, but a "
+                f"vocabulary of {vocab} ids has only {vocab**max_new_tokens} of length "
+                f"{max_new_tokens}"
+            )
         rows = torch.arange(batch, device=device)
         decoder.reorder(rows.repeat_interleave(k))  # B -> B*K, each row's beams together
         # Only the first beam of each row starts alive, so step one picks K distinct ids.
@@ -194,16 +380,31 @@ class BeamSampler(Sampler):
             if t + 1 < max_new_tokens:
                 decoder.reorder((rows.unsqueeze(1) * k + beam).view(-1))  # (B*K,)
                 decoder.advance(token.view(-1))  # one batched step for all beams
-        best = tokens[:, 0]  # (B, T): candidates are sorted, so beam 0 is the best
-        return SamplerOutput(best, scores[:, 0] / max_new_tokens**self.length_penalty)
+        # Candidates are sorted, so the first beams of each row are its best sequences.
+        best = tokens[:, :returned].reshape(batch * returned, max_new_tokens)  # (B*R, T)
+        best_scores = scores[:, :returned].reshape(batch * returned)  # (B*R,)
+        return SamplerOutput(best, best_scores / max_new_tokens**self.length_penalty)
 
     def __repr__(self) -> str:
-        return f"BeamSampler(num_beams={self.num_beams}, length_penalty={self.length_penalty})"
+        return (
+            f"BeamSampler(num_beams={self.num_beams}, length_penalty={self.length_penalty}, "
+            f"num_return_sequences={self.num_return_sequences})"
+        )
 
 
 def _at_least_float(logits: Tensor) -> Tensor:
     """Half-precision logits as float32; float32 and float64 as they are."""
     return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
+def _at_least(vocab: int, length: int, count: int) -> bool:
+    """Whether ``vocab ** length >= count``, without building a huge number."""
+    total = 1
+    for _ in range(length):
+        total *= vocab
+        if total >= count:
+            return True
+    return total >= count
 
 
 def _expand(beam: Tensor, length: int) -> Tensor:
@@ -218,11 +419,12 @@ def charseq_register_samplers(registry: Any) -> None:
         "temperature",
         TemperatureSampler,
         options=TemperatureOptions,
-        help="draw from the softmax of logits / temperature, optionally top-k / top-p filtered",
+        help="draw from the softmax of logits / temperature, optionally top-k / top-p / min-p "
+        "filtered and with a repetition penalty",
     )
     registry.add(
         "beam",
         BeamSampler,
         options=BeamOptions,
-        help="beam search: the most likely whole sequence among num_beams kept at each step",
+        help="beam search: the most likely whole sequences among num_beams kept at each step",
     )

@@ -269,17 +269,56 @@ def _print_sample(step: int, text: str) -> None:
     click.echo(text, err=True)
 
 
-@cli.command()
+_SAMPLE_EPILOG = """\b
+char-rnn equivalents:
+  th sample.lua cv/x.t7 -primetext "ROMEO:"   charseq sample RUN --prime "ROMEO:"
+  -length 2000                                --length 2000
+  -temperature 0.8                            --temperature 0.8
+  -sample 1 (draw from the softmax)           --sampler temperature
+  -sample 0 (always the most likely)          --sampler greedy
+  -seed 123                                   --seed 123
+
+\b
+Text is written to stdout as it is made. With beam search the best sequence is known only at
+the end, so it is written then; with --num-samples or --num-return-sequences above 1 each
+sample is written when the batch is done, under a header on stderr.
+
+\b
+Constraints work with every sampler: --stop ends the text just after the first stop string
+(included; repeatable), --allowed limits the characters that may be generated, --acrostic
+forces the first character of each line (e.g. --acrostic 春夏秋冬 for a 藏头诗).
+"""
+
+
+@cli.command(epilog=_SAMPLE_EPILOG)
 @click.argument("checkpoint", type=click.Path(file_okay=False))
-@click.option("--prime", default="", help="Text to start from.")
-@click.option("--length", default=500, show_default=True, help="Characters to generate.")
+@click.option("--prime", default="", help="Text to start from (char-rnn: -primetext).")
+@click.option(
+    "--length",
+    default=500,
+    show_default=True,
+    help="Characters to generate, at most 1000000 (char-rnn: -length).",
+)
 @click.option("--sampler", default=None, help="greedy, temperature, beam, or a plugin's sampler.")
-@click.option("--temperature", type=float, help="Sampling temperature (temperature sampler).")
+@click.option("--temperature", type=float, help="Sampling temperature (char-rnn: -temperature).")
 @click.option("--top-k", type=int, help="Keep the k most likely characters (temperature sampler).")
 @click.option("--top-p", type=float, help="Nucleus sampling mass (temperature sampler).")
+@click.option("--min-p", type=float, help="Drop characters below min-p x the top probability.")
+@click.option("--repetition-penalty", type=float, help="Penalise characters already generated.")
 @click.option("--num-beams", type=int, help="Beam width (beam sampler).")
-@click.option("--seed", type=int, help="Random seed for reproducible output.")
+@click.option("--num-return-sequences", type=int, help="Best sequences per sample (beam).")
+@click.option("--seed", type=int, help="Random seed for reproducible output (char-rnn: -seed).")
+@click.option(
+    "--stop", "stops", multiple=True, metavar="STR", help="Stop after this string (repeatable)."
+)
+@click.option("--allowed", help="Only these characters may be generated.")
+@click.option("--acrostic", help="Force the first character of each line, in order.")
 @click.option("--num-samples", type=int, default=1, show_default=True, help="Samples to make.")
+@click.option(
+    "--unknown",
+    type=click.Choice(["error", "skip", "replace"]),
+    help="What to do with prime characters outside the vocabulary (default: the tokenizer's).",
+)
 @click.option("--device", default=None, help="cpu, cuda, mps (default: cuda if available).")
 def sample(
     checkpoint,
@@ -289,26 +328,82 @@ def sample(
     temperature,
     top_k,
     top_p,
+    min_p,
+    repetition_penalty,
     num_beams,
+    num_return_sequences,
     seed,
+    stops,
+    allowed,
+    acrostic,
     num_samples,
+    unknown,
     device,
 ) -> None:
-    """Generate text from a checkpoint."""
+    """Generate text from a checkpoint, streaming it to stdout as it is made."""
     from charseq.pipeline import Pipeline
 
+    options = {
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "min_p": min_p,
+        "repetition_penalty": repetition_penalty,
+        "num_beams": num_beams,
+        "num_return_sequences": num_return_sequences,
+    }
+    kwargs = {
+        "seed": seed,
+        "stop": list(stops) or None,
+        "allowed": allowed,
+        "acrostic": acrostic,
+        "unknown": unknown,
+    }
     try:
         pipe = Pipeline.load(checkpoint, device=device)
         section = pipe.spec.sampler.to_dict() if sampler is None else {"name": sampler}
-        given = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "num_beams": num_beams}
-        section.update({k: v for k, v in given.items() if v is not None})
-        texts = pipe.generate(prime, length, sampler=section, seed=seed, num_samples=num_samples)
+        section.update({k: v for k, v in options.items() if v is not None})
+        if num_samples == 1 and (num_return_sequences or 1) == 1:
+            pieces = pipe.stream(prime, length, sampler=section, **kwargs)  # checked here
+            click.echo(prime, nl=False)
+            for piece in pieces:
+                click.echo(piece, nl=False)
+                sys.stdout.flush()
+            click.echo()
+            return
+        texts = pipe.generate(prime, length, sampler=section, num_samples=num_samples, **kwargs)
     except CharseqError as error:
         _fail(error)
     for i, text in enumerate(texts):
-        if num_samples > 1:
-            click.secho(f"--- sample {i + 1}", fg="cyan", err=True)
+        click.secho(f"--- sample {i + 1}", fg="cyan", err=True)
         click.echo(prime + text)
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(file_okay=False))
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--prime", default="", help="Context before the text (not scored).")
+@click.option("--top", default=10, show_default=True, help="Surprising positions to list.")
+@click.option(
+    "--unknown",
+    type=click.Choice(["error", "skip", "replace"]),
+    help="What to do with characters outside the vocabulary (default: the tokenizer's).",
+)
+@click.option("--device", default=None, help="cpu, cuda, mps (default: cuda if available).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def score(checkpoint, file, prime, top, unknown, device, as_json) -> None:
+    """Score FILE (or - for stdin) under a checkpoint: total nats, BPC, surprising positions."""
+    from charseq.pipeline import Pipeline
+
+    try:
+        text = file.read()
+        pipe = Pipeline.load(checkpoint, device=device)
+        result = pipe.score(text, prime=prime, top=top, unknown=unknown)
+    except CharseqError as error:
+        _fail(error)
+    except UnicodeDecodeError as error:
+        _fail(CharseqError(f"{file.name} is not UTF-8 text: {error}"))
+    click.echo(json.dumps(result.to_dict()) if as_json else result.summary())
 
 
 def _parse_setting(setting: str) -> tuple[str, object]:

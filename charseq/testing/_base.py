@@ -181,8 +181,9 @@ def get_tags(component: Any, kind: str | None = None) -> dict[str, Any]:
         :data:`charseq.testing.strategies.TEXTS` (default ``"unicode"``).
     Samplers:
         ``greedy``: it always takes the arg-max (its name is ``greedy``);
-        ``temperature``, ``top_k``, ``top_p``, ``num_beams``, ``length_penalty``: it has that
-        option; ``token_sampler``: it is a :class:`charseq.TokenSampler`.
+        ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``repetition_penalty``,
+        ``num_beams``, ``length_penalty``, ``num_return_sequences``: it has that option;
+        ``token_sampler``: it is a :class:`charseq.TokenSampler`.
     """
     return dict(as_subject(component, kind).tags)
 
@@ -216,7 +217,16 @@ def _compute_tags(subject: Subject) -> dict[str, Any]:
     return tags
 
 
-_SAMPLER_OPTIONS = ("temperature", "top_k", "top_p", "num_beams", "length_penalty")
+_SAMPLER_OPTIONS = (
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "repetition_penalty",
+    "num_beams",
+    "length_penalty",
+    "num_return_sequences",
+)
 
 _TAG_MEANING = {
     "fused_forward": "a fused `forward` of its own (it runs the core's step loop)",
@@ -227,8 +237,11 @@ _TAG_MEANING = {
     "temperature": "a `temperature` option",
     "top_k": "a `top_k` option",
     "top_p": "a `top_p` option",
+    "min_p": "a `min_p` option",
+    "repetition_penalty": "a `repetition_penalty` option",
     "num_beams": "a `num_beams` option",
     "length_penalty": "a `length_penalty` option",
+    "num_return_sequences": "a `num_return_sequences` option",
 }
 
 

@@ -4,8 +4,10 @@ Each check takes the sampler to test as a registry Component, a ``"sampler:name"
 factory ``make_sampler(**options)`` returning a :class:`charseq.Sampler`. Checks run it through
 :func:`charseq.generate.generate_ids` on a tiny real :class:`~charseq.model.CharModel`
 (:func:`tiny_model`), or on one whose next-token logits are fixed (:func:`fixed_logits_model`),
-so the support of top-k / top-p is known. Checks that need an option the sampler lacks
-(``top_k``, ``top_p``, ``temperature``, ``num_beams``) are skipped.
+so the support of top-k / top-p / min-p is known. Checks that need an option the sampler lacks
+(``temperature``, ``top_k``, ``top_p``, ``min_p``, ``repetition_penalty``, ``num_beams``,
+``length_penalty``, ``num_return_sequences``) are skipped. Options mean what they mean in
+Hugging Face ``transformers``.
 """
 
 from __future__ import annotations
@@ -30,11 +32,15 @@ from charseq.testing._base import (
 from charseq.testing.cells import ElmanCell
 
 __all__ = [
+    "check_beam_length_penalty",
     "check_beam_scores",
     "check_beam_width_one_is_greedy",
     "check_greedy_is_argmax",
     "check_low_temperature_is_greedy",
     "check_masked_ids_never_sampled",
+    "check_min_p_support",
+    "check_num_return_sequences",
+    "check_repetition_penalty",
     "check_sampled_ids_in_vocab",
     "check_sampler_api",
     "check_sampler_reproducible",
@@ -373,6 +379,104 @@ def check_top_p_support(subject: Subject) -> None:
         )
 
 
+_MIN_P_PROBS = [0.05, 0.30, 0.02, 0.20, 0.02, 0.25, 0.04, 0.03, 0.03, 0.03, 0.03]
+_MIN_P_SUPPORT = {1, 3, 5}
+
+
+@register_check("sampler", requires=("min_p",))
+def check_min_p_support(subject: Subject) -> None:
+    """With ``min_p=0.5`` samples come only from ids at least half as likely as the most likely.
+
+    The probabilities are 0.30, 0.25, 0.20 and eight of at most 0.05, so the cut is 0.15 and the
+    support is the first three; a token sampler draws each of them (the cut is relative to the
+    largest probability, not an absolute probability).
+    """
+    sampler = _make(subject, **_with_unit_temperature(subject, min_p=0.5))
+    logits = [math.log(p) for p in _MIN_P_PROBS]
+    ids = _run(sampler, fixed_logits_model(logits), 4, num_samples=_batch(subject, 64), seed=0).ids
+    fix = (
+        "softmax the (temperature-scaled, top-k/top-p filtered) logits, set to -inf the logits "
+        "of ids whose probability is below min_p * the largest probability of the row."
+    )
+    outside = sorted(_support(ids) - _MIN_P_SUPPORT)
+    require(
+        not outside,
+        f"min_p=0.5 sampled ids {outside}; with probabilities {_MIN_P_PROBS} only "
+        f"{sorted(_MIN_P_SUPPORT)} are at least 0.5 * 0.30",
+        fix,
+    )
+    if subject.tags.get("token_sampler"):
+        require(
+            _support(ids) == _MIN_P_SUPPORT,
+            f"min_p=0.5 sampled only {sorted(_support(ids))} in {ids.numel()} draws; every id "
+            f"of {sorted(_MIN_P_SUPPORT)} (probability >= 0.15) should occur",
+            fix,
+        )
+
+
+_REPEAT_LOGITS = {
+    "positive": [50.0 - i for i in range(VOCAB_SIZE)],
+    "negative": [-40.0 - i for i in range(VOCAB_SIZE)],
+}
+
+
+def _repeats(ids: Tensor) -> list[list[int]]:
+    """The rows of ``ids`` in which some id occurs twice."""
+    return [row for row in ids.tolist() if len(set(row)) < len(row)]
+
+
+@register_check("sampler", requires=("repetition_penalty",))
+def check_repetition_penalty(subject: Subject) -> None:
+    """A repetition penalty makes the ids a sequence already has less likely (per sequence).
+
+    The model's next-token logits are fixed, 1 apart, all positive (50 .. 40) and then all
+    negative (-40 .. -50): Hugging Face's penalty divides a positive logit and multiplies a
+    negative one. From the empty prime, ``VOCAB_SIZE`` new ids are drawn (temperature 1):
+
+    - with ``repetition_penalty=1`` (off), ids repeat: the favourite comes back;
+    - with a huge penalty (1e9, or the largest accepted of 1e3 and 10) no id ever repeats in a
+      sequence while an unused one remains, so every row is a permutation of the vocabulary.
+      Each row has its own history: a penalty shared across the batch fails too.
+    """
+    penalty = next((p for p in (1e9, 1e3, 10.0) if _accepts(subject, repetition_penalty=p)), None)
+    if penalty is None:
+        raise CheckSkipped(f"{subject.label} accepts no repetition_penalty >= 10")
+    steps, batch = VOCAB_SIZE, _batch(subject, 16)
+    fix = (
+        "keep, per sequence, the ids it has produced; before temperature and filtering divide "
+        "their logits by repetition_penalty where positive and multiply them where negative."
+    )
+    for sign, logits in _REPEAT_LOGITS.items():
+        model = fixed_logits_model(logits)
+        if _accepts(subject, repetition_penalty=1.0):
+            off = _make(subject, **_with_unit_temperature(subject, repetition_penalty=1.0))
+            ids = _run(off, model, steps, prime=_EMPTY, num_samples=batch, seed=0).ids
+            require(
+                bool(_repeats(ids)),
+                f"repetition_penalty=1 (off) never repeated an id in {ids.tolist()}, on {sign} "
+                f"logits {logits} where id 0 is e times likelier than the next",
+                "a penalty of 1 must change nothing (x / 1 and x * 1).",
+            )
+        sampler = _make(subject, **_with_unit_temperature(subject, repetition_penalty=penalty))
+        for seed in (0, 1):
+            ids = _run(sampler, model, steps, prime=_EMPTY, num_samples=batch, seed=seed).ids
+            repeated = _repeats(ids)
+            require(
+                not repeated,
+                f"repetition_penalty={penalty:g} on {sign} logits {logits} repeated ids in "
+                f"rows {repeated[:3]} while unused ids remained",
+                fix,
+            )
+
+
+def _accepts(subject: Subject, **overrides: Any) -> bool:
+    try:
+        subject.options(**overrides)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 @register_check("sampler", requires=("num_beams",))
 def check_beam_width_one_is_greedy(subject: Subject) -> None:
     """Beam search with ``num_beams=1`` is greedy decoding."""
@@ -388,15 +492,18 @@ def check_beam_width_one_is_greedy(subject: Subject) -> None:
 def check_beam_scores(subject: Subject) -> None:
     """Beam scores are finite, best first, one per distinct sequence, and are log-probabilities.
 
-    With ``num_beams=3`` (and ``length_penalty=0`` where the sampler has it, so a score is the
-    plain sum of log-probabilities), each score equals the log-probability the model gives its
-    sequence after the prime.
+    With ``num_beams=3`` (``num_return_sequences=3`` where the sampler has it, so all three
+    beams come back; and ``length_penalty=0`` where it has that, so a score is the plain sum of
+    log-probabilities), each score equals the log-probability the model gives its sequence after
+    the prime.
     """
     overrides: dict[str, Any] = {"num_beams": 3}
+    if subject.tags.get("num_return_sequences"):
+        overrides["num_return_sequences"] = 3  # all three beams, so their order is visible
     exact = False
     if subject.tags.get("length_penalty"):
         try:
-            subject.options(num_beams=3, length_penalty=0.0)
+            subject.options(**overrides, length_penalty=0.0)
             overrides["length_penalty"] = 0.0
             exact = True
         except (ValueError, TypeError):
@@ -449,3 +556,120 @@ def _log_probability(model: CharModel, ids: Tensor, prime: Tensor = PRIME) -> Te
     logits, _ = model.eval()(full[:, :-1])  # (N, P + T - 1, V)
     logp = torch.log_softmax(logits[:, prime.numel() - 1 :], dim=-1)  # (N, T, V)
     return logp.gather(2, ids.unsqueeze(-1)).squeeze(-1).sum(dim=1)
+
+
+_OTHER_PRIME = torch.tensor([9, 3, 3, 0])
+
+
+@torch.no_grad()
+def _sample_primes(sampler: Sampler, model: CharModel, primes: Tensor, steps: int) -> SamplerOutput:
+    """Run ``sampler`` on a decoder over several primes ``(B, P)``, one row each."""
+    logits, state = model.eval()(primes)  # (B, P, V)
+    out = sampler.sample(Decoder(model, state, logits[:, -1]), steps, torch.Generator())
+    require(
+        isinstance(out, SamplerOutput) and isinstance(out.ids, Tensor),
+        f"sample(decoder, max_new_tokens={steps}) returned {type(out).__name__}",
+        "return charseq.SamplerOutput(ids, scores).",
+    )
+    return out
+
+
+@register_check("sampler", requires=("num_beams", "num_return_sequences"))
+def check_num_return_sequences(subject: Subject) -> None:
+    """``num_return_sequences=R`` returns the R best sequences of each row, row by row.
+
+    With ``num_beams=3`` and R of 1, 2 and 3, a decoder over two different primes gives ids
+    ``(2 * R, T)`` and scores ``(2 * R,)``: the first prime's R sequences, then the second's,
+    each block distinct, best first (scores descending) and equal to what that prime gets
+    alone. ``num_return_sequences`` larger than ``num_beams`` is rejected when the sampler is
+    built.
+    """
+    model = tiny_model(seed=5, spread=1.0)
+    primes = torch.stack([PRIME, _OTHER_PRIME])  # (2, P)
+    steps = 5
+    for returned in (1, 2, 3):
+        sampler = _make(subject, num_beams=3, num_return_sequences=returned)
+        out = _sample_primes(sampler, model, primes, steps)
+        rows = 2 * returned
+        require(
+            tuple(out.ids.shape) == (rows, steps)
+            and isinstance(out.scores, Tensor)
+            and tuple(out.scores.shape) == (rows,),
+            f"num_return_sequences={returned} on 2 primes returned ids {_describe(out.ids)} "
+            f"and scores {_describe(out.scores)}; expected ({rows}, {steps}) and ({rows},)",
+            "return the R best beams of every row: ids (B * R, T), scores (B * R,).",
+        )
+        for row in range(2):
+            block = slice(row * returned, (row + 1) * returned)
+            ids, scores = out.ids[block], out.scores[block]
+            sequences = [tuple(r) for r in ids.tolist()]
+            alone = _sample_primes(sampler, model, primes[row : row + 1], steps)
+            require(
+                torch.equal(ids, alone.ids),
+                f"in a batch, prime {row} got {sequences} at rows {block.start}..{block.stop - 1}"
+                f"; alone it gets {alone.ids.tolist()}",
+                "order the output row by row: row b's sequences are b * R .. b * R + R - 1 "
+                "(reshape (B, R, T) to (B * R, T), not (R, B, T)).",
+            )
+            require(
+                bool((scores[:-1] >= scores[1:] - 1e-6).all()),
+                f"prime {row}'s scores {scores.tolist()} are not sorted best first",
+                "sort each row's finished beams by score, highest first.",
+            )
+            require(
+                len(set(sequences)) == len(sequences),
+                f"prime {row} got duplicate sequences {sequences}",
+                "return distinct beams: the top num_return_sequences of the row's num_beams.",
+            )
+    built = True
+    try:
+        subject.build(num_beams=2, num_return_sequences=3)
+    except (ValueError, TypeError):
+        built = False
+    require(
+        not built,
+        "num_beams=2 with num_return_sequences=3 was accepted",
+        "reject num_return_sequences > num_beams when the options are built (an attrs "
+        "__attrs_post_init__ raising charseq.options.OptionError('num_return_sequences', ...)).",
+    )
+
+
+@register_check("sampler", requires=("num_beams", "length_penalty"))
+def check_beam_length_penalty(subject: Subject) -> None:
+    """Beam scores are length-penalised as Hugging Face computes them.
+
+    With ``num_beams=3`` (and ``num_return_sequences=3`` where the sampler has it), each score
+    is the log-probability the model gives its sequence after the prime divided by
+    ``T ** length_penalty``, ``T`` the number of new ids, for ``length_penalty`` 1, 0.5 and 2
+    (those accepted) and ``T`` of 1 and 5.
+    """
+    overrides: dict[str, Any] = {"num_beams": 3}
+    if subject.tags.get("num_return_sequences"):
+        overrides["num_return_sequences"] = 3
+    model = tiny_model(seed=5, spread=1.0)
+    tried = []
+    for penalty in (1.0, 0.5, 2.0):
+        if not _accepts(subject, **overrides, length_penalty=penalty):
+            continue
+        tried.append(penalty)
+        sampler = _make(subject, **overrides, length_penalty=penalty)
+        for steps in (1, 5):
+            out = _run(sampler, model, steps)
+            require(
+                out.scores is not None,
+                "num_beams=3 returned scores=None",
+                "return each sequence's length-penalised log-probability in SamplerOutput.scores.",
+            )
+            expected = _log_probability(model, out.ids) / steps**penalty
+            assert_close(
+                out.scores.to(expected.dtype),
+                expected,
+                f"with length_penalty={penalty} and {steps} new ids the scores are not "
+                f"log p(sequence | prime) / {steps} ** {penalty}",
+                "divide each beam's summed log-probability by (number of new ids) ** "
+                "length_penalty, once, when the beams are returned.",
+                atol=1e-4,
+                rtol=1e-4,
+            )
+    if not tried:
+        raise CheckSkipped(f"{subject.label} accepts no length_penalty of 1, 0.5 or 2")

@@ -1,0 +1,153 @@
+"""Scoring a text under a model: per-token log-probabilities, total nats, BPC, surprises.
+
+:func:`score_ids` reads the text in one stream, ``chunk_size`` tokens at a time with the
+recurrent state carried, so every token is predicted from all that precede it (and from the
+prime, if one is given) in bounded memory. Without a prime the first token is scored under the
+uniform odds generation starts from (``log 1/V``), so :attr:`Score.total_nats` is exactly
+``-log p(text)`` of sampling the text at temperature 1 from an empty prime.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import attrs
+import torch
+from torch import Tensor
+
+from charseq.model import CharModel
+
+LN2 = math.log(2.0)
+
+
+@attrs.frozen
+class Surprise:
+    """One scored position: ``position`` (token index in the text), its ``token`` text, its
+    natural-log probability ``logprob`` and a little ``context`` with the token in brackets."""
+
+    position: int
+    token: str
+    logprob: float
+    context: str
+
+    @property
+    def probability(self) -> float:
+        return math.exp(self.logprob)
+
+
+@attrs.frozen
+class Score:
+    """How well a model predicts a text.
+
+    Attributes:
+        tokens: the text of each scored token (characters, for the ``char`` tokenizer).
+        logprobs: natural-log probability of each token given all before it.
+        total_nats: ``-sum(logprobs)``.
+        nats: nats per token, ``total_nats / len(tokens)``.
+        bpc: bits per token (per character for character tokenizers), ``nats / ln 2``.
+        surprising: the least likely positions, most surprising first (ties: earlier first).
+    """
+
+    tokens: list[str]
+    logprobs: list[float]
+    total_nats: float
+    nats: float
+    bpc: float
+    surprising: list[Surprise]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def to_dict(self) -> dict:
+        return {
+            "tokens": len(self.tokens),
+            "total_nats": self.total_nats,
+            "nats": self.nats,
+            "bpc": self.bpc,
+            "surprising": [
+                {**attrs.asdict(s), "probability": s.probability} for s in self.surprising
+            ],
+        }
+
+    def summary(self) -> str:
+        """A few human-readable lines: totals, then the most surprising positions."""
+        lines = [
+            f"{len(self.tokens)} characters: {self.total_nats:.4f} nats in all, "
+            f"{self.nats:.4f} nats/char, {self.bpc:.4f} BPC"
+        ]
+        if self.surprising:
+            lines.append("most surprising:")
+        for s in self.surprising:
+            lines.append(
+                f"  position {s.position:>6} {s.token!r:>6}  log p = {s.logprob:8.4f} "
+                f"(p = {s.probability:.2e})  {s.context!r}"
+            )
+        return "\n".join(lines)
+
+
+@torch.no_grad()
+def score_ids(
+    model: CharModel,
+    ids: Tensor,
+    prime: Tensor,
+    token_texts: Sequence[str],
+    *,
+    top: int = 10,
+    chunk_size: int = 8192,
+    context: int = 20,
+) -> Score:
+    """Score ``ids`` (shape ``(N,)``) after ``prime`` (``(P,)``); ``token_texts[i]`` is the text
+    of ``ids[i]`` (for the report)."""
+    if ids.numel() == 0:
+        raise ValueError("score needs a non-empty text")
+    device = model.head.weight.device
+    both = torch.cat([prime, ids]).to(device).view(1, -1)  # (1, P + N)
+    total = both.shape[1]
+    was_training = model.training
+    model.eval()
+    pieces: list[Tensor] = []
+    try:
+        if prime.numel() == 0:  # the first token: uniform odds, as generation starts
+            first = torch.full((1,), -math.log(model.vocab_size), dtype=torch.float64)
+            pieces.append(first.to(device))
+        state = model.initial_state(1, device=device)
+        start = max(prime.numel() - 1, 0)  # logits at i predict token i + 1
+        # Feed every token but the last; keep the predictions of the text's own tokens.
+        for begin in range(0, total - 1, chunk_size):
+            end = min(begin + chunk_size, total - 1)
+            logits, state = model(both[:, begin:end], state)  # (1, T, V)
+            if end <= start:
+                continue
+            lo = max(start - begin, 0)
+            logprobs = logits[0, lo:].double().log_softmax(dim=-1)  # (T', V)
+            targets = both[0, begin + lo + 1 : end + 1]  # (T',)
+            pieces.append(logprobs.gather(1, targets.unsqueeze(1)).squeeze(1))
+    finally:
+        model.train(was_training)
+    values = torch.cat(pieces).cpu()  # (N,)
+    logprobs = values.tolist()
+    total_nats = -float(values.sum())
+    nats = total_nats / len(logprobs)
+    order = sorted(range(len(logprobs)), key=lambda i: (logprobs[i], i))[: max(top, 0)]
+    surprising = [
+        Surprise(
+            position=i,
+            token=token_texts[i],
+            logprob=logprobs[i],
+            context="".join(token_texts[max(0, i - context) : i])
+            + "["
+            + token_texts[i]
+            + "]"
+            + "".join(token_texts[i + 1 : i + 1 + context]),
+        )
+        for i in order
+    ]
+    return Score(
+        tokens=list(token_texts),
+        logprobs=logprobs,
+        total_nats=total_nats,
+        nats=nats,
+        bpc=nats / LN2,
+        surprising=surprising,
+    )

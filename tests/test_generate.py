@@ -1,0 +1,142 @@
+"""The generation API: generate, stream, priming, and bad requests (checked before any work)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from charseq import Pipeline
+from charseq.builtins.tokenizers import UnknownCharacterError
+from charseq.constraints import GenerationError
+from charseq.generate import Decoder, generate_ids
+from charseq.pipeline import MAX_NEW_TOKENS
+
+TEXT = "the cat sat on the mat.\nand the dog ran far.\n" * 30
+SMALL = {
+    "cell": {"hidden_size": 16, "num_layers": 1},
+    "model": {"embedding_size": 8},
+    "optimizer": {"name": "adam", "lr": 0.02},
+    "train": {"steps": 15, "batch_size": 4, "seq_len": 16},
+}
+SAMPLERS = ["greedy", {"name": "temperature", "temperature": 1.5}, {"name": "beam", "num_beams": 3}]
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return Pipeline.from_spec(SMALL, device="cpu").fit(TEXT)
+
+
+def test_generate_returns_text_and_lists_for_num_samples(pipe):
+    text = pipe.generate("the ", 30, seed=0)
+    assert isinstance(text, str) and len(text) == 30 and set(text) <= set(TEXT)
+    texts = pipe.generate("the ", 30, seed=0, num_samples=3)
+    assert isinstance(texts, list) and len(texts) == 3 and all(len(t) == 30 for t in texts)
+    assert pipe.generate("the ", 30, seed=0, num_samples=3) == texts  # seeded
+    assert pipe.generate("the ", 0) == ""
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS, ids=["greedy", "temperature", "beam"])
+@pytest.mark.parametrize("stop", [None, ["at"], [".\n", "dog"]])
+def test_stream_pieces_join_to_what_generate_returns(pipe, sampler, stop):
+    pieces = list(pipe.stream("the ", 60, sampler=sampler, seed=4, stop=stop))
+    assert "".join(pieces) == pipe.generate("the ", 60, sampler=sampler, seed=4, stop=stop)
+    name = sampler if isinstance(sampler, str) else sampler["name"]
+    if name == "beam":
+        assert len(pieces) == 1  # the best sequence is known only at the end
+    elif stop is None:
+        assert len(pieces) == 60  # one piece per character, as it is made
+
+
+def test_stream_with_constraints_equals_generate(pipe):
+    kwargs = {"seed": 2, "acrostic": "tad", "allowed": "tadhe \n", "stop": "\nd"}
+    for sampler in SAMPLERS:
+        joined = "".join(pipe.stream("", 80, sampler=sampler, **kwargs))
+        assert joined == pipe.generate("", 80, sampler=sampler, **kwargs)
+
+
+def test_stream_checks_the_request_before_the_first_piece(pipe):
+    with pytest.raises(GenerationError, match="max_new_tokens"):
+        pipe.stream("the", -1)  # raised at the call, not at the first next()
+    with pytest.raises(UnknownCharacterError, match="'Z'"):
+        pipe.stream("Zoo", 5)
+
+
+def test_closing_a_stream_early_stops_its_worker(pipe):
+    before = threading.active_count()
+    stream = pipe.stream("the ", 10_000, sampler="greedy")
+    first = next(stream)
+    stream.close()
+    assert len(first) == 1 and threading.active_count() == before
+
+
+def test_a_byte_tokenizer_streams_whole_characters():
+    text = "café crème, naïve façade. " * 20
+    spec = {**SMALL, "tokenizer": {"name": "byte"}, "train": {**SMALL["train"], "steps": 10}}
+    pipe = Pipeline.from_spec(spec, device="cpu").fit(text)
+    pieces = list(pipe.stream("caf", 40, sampler={"name": "temperature"}, seed=1))
+    assert "".join(pieces) == pipe.generate("caf", 40, sampler={"name": "temperature"}, seed=1)
+    assert pipe.generate("naïve ", 5, sampler="greedy")  # a non-ASCII prime encodes fine
+
+
+def test_a_long_prime_is_consumed_in_one_fused_pass(pipe):
+    calls = []
+    model = pipe.model
+    original = model.forward
+
+    def counting(ids, state=None):
+        calls.append(ids.shape)
+        return original(ids, state)
+
+    model.forward = counting
+    try:
+        pipe.generate(TEXT[:500], 3, sampler="greedy")
+    finally:
+        del model.forward
+    assert calls[0] == (1, 500) and all(shape[1] == 1 for shape in calls[1:])
+
+
+def test_unknown_prime_characters_are_named_with_their_positions_and_remedies(pipe):
+    with pytest.raises(UnknownCharacterError) as info:
+        pipe.generate("the Zebra!", 5)
+    message = str(info.value)
+    assert message.startswith("the prime has 3 characters outside the vocabulary")
+    assert "'Z' (U+005A) at position 4" in message and "'b' (U+0062) at position 6" in message
+    assert "'!' (U+0021) at position 9" in message
+    assert "--unknown skip" in message and "'byte' tokenizer" in message
+    assert info.value.unknown == {"Z": [4], "b": [6], "!": [9]}
+
+
+def test_the_unknown_policy_can_be_overridden_per_call(pipe):
+    skipped = pipe.generate("the Zcat", 10, sampler="greedy", unknown="skip")
+    assert skipped == pipe.generate("the cat", 10, sampler="greedy")
+    replaced = pipe.generate("the Zcat", 10, sampler="greedy", unknown="replace")
+    assert isinstance(replaced, str) and len(replaced) == 10
+    assert pipe.tokenizer.unknown == "error"  # the pipeline's tokenizer is untouched
+    with pytest.raises(GenerationError, match="unknown must be"):
+        pipe.generate("the", 5, unknown="ignore")
+
+
+@pytest.mark.parametrize("bad", [-1, MAX_NEW_TOKENS + 1, 2.5, True])
+def test_max_new_tokens_outside_the_documented_cap(pipe, bad):
+    with pytest.raises(GenerationError, match=r"max_new_tokens must be in \[0, 1000000\]"):
+        pipe.generate("the", bad)
+
+
+def test_decoder_masks_and_emits_without_the_sampler_knowing(pipe):
+    from charseq.builtins.samplers import GreedySampler
+    from charseq.constraints import Constraints
+
+    compiled = Constraints(allowed="at").compile(pipe.tokenizer)
+    seen = []
+    prime = torch.tensor(pipe.tokenizer.encode("the "))
+    out = generate_ids(
+        pipe.model, prime, GreedySampler(), 12, 2, constraints=compiled, on_token=seen.append
+    )
+    allowed = set(pipe.tokenizer.encode("at"))
+    assert set(out.ids.flatten().tolist()) <= allowed
+    assert torch.equal(torch.stack(seen, dim=1), out.ids)
+    decoder = Decoder.from_prime(pipe.model, prime, 2, compiled)
+    assert torch.isinf(decoder.logits).sum() == 2 * (pipe.tokenizer.vocab_size - 2)
+    assert not torch.isinf(decoder.raw_logits).any()
