@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import copy as copy_module
 import hashlib
-import queue
 import tempfile
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -31,13 +29,10 @@ from charseq.checkpoint import (
     write_checkpoint,
 )
 from charseq.constraints import (
-    CompiledConstraints,
     Constraints,
     GenerationError,
     apply_stop,
-    cut_at_stop,
 )
-from charseq.constraints import held_back as _held_back
 from charseq.corpus import Splits, find_sources, ids_dtype, prepare_corpus, split_ids
 from charseq.errors import CharseqError, SpecError
 from charseq.generate import generate_ids
@@ -46,6 +41,7 @@ from charseq.model import CharModel
 from charseq.registry import Registry, get_registry
 from charseq.scoring import Score, score_ids
 from charseq.spec import ComponentSpec, PipelineSpec
+from charseq.streaming import Generation, stream_text
 
 MAX_NEW_TOKENS = 1_000_000
 """The most tokens one ``generate`` / ``stream`` call makes (a guard against a mistyped length)."""
@@ -424,62 +420,7 @@ class Pipeline:
         job = self._generation(
             prime, max_new_tokens, sampler, seed, 1, stop, allowed, acrostic, unknown
         )
-        return self._stream(job, max_new_tokens)
-
-    def _stream(self, job: _Generation, max_new_tokens: int) -> Iterator[str]:
-        pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
-        cancel = threading.Event()
-
-        def on_token(ids: torch.Tensor) -> None:
-            if cancel.is_set():
-                raise _Cancelled
-            pieces.put(("id", int(ids[0])))
-
-        def work() -> None:
-            try:
-                out = generate_ids(
-                    job.model,
-                    job.prime_ids,
-                    job.sampler,
-                    max_new_tokens,
-                    job.batch,
-                    job.generator,
-                    constraints=job.constraints,
-                    on_token=on_token,
-                )
-                pieces.put(("done", out.ids[0].tolist()))
-            except _Cancelled:
-                pieces.put(("cancelled", None))
-            except BaseException as error:  # handed to the consumer
-                pieces.put(("error", error))
-
-        worker = threading.Thread(target=work, name="charseq-stream", daemon=True)
-        worker.start()
-        text = _TextStream(self.tokenizer, job.stop)
-        try:
-            while True:
-                kind, value = pieces.get()
-                if kind == "id":
-                    piece = text.push(value)
-                    if piece:
-                        yield piece
-                    if text.stopped:
-                        return
-                elif kind == "done":
-                    final = apply_stop(self.tokenizer.decode(value), job.stop)
-                    # A sampler that emits nothing (beam) sends all its text here.
-                    sent = text.sent if final.startswith(text.sent) else ""
-                    rest = final[len(sent) :]
-                    if rest:
-                        yield rest
-                    return
-                elif kind == "error":
-                    raise value
-                else:
-                    return
-        finally:
-            cancel.set()
-            worker.join()
+        return stream_text(job, self.tokenizer, max_new_tokens)
 
     def _generation(
         self,
@@ -492,7 +433,7 @@ class Pipeline:
         allowed: str | None,
         acrostic: str | None,
         unknown: str | None,
-    ) -> _Generation:
+    ) -> Generation:
         """Check a generation request and prepare it, before any generation."""
         model = self._require_model()
         if (
@@ -515,7 +456,7 @@ class Pipeline:
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(seed)
-        return _Generation(
+        return Generation(
             model, prime_ids, sampler_object, generator, compiled, constraints.stop, batch
         )
 
@@ -691,58 +632,6 @@ def _default_device() -> torch.device:
 
 def _tempdir() -> Any:
     return tempfile.TemporaryDirectory(prefix="charseq-")
-
-
-@attrs.frozen
-class _Generation:
-    """A checked generation request."""
-
-    model: CharModel
-    prime_ids: torch.Tensor
-    sampler: Sampler
-    generator: torch.Generator | None
-    constraints: CompiledConstraints | None
-    stop: tuple[str, ...]
-    batch: int
-
-
-class _Cancelled(Exception):
-    """Raised in the stream's worker thread when the consumer has gone."""
-
-
-class _TextStream:
-    """Turns ids into text pieces: waits out incomplete multi-byte characters, holds back text
-    that could begin a stop string, and cuts at the first stop string."""
-
-    def __init__(self, tokenizer: Tokenizer, stop: tuple[str, ...]) -> None:
-        self.tokenizer = tokenizer
-        self.stop = stop
-        self.longest = max((len(s) for s in stop), default=0)
-        self.pending: list[int] = []
-        self.text = ""  # everything decoded so far
-        self.sent = ""  # what has been yielded
-        self.stopped = False
-
-    def push(self, token: int) -> str:
-        self.pending.append(token)
-        decoded = self.tokenizer.decode(self.pending)
-        if decoded.endswith("\ufffd") and len(self.pending) < 4:
-            return ""  # perhaps the first bytes of a character
-        self.pending = []
-        before = len(self.text)
-        self.text += decoded
-        end = None
-        if self.stop:
-            end = cut_at_stop(self.text, self.stop, max(0, before - self.longest + 1))
-        if end is not None:
-            self.stopped = True
-            safe = end
-        else:
-            tail = self.text[-self.longest :] if self.longest else ""
-            safe = len(self.text) - _held_back(tail, self.stop)
-        piece = self.text[len(self.sent) : safe] if safe > len(self.sent) else ""
-        self.sent += piece
-        return piece
 
 
 def _with_policy(tokenizer: Tokenizer, unknown: str) -> Tokenizer:

@@ -1,0 +1,130 @@
+"""Streaming: yield generated text in pieces while the sampler is still choosing ids.
+
+Generation runs in a worker thread; each id a token sampler emits (``Decoder.emit``) is turned
+into text by :class:`_TextStream`, which waits out incomplete multi-byte characters and holds
+back text that could begin a stop string. Closing the iterator stops the worker at the next id.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import torch
+
+from charseq.constraints import CompiledConstraints, apply_stop, cut_at_stop, held_back
+from charseq.generate import generate_ids
+from charseq.interfaces import Sampler, Tokenizer
+from charseq.model import CharModel
+
+
+@attrs.frozen
+class Generation:
+    """A checked generation request."""
+
+    model: CharModel
+    prime_ids: torch.Tensor
+    sampler: Sampler
+    generator: torch.Generator | None
+    constraints: CompiledConstraints | None
+    stop: tuple[str, ...]
+    batch: int
+
+
+class _Cancelled(Exception):
+    """Raised in the stream's worker thread when the consumer has gone."""
+
+
+class _TextStream:
+    """Turns ids into text pieces: waits out incomplete multi-byte characters, holds back text
+    that could begin a stop string, and cuts at the first stop string."""
+
+    def __init__(self, tokenizer: Tokenizer, stop: tuple[str, ...]) -> None:
+        self.tokenizer = tokenizer
+        self.stop = stop
+        self.longest = max((len(s) for s in stop), default=0)
+        self.pending: list[int] = []
+        self.text = ""  # everything decoded so far
+        self.sent = ""  # what has been yielded
+        self.stopped = False
+
+    def push(self, token: int) -> str:
+        self.pending.append(token)
+        decoded = self.tokenizer.decode(self.pending)
+        if decoded.endswith("\ufffd") and len(self.pending) < 4:
+            return ""  # perhaps the first bytes of a character
+        self.pending = []
+        before = len(self.text)
+        self.text += decoded
+        end = None
+        if self.stop:
+            end = cut_at_stop(self.text, self.stop, max(0, before - self.longest + 1))
+        if end is not None:
+            self.stopped = True
+            safe = end
+        else:
+            tail = self.text[-self.longest :] if self.longest else ""
+            safe = len(self.text) - held_back(tail, self.stop)
+        piece = self.text[len(self.sent) : safe] if safe > len(self.sent) else ""
+        self.sent += piece
+        return piece
+
+
+def stream_text(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) -> Iterator[str]:
+    """Run ``job`` and yield its text in pieces; joined, they equal the generated text."""
+    pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
+    cancel = threading.Event()
+
+    def on_token(ids: torch.Tensor) -> None:
+        if cancel.is_set():
+            raise _Cancelled
+        pieces.put(("id", int(ids[0])))
+
+    def work() -> None:
+        try:
+            out = generate_ids(
+                job.model,
+                job.prime_ids,
+                job.sampler,
+                max_new_tokens,
+                job.batch,
+                job.generator,
+                constraints=job.constraints,
+                on_token=on_token,
+            )
+            pieces.put(("done", out.ids[0].tolist()))
+        except _Cancelled:
+            pieces.put(("cancelled", None))
+        except BaseException as error:  # handed to the consumer
+            pieces.put(("error", error))
+
+    worker = threading.Thread(target=work, name="charseq-stream", daemon=True)
+    worker.start()
+    text = _TextStream(tokenizer, job.stop)
+    try:
+        while True:
+            kind, value = pieces.get()
+            if kind == "id":
+                piece = text.push(value)
+                if piece:
+                    yield piece
+                if text.stopped:
+                    return
+            elif kind == "done":
+                final = apply_stop(tokenizer.decode(value), job.stop)
+                # A sampler that emits nothing (beam) sends all its text here.
+                sent = text.sent if final.startswith(text.sent) else ""
+                rest = final[len(sent) :]
+                if rest:
+                    yield rest
+                return
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        cancel.set()
+        worker.join()
