@@ -356,7 +356,7 @@ class GlobalRng(TokenSampler):
 
 
 class TopKOffByOne(TokenSampler):
-    def __init__(self, top_k=0):
+    def __init__(self, top_k=None):
         self.top_k = top_k
 
     def select(self, logits, generator=None):

@@ -128,9 +128,9 @@ def test_top_k_filter_keeps_exactly_k_lowest_id_first_on_ties():
     logits = torch.tensor([[1.0, 3.0, 3.0, 0.0, 3.0], [5.0, 4.0, 3.0, 2.0, 1.0]])
     kept = top_k_filter(logits, 2).isfinite()
     assert kept.tolist() == [[False, True, True, False, False], [True, True, False, False, False]]
-    assert top_k_filter(logits, 0) is logits and top_k_filter(logits, 5) is logits
+    assert top_k_filter(logits, None) is logits and top_k_filter(logits, 5) is logits
     assert torch.equal(top_k_filter(logits, 2)[kept], logits[kept])  # kept values unchanged
-    with pytest.raises(ValueError, match="top_k must be >= 0"):
+    with pytest.raises(ValueError, match="top_k must be >= 1"):
         top_k_filter(logits, -1)
 
 
@@ -161,11 +161,11 @@ def test_top_p_keeps_the_smallest_set_reaching_p(logits, top_p):
         assert mass - row_probs[row_kept].min().item() < top_p + 1e-9
 
 
-@given(logit_rows, st.integers(0, 14))
+@given(logit_rows, st.none() | st.integers(1, 14))
 def test_top_k_keeps_the_k_largest(logits, top_k):
     kept = top_k_filter(logits, top_k).isfinite()
     vocab = logits.shape[-1]
-    expected = vocab if top_k == 0 else min(top_k, vocab)
+    expected = vocab if top_k is None else min(top_k, vocab)
     assert (kept.sum(-1) == expected).all()
     for row, row_kept in zip(logits, kept, strict=True):
         if (~row_kept).any():
@@ -175,8 +175,8 @@ def test_top_k_keeps_the_k_largest(logits, top_k):
 def test_process_logits_applies_temperature_before_top_p():
     logits = torch.tensor([[2.0, 1.0, 0.0]])
     # At temperature 1 the top id holds 0.67 of the mass; at 0.1 it holds almost all of it.
-    assert process_logits(logits, 1.0, 0, 0.8).isfinite().sum() == 2
-    assert process_logits(logits, 0.1, 0, 0.8).isfinite().sum() == 1
+    assert process_logits(logits, 1.0, None, 0.8).isfinite().sum() == 2
+    assert process_logits(logits, 0.1, None, 0.8).isfinite().sum() == 1
     assert process_logits(logits, 1.0, 1, 1.0).isfinite().tolist() == [[True, False, False]]
 
 
@@ -245,7 +245,7 @@ _PROCESSORS_BY_NAME = {
 
 def _apply_in_order(order, logits, seen=None, **options):
     """The processors one by one, in ``order``, with the options that are given."""
-    defaults = {"repetition_penalty": 1.0, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    defaults = {"repetition_penalty": 1.0, "temperature": 1.0, "top_k": None, "top_p": 1.0}
     options = {**defaults, "min_p": 0.0, **options}
     for name in order:
         if name == "repetition_penalty":
@@ -334,7 +334,7 @@ def test_the_pairs_whose_order_does_not_matter(first, second):
     logit_rows,
     st.floats(0.5, 3.0),
     st.floats(0.3, 2.0),
-    st.integers(0, 4),
+    st.none() | st.integers(1, 4),
     st.floats(0.1, 1.0),
     st.floats(0.0, 0.9),
     st.data(),
@@ -458,7 +458,13 @@ def test_temperature_sampler_repr_and_attributes():
 # -- token samplers -----------------------------------------------------------------------------
 
 
-@given(logit_rows, st.integers(0, 4), st.floats(0.1, 1.0), st.floats(0.3, 3.0), st.integers(0, 99))
+@given(
+    logit_rows,
+    st.none() | st.integers(1, 4),
+    st.floats(0.1, 1.0),
+    st.floats(0.3, 3.0),
+    st.integers(0, 99),
+)
 def test_temperature_samples_stay_inside_the_top_k_top_p_support(
     logits, top_k, top_p, temperature, seed
 ):
@@ -707,7 +713,7 @@ def test_beam_has_no_early_stopping_option():
     ("name", "data", "path", "message"),
     [
         ("temperature", {"temperature": 0}, "sampler.temperature", "must be > 0.0"),
-        ("temperature", {"top_k": -1}, "sampler.top_k", "must be >= 0"),
+        ("temperature", {"top_k": 0}, "sampler.top_k", "must be >= 1"),
         ("temperature", {"top_p": 0.0}, "sampler.top_p", "must be > 0.0"),
         ("temperature", {"top_p": 1.5}, "sampler.top_p", "must be <= 1.0"),
         ("temperature", {"top_k": 2.5}, "sampler.top_k", "expected int"),

@@ -84,13 +84,15 @@ def _ranked(logits: Tensor) -> tuple[Tensor, Tensor]:
     return torch.sort(logits, dim=-1, descending=True, stable=True)
 
 
-def top_k_filter(logits: Tensor, top_k: int) -> Tensor:
+def top_k_filter(logits: Tensor, top_k: int | None) -> Tensor:
     """Keep the ``top_k`` largest logits of each row (lower id first among equals), ``-inf``
-    elsewhere. ``top_k`` 0 (or at least V) keeps everything."""
-    if top_k < 0:
-        raise ValueError(f"top_k must be >= 0, got {top_k}")
+    elsewhere. ``None`` (or a ``top_k`` of at least V) keeps everything."""
+    if top_k is None:
+        return logits
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
     vocab = logits.shape[-1]
-    if top_k == 0 or top_k >= vocab:
+    if top_k >= vocab:
         return logits
     _, ranked_ids = _ranked(logits)
     removed = ranked_ids[..., top_k:]  # (B, V - k)
@@ -128,7 +130,7 @@ def min_p_filter(logits: Tensor, min_p: float) -> Tensor:
 def process_logits(
     logits: Tensor,
     temperature: float = 1.0,
-    top_k: int = 0,
+    top_k: int | None = None,
     top_p: float = 1.0,
     min_p: float = 0.0,
     *,
@@ -158,7 +160,9 @@ class TemperatureOptions:
         min=0.0,
         min_exclusive=True,
     )
-    top_k: int = option(0, help="draw only from the k most likely ids (0: off)", min=0)
+    top_k: int | None = option(
+        None, help="draw only from the k most likely ids (>= 1; unset: all ids)", min=1
+    )
     top_p: float = option(
         1.0,
         help="draw only from the most likely ids holding this much probability (1: off)",
@@ -223,7 +227,7 @@ class TemperatureSampler(TokenSampler):
 
     Args:
         temperature: divides the logits (> 0).
-        top_k: keep only the ``top_k`` most likely ids; 0 keeps all.
+        top_k: keep only the ``top_k`` most likely ids (>= 1); ``None`` keeps all.
         top_p: keep only the most likely ids holding ``top_p`` of the probability; 1 keeps all.
         min_p: keep only the ids at least ``min_p`` times as likely as the most likely one,
             in ``[0, 1)``; 0 keeps all.
@@ -236,7 +240,7 @@ class TemperatureSampler(TokenSampler):
         self,
         *,
         temperature: float = 1.0,
-        top_k: int = 0,
+        top_k: int | None = None,
         top_p: float = 1.0,
         min_p: float = 0.0,
         repetition_penalty: float = 1.0,
@@ -253,7 +257,7 @@ class TemperatureSampler(TokenSampler):
             "temperature",
         )
         self.temperature: float = opts.temperature
-        self.top_k: int = opts.top_k
+        self.top_k: int | None = opts.top_k
         self.top_p: float = opts.top_p
         self.min_p: float = opts.min_p
         self.repetition_penalty: float = opts.repetition_penalty
