@@ -35,7 +35,6 @@ from charseq.constraints import (
 )
 from charseq.corpus import Splits, find_sources, ids_dtype, prepare_corpus, split_ids
 from charseq.errors import CharseqError, SpecError
-from charseq.generate import generate_ids
 from charseq.interfaces import Sampler, Tokenizer
 from charseq.model import CharModel
 from charseq.registry import Registry, get_registry
@@ -382,15 +381,7 @@ class Pipeline:
             acrostic,
             unknown,
         )
-        out = generate_ids(
-            job.model,
-            job.prime_ids,
-            job.sampler,
-            max_new_tokens,
-            job.batch,
-            job.generator,
-            constraints=job.constraints,
-        )
+        out = job.run(max_new_tokens)
         texts = [apply_stop(self.tokenizer.decode(row.tolist()), job.stop) for row in out.ids]
         return texts if num_samples is not None or len(texts) > 1 else texts[0]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -17,7 +17,7 @@ import torch
 
 from charseq.constraints import CompiledConstraints, apply_stop, cut_at_stop, held_back
 from charseq.generate import generate_ids
-from charseq.interfaces import Sampler, Tokenizer
+from charseq.interfaces import Sampler, SamplerOutput, Tokenizer
 from charseq.model import CharModel
 
 
@@ -32,6 +32,21 @@ class Generation:
     constraints: CompiledConstraints | None
     stop: tuple[str, ...]
     batch: int
+
+    def run(
+        self, max_new_tokens: int, on_token: Callable[[torch.Tensor], None] | None = None
+    ) -> SamplerOutput:
+        """Generate ``max_new_tokens`` ids per sequence; ``on_token`` sees each step's ids."""
+        return generate_ids(
+            self.model,
+            self.prime_ids,
+            self.sampler,
+            max_new_tokens,
+            self.batch,
+            self.generator,
+            constraints=self.constraints,
+            on_token=on_token,
+        )
 
 
 class _Cancelled(Exception):
@@ -85,16 +100,7 @@ def stream_text(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) -> I
 
     def work() -> None:
         try:
-            out = generate_ids(
-                job.model,
-                job.prime_ids,
-                job.sampler,
-                max_new_tokens,
-                job.batch,
-                job.generator,
-                constraints=job.constraints,
-                on_token=on_token,
-            )
+            out = job.run(max_new_tokens, on_token)
             pieces.put(("done", out.ids[0].tolist()))
         except _Cancelled:
             pieces.put(("cancelled", None))

@@ -14,6 +14,7 @@ from charseq.constraints import (
     cut_at_stop,
     held_back,
 )
+from tests._helpers import forward_calls
 
 TEXT = "the cat sat on the mat.\nand the dog ran far.\n" * 30
 SMALL = {
@@ -57,19 +58,8 @@ def test_stop_strings_cut_every_sample(pipe, sampler):
 
 
 def test_token_samplers_end_early_once_every_sequence_stopped(pipe):
-    calls = []
-    model = pipe.model
-    original = model.forward
-
-    def counting(ids, state=None):
-        calls.append(ids.shape)
-        return original(ids, state)
-
-    model.forward = counting
-    try:
+    with forward_calls(pipe.model) as calls:
         text = pipe.generate("the c", 5000, sampler="greedy", stop=["t"])
-    finally:
-        del model.forward
     assert text.endswith("t") and len(calls) < 50
 
 

@@ -12,6 +12,7 @@ from charseq.builtins.tokenizers import UnknownCharacterError
 from charseq.constraints import GenerationError
 from charseq.generate import Decoder, generate_ids
 from charseq.pipeline import MAX_NEW_TOKENS
+from tests._helpers import forward_calls
 
 TEXT = "the cat sat on the mat.\nand the dog ran far.\n" * 30
 SMALL = {
@@ -81,19 +82,8 @@ def test_a_byte_tokenizer_streams_whole_characters():
 
 
 def test_a_long_prime_is_consumed_in_one_fused_pass(pipe):
-    calls = []
-    model = pipe.model
-    original = model.forward
-
-    def counting(ids, state=None):
-        calls.append(ids.shape)
-        return original(ids, state)
-
-    model.forward = counting
-    try:
+    with forward_calls(pipe.model) as calls:
         pipe.generate(TEXT[:500], 3, sampler="greedy")
-    finally:
-        del model.forward
     assert calls[0] == (1, 500) and all(shape[1] == 1 for shape in calls[1:])
 
 
