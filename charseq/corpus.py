@@ -859,12 +859,10 @@ def _encode_to_file(
             start = 0  # characters of the (normalised) text before this piece
             for piece in _stream_text(items, codec, form, chunk_chars, errors):
                 try:
-                    encoded = tokenizer.encode(piece)
+                    ids = np.asarray(tokenizer.encode_array(piece))
                 except CharseqError as error:
                     raise _in_corpus(error, items, start) from None
-                count = len(encoded) if hasattr(encoded, "__len__") else -1
-                ids = np.fromiter(encoded, dtype=dtype, count=count)
-                ids.tofile(out)
+                ids.astype(dtype, copy=False).tofile(out)
                 tokens += ids.size
                 start += len(piece)
             out.flush()

@@ -108,10 +108,10 @@ class Decoder:
 
     def advance(self, ids: Tensor) -> None:
         """Feed one id per sequence (shape ``(B,)``); updates :attr:`logits`."""
-        logits, self.state = self.model(ids.view(-1, 1), self.state)  # (B, 1, V)
+        logits, self.state = self.model.step(ids.view(-1), self.state)  # (B, V)
         if self.constraints is not None:
             self.constraints.advance(ids)
-        self.logits = logits[:, 0]  # (B, V)
+        self.logits = logits
 
     def reorder(self, index: Tensor) -> None:
         """Keep sequences ``index`` (shape ``(B',)``), in that order; repeats are allowed."""

@@ -8,9 +8,10 @@ time, stacking, dropout, detaching for truncated backpropagation, beam reorderin
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -54,6 +55,14 @@ class Tokenizer(abc.ABC):
     @abc.abstractmethod
     def encode(self, text: str) -> list[int]:
         """Text to ids. Characters outside the vocabulary follow the tokenizer's policy."""
+
+    def encode_array(self, text: str) -> np.ndarray:
+        """:meth:`encode` as a numpy integer array; the corpus reader encodes with it.
+
+        The default converts :meth:`encode`'s list; tokenizers that can encode straight into an
+        array override it (the built-in ``char`` and ``byte`` do, at hundreds of MB/s).
+        """
+        return np.asarray(self.encode(text), dtype=np.int64)
 
     @abc.abstractmethod
     def decode(self, ids: Iterable[int]) -> str:
@@ -166,28 +175,44 @@ class Sampler(abc.ABC):
 
 
 class TokenSampler(Sampler):
-    """A sampler that picks each next id from the next-token logits alone."""
+    """A sampler that picks each next id from the next-token logits alone.
+
+    It writes :meth:`select`; :meth:`steps` is its loop over time (one choice per step, fed
+    back with ``decoder.advance``), which :meth:`sample` and streaming both run.
+    """
 
     @abc.abstractmethod
     def select(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Choose the next ids: ``logits`` ``(B, V)`` to ids ``(B,)`` (int64)."""
 
+    def steps(
+        self, decoder: Decoder, max_new_tokens: int, generator: torch.Generator | None = None
+    ) -> Iterator[Tensor]:
+        """Yield each step's chosen ids ``(B,)``, at most ``max_new_tokens`` times.
+
+        Ends early once ``decoder.all_finished`` (every sequence produced a stop string). The
+        last choice is yielded but not fed back to the decoder (nothing reads its logits).
+        """
+        for t in range(max_new_tokens):
+            ids = self.select(decoder.logits, generator)  # (B,)
+            yield ids
+            if t + 1 < max_new_tokens:
+                decoder.advance(ids)
+                if getattr(decoder, "all_finished", False):
+                    return
+
     def sample(
         self, decoder: Decoder, max_new_tokens: int, generator: torch.Generator | None = None
     ) -> SamplerOutput:
+        """Run :meth:`steps`, reporting each step's ids with ``decoder.emit``."""
         emit = getattr(decoder, "emit", None)  # stream the choices (Decoder.emit)
         chosen: list[Tensor] = []
-        for t in range(max_new_tokens):
-            ids = self.select(decoder.logits, generator)  # (B,)
+        for ids in self.steps(decoder, max_new_tokens, generator):
             chosen.append(ids)
             if emit is not None:
                 emit(ids)
-            if t + 1 < max_new_tokens:  # the last choice is returned, not fed back
-                decoder.advance(ids)
-                if getattr(decoder, "all_finished", False):  # every sequence hit a stop string
-                    break
-        batch = decoder.logits.shape[0]
         if not chosen:
+            batch = decoder.logits.shape[0]
             return SamplerOutput(decoder.logits.new_empty(batch, 0, dtype=torch.long))
         return SamplerOutput(torch.stack(chosen, dim=1))  # (B, T)
 

@@ -84,6 +84,24 @@ class CellStack(nn.Module):
                 x = nn.functional.dropout(x, self.dropout, self.training)
         return x, new_state
 
+    def step(self, x_t: Tensor, state: StackState) -> tuple[Tensor, StackState]:
+        """One time step through every layer: ``x_t (B, I)`` to ``(h_t (B, H), new state)``.
+
+        Each layer runs its cell's own ``step``; generation advances one character at a time
+        this way, skipping the sequence machinery (for the built-in cells, torch's one-step
+        kernels; a whole-sequence kernel is slow to start for a single step).
+        """
+        if len(state) != len(self.cells):
+            raise ValueError(f"expected a state for each of {len(self.cells)} layers")
+        drop = self.dropout if self.training else 0.0
+        new_state = []
+        for i, cell in enumerate(self.cells):
+            if i and drop:
+                x_t = nn.functional.dropout(x_t, drop)
+            x_t, layer_state = cell.step(x_t, state[i])  # (B, H_i)
+            new_state.append(layer_state)
+        return x_t, new_state
+
 
 class CharModel(nn.Module):
     """A character-level language model: embedding -> :class:`CellStack` -> dropout -> linear.
@@ -137,6 +155,20 @@ class CharModel(nn.Module):
         x = self.embedding_dropout(self.embedding(ids))  # (B, T) -> (B, T, E)
         h, state = self.stack(x, state)  # (B, T, H)
         return self.head(self.dropout(h)), state  # (B, T, V)
+
+    def step(self, ids: Tensor, state: StackState) -> tuple[Tensor, StackState]:
+        """One character per sequence: ``ids (B,)`` to next-token ``logits (B, V)`` and state.
+
+        Equal to ``forward(ids[:, None], state)`` with the time dimension dropped; what
+        generation calls once per character.
+        """
+        x = nn.functional.embedding(ids, self.embedding.weight)  # (B,) -> (B, E)
+        if self.training:
+            x = self.embedding_dropout(x)
+        h, state = self.stack.step(x, state)  # (B, H)
+        if self.training:
+            h = self.dropout(h)
+        return nn.functional.linear(h, self.head.weight, self.head.bias), state  # (B, V)
 
 
 def detach(state: StackState) -> StackState:

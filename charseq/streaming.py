@@ -1,8 +1,9 @@
 """Streaming: yield generated text in pieces while the sampler is still choosing ids.
 
-Generation runs in a worker thread; each id a token sampler emits (``Decoder.emit``) is turned
-into text by :class:`_TextStream`, which waits out incomplete multi-byte characters and holds
-back text that could begin a stop string. Closing the iterator stops the worker at the next id.
+A token sampler's steps run in the consumer's thread, one per id; other samplers run in a
+worker thread and report ids through ``Decoder.emit``. Ids become text in
+:class:`_TextStream`, which waits out incomplete multi-byte characters and holds back text that
+could begin a stop string. Closing the iterator stops generation at the next id.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import attrs
 import torch
 
 from charseq.constraints import CompiledConstraints, apply_stop, cut_at_stop, held_back
-from charseq.generate import generate_ids
-from charseq.interfaces import Sampler, SamplerOutput, Tokenizer
+from charseq.generate import Decoder, generate_ids
+from charseq.interfaces import Sampler, SamplerOutput, Tokenizer, TokenSampler
 from charseq.model import CharModel
 
 
@@ -62,11 +63,13 @@ class _TextStream:
         self.stop = stop
         self.longest = max((len(s) for s in stop), default=0)
         self.pending: list[int] = []
+        self.ids: list[int] = []  # every id pushed
         self.text = ""  # everything decoded so far
         self.sent = ""  # what has been yielded
         self.stopped = False
 
     def push(self, token: int) -> str:
+        self.ids.append(token)
         self.pending.append(token)
         decoded = self.tokenizer.decode(self.pending)
         if decoded.endswith("\ufffd") and len(self.pending) < 4:
@@ -87,9 +90,54 @@ class _TextStream:
         self.sent += piece
         return piece
 
+    def finish(self, ids: list[int] | None = None) -> str:
+        """The text not yet sent once generation has ended with ``ids`` (default: the ids
+        pushed): held-back text and incomplete characters, cut at the first stop string."""
+        final = apply_stop(self.tokenizer.decode(self.ids if ids is None else ids), self.stop)
+        sent = self.sent if final.startswith(self.sent) else ""
+        return final[len(sent) :]
+
 
 def stream_text(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) -> Iterator[str]:
-    """Run ``job`` and yield its text in pieces; joined, they equal the generated text."""
+    """Run ``job`` and yield its text in pieces; joined, they equal the generated text.
+
+    A token sampler whose ``sample`` is :class:`~charseq.interfaces.TokenSampler`'s runs its
+    :meth:`~charseq.interfaces.TokenSampler.steps` here, one step per id, with no thread. Any
+    other sampler runs in a worker thread and its ids arrive through ``Decoder.emit``.
+    """
+    sampler = job.sampler
+    if isinstance(sampler, TokenSampler) and type(sampler).sample is TokenSampler.sample:
+        return _stream_steps(job, tokenizer, max_new_tokens)
+    return _stream_thread(job, tokenizer, max_new_tokens)
+
+
+def _stream_steps(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) -> Iterator[str]:
+    model = job.model
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            decoder = Decoder.from_prime(model, job.prime_ids, job.batch, job.constraints)
+            steps = job.sampler.steps(decoder, max_new_tokens, job.generator)
+        text = _TextStream(tokenizer, job.stop)
+        while True:
+            with torch.no_grad():  # the grad mode is the caller's between pieces
+                ids = next(steps, None)
+            if ids is None:
+                break
+            piece = text.push(int(ids[0]))
+            if piece:
+                yield piece
+            if text.stopped:
+                return
+        rest = text.finish()
+        if rest:
+            yield rest
+    finally:
+        model.train(was_training)
+
+
+def _stream_thread(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) -> Iterator[str]:
     pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
     cancel = threading.Event()
 
@@ -120,10 +168,7 @@ def stream_text(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) -> I
                 if text.stopped:
                     return
             elif kind == "done":
-                final = apply_stop(tokenizer.decode(value), job.stop)
-                # A sampler that emits nothing (beam) sends all its text here.
-                sent = text.sent if final.startswith(text.sent) else ""
-                rest = final[len(sent) :]
+                rest = text.finish(value)  # a sampler that emits nothing (beam) sends all here
                 if rest:
                     yield rest
                 return

@@ -145,7 +145,7 @@ class Trainer:
                     break
                 started = time.perf_counter()
                 batch = self.batches.next()
-                loss = self._train_step(batch)
+                loss = self.train_step(batch)
                 if self._diverged(loss):
                     self._recover(loss)
                     continue
@@ -182,7 +182,12 @@ class Trainer:
             callback.on_fit_end(self, self.step, reason)
         return TrainResult(self.step, reason, self.best_val_bpc, checkpoint)
 
-    def _train_step(self, batch: Any) -> float:
+    def train_step(self, batch: Any) -> float:
+        """One optimisation step on ``batch`` (a :class:`~charseq.batches.Batch`); its loss.
+
+        Sets the scheduled learning rate, runs forward (carrying the hidden state unless the
+        batch starts new sequences), backward, clipping and the optimizer step.
+        """
         train = self.spec.train
         x, y = batch.x.to(self.device), batch.y.to(self.device)  # (B, T) each
         hidden = None if batch.reset or self.hidden is None else detach(self.hidden)

@@ -7,6 +7,7 @@ kit deliberately broken components and assert that the right check rejects each 
 from __future__ import annotations
 
 import attrs
+import numpy as np
 import pytest
 import torch
 from hypothesis import strategies as st
@@ -306,6 +307,11 @@ class SilentOnUnknown(CharTokenizer):
         return [index.get(c, 0) for c in text]
 
 
+class ArrayDisagrees(CharTokenizer):
+    def encode_array(self, text):
+        return np.asarray(self.encode(text)[::-1])  # a faster path that got the order wrong
+
+
 class LowercaseOnly(Lowercases):
     """Lower-cases, but says so: it claims only lower-case texts through its tags."""
 
@@ -327,6 +333,7 @@ def test_kit_accepts_reference_tokenizer():
     ("tokenizer", "check", "message"),
     [
         (Lowercases, check_decode_encode_round_trip, "decode(encode(s)) != s"),
+        (ArrayDisagrees, check_decode_encode_round_trip, "encode_array(s) != encode(s)"),
         (SetInState, check_vocab_json_round_trip, "not JSON-serialisable"),
         (IntKeysInState, check_vocab_json_round_trip, "JSON round trip"),
         (CountsOneShort, check_ids_in_range, "outside range(vocab_size"),

@@ -2,12 +2,13 @@ r"""The built-in cells: ``rnn`` (tanh), ``lstm`` and ``gru``.
 
 Each cell has the parameters of its ``torch.nn`` twin, with the same names, shapes, gate order
 and initialisation, so that under one ``torch.manual_seed`` ``LSTMCell(I, H)`` and
-``torch.nn.LSTMCell(I, H)`` hold identical weights. :meth:`~_TorchCell.step` is written with plain
-torch ops, as the math reads. For speed, :meth:`~_TorchCell.forward_stack` runs a whole stack of
-layers in one call of torch's fused RNN kernels (``torch.rnn_tanh``, ``torch.lstm``,
-``torch.gru``: cuDNN on CUDA, oneDNN or native on CPU); ``CellStack`` uses it, and each cell's
-:meth:`~_TorchCell.forward` uses it for a single layer. The fused path agrees with the step loop
-(the tests check outputs and gradients).
+``torch.nn.LSTMCell(I, H)`` hold identical weights. :meth:`~_TorchCell.step` calls torch's
+one-step kernel (``torch.lstm_cell`` ..., what ``torch.nn.LSTMCell`` runs); the math is in each
+class's docstring and ``charseq.reference`` spells it out in numpy. For speed,
+:meth:`~_TorchCell.forward_stack` runs a whole stack of layers in one call of torch's fused RNN
+kernels (``torch.rnn_tanh``, ``torch.lstm``, ``torch.gru``: cuDNN on CUDA, oneDNN or native on
+CPU); ``CellStack`` uses it, and each cell's :meth:`~_TorchCell.forward` uses it for a single
+layer. The fused path agrees with the step loop (the tests check outputs and gradients).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import TYPE_CHECKING, ClassVar
 import attrs
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from charseq.hookspecs import hookimpl
 from charseq.interfaces import Cell, State
@@ -113,9 +113,13 @@ class _TorchCell(Cell):
         outputs, (state,) = fused
         return outputs, state
 
-    def _flat_weights(self) -> list[Tensor]:
-        """This layer's part of the kernel's weight list: ``[w_ih, w_hh(, b_ih, b_hh)]``."""
-        if self.bias:
+    def _flat_weights(self, biases: bool = False) -> list[Tensor | None]:
+        """This layer's part of the kernel's weight list: ``[w_ih, w_hh(, b_ih, b_hh)]``.
+
+        With ``biases=True`` the two biases are always there (``None`` without bias), as torch's
+        one-step kernels (``torch.lstm_cell`` ...) take them.
+        """
+        if self.bias or biases:
             return [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
         return [self.weight_ih, self.weight_hh]
 
@@ -233,9 +237,7 @@ class RNNCell(_TorchCell):
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         (h,) = state  # (B, H)
-        from_x = F.linear(x_t, self.weight_ih, self.bias_ih)  # W_ih x + b_ih: (B, H)
-        from_h = F.linear(h, self.weight_hh, self.bias_hh)  # W_hh h + b_hh: (B, H)
-        h = torch.tanh(from_x + from_h)
+        h = torch.rnn_tanh_cell(x_t, h, *self._flat_weights(biases=True))  # (B, H)
         return h, (h,)
 
     _kernel_step = step
@@ -334,13 +336,7 @@ class LSTMCell(_TorchCell):
         return super().extra_repr() + forget
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
-        h, c = state  # (B, H) each
-        from_x = F.linear(x_t, self.weight_ih, self.bias_ih)  # W_ih x + b_ih: (B, 4H)
-        from_h = F.linear(h, self.weight_hh, self.bias_hh)  # W_hh h + b_hh: (B, 4H)
-        i, f, g, o = (from_x + from_h).chunk(4, dim=1)  # 4 x (B, H)
-        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-        c = f * c + i * g
-        h = o * torch.tanh(c)
+        h, c = torch.lstm_cell(x_t, state, *self._flat_weights(biases=True))  # (B, H) each
         return h, (h, c)
 
     _kernel_step = step
@@ -409,12 +405,7 @@ class GRUCell(_TorchCell):
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         (h,) = state  # (B, H)
-        x_r, x_z, x_n = F.linear(x_t, self.weight_ih, self.bias_ih).chunk(3, dim=1)  # 3 x (B, H)
-        h_r, h_z, h_n = F.linear(h, self.weight_hh, self.bias_hh).chunk(3, dim=1)  # 3 x (B, H)
-        r = torch.sigmoid(x_r + h_r)
-        z = torch.sigmoid(x_z + h_z)
-        n = torch.tanh(x_n + r * h_n)
-        h = (1 - z) * n + z * h
+        h = torch.gru_cell(x_t, h, *self._flat_weights(biases=True))  # (B, H)
         return h, (h,)
 
     _kernel_step = step

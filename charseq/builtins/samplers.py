@@ -26,6 +26,7 @@ prime is not part of it, unlike in Hugging Face, whose ``input_ids`` include the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -209,6 +210,18 @@ class BeamOptions:
 # -- samplers -----------------------------------------------------------------------------------
 
 
+def draw(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One id per row of ``probs`` ``(B, V)``, drawn with those probabilities: ``(B,)``.
+
+    The exponential race: with :math:`E_i \\sim \\mathrm{Exp}(1)` independent,
+    :math:`\\arg\\max_i p_i / E_i` is :math:`i` with probability :math:`p_i / \\sum_j p_j`
+    (it is the first of independent exponential clocks of rates :math:`p_i` to ring). Three
+    small kernels, where ``torch.multinomial`` costs several times more per call at batch 1.
+    """
+    clocks = torch.empty_like(probs).exponential_(generator=generator)  # (B, V)
+    return (probs / clocks.clamp_min_(torch.finfo(clocks.dtype).tiny)).argmax(dim=-1)
+
+
 class GreedySampler(TokenSampler):
     """Always the most likely next id (the lowest such id on a tie)."""
 
@@ -284,32 +297,25 @@ class TemperatureSampler(TokenSampler):
         the ids each row already has) is what the repetition penalty applies to; without it
         there is no penalty."""
         probs = self.process(logits, seen).softmax(dim=-1)  # (B, V)
-        return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+        return draw(probs, generator)
 
-    def sample(
+    def steps(
         self, decoder: Decoder, max_new_tokens: int, generator: torch.Generator | None = None
-    ) -> SamplerOutput:
-        """As :meth:`TokenSampler.sample` (one batched ``advance`` per step, each step's ids
-        emitted, an early end once every sequence is finished), keeping each sequence's chosen
-        ids for the repetition penalty."""
+    ) -> Iterator[Tensor]:
+        """As :meth:`TokenSampler.steps`, keeping each sequence's chosen ids for the
+        repetition penalty."""
         if self.repetition_penalty == 1.0:
-            return super().sample(decoder, max_new_tokens, generator)
-        emit = getattr(decoder, "emit", None)
+            yield from super().steps(decoder, max_new_tokens, generator)
+            return
         seen = torch.zeros(decoder.logits.shape, dtype=torch.bool, device=decoder.logits.device)
-        chosen: list[Tensor] = []
         for t in range(max_new_tokens):
             ids = self.select(decoder.logits, generator, seen)  # (B,)
-            chosen.append(ids)
-            if emit is not None:
-                emit(ids)
+            yield ids
             if t + 1 < max_new_tokens:  # the last choice is returned, not fed back
                 seen.scatter_(1, ids.unsqueeze(1), True)
                 decoder.advance(ids)
                 if getattr(decoder, "all_finished", False):  # every sequence hit a stop string
-                    break
-        if not chosen:
-            return SamplerOutput(decoder.logits.new_empty(seen.shape[0], 0, dtype=torch.long))
-        return SamplerOutput(torch.stack(chosen, dim=1))  # (B, T)
+                    return
 
     def __repr__(self) -> str:
         return (
@@ -373,19 +379,26 @@ class BeamSampler(Sampler):
         dtype = _at_least_float(decoder.logits).dtype
         scores = torch.full((batch, k), float("-inf"), device=device, dtype=dtype)
         scores[:, 0] = 0.0
-        tokens = torch.empty(batch, k, 0, dtype=torch.long, device=device)
+        parents, tokens = [], []  # per step: which beam each beam extends, and its new id
         for t in range(max_new_tokens):
             logprobs = _at_least_float(decoder.logits).log_softmax(dim=-1).view(batch, k, vocab)
             candidates = (scores.unsqueeze(-1) + logprobs).view(batch, k * vocab)
             scores, flat = _ranked(candidates)  # stable: ties go to the lower beam, then id
             scores, flat = scores[:, :k], flat[:, :k]  # (B, K)
             beam, token = flat // vocab, flat % vocab  # (B, K) each
-            tokens = torch.cat([tokens.gather(1, _expand(beam, t)), token.unsqueeze(-1)], dim=-1)
+            parents.append(beam)
+            tokens.append(token)
             if t + 1 < max_new_tokens:
                 decoder.reorder((rows.unsqueeze(1) * k + beam).view(-1))  # (B*K,)
                 decoder.advance(token.view(-1))  # one batched step for all beams
-        # Candidates are sorted, so the first beams of each row are its best sequences.
-        best = tokens[:, :returned].reshape(batch * returned, max_new_tokens)  # (B*R, T)
+        # Candidates are sorted, so the first beams of each row are its best sequences; follow
+        # their parents back to the first step.
+        beam = torch.arange(returned, device=device).expand(batch, returned)  # (B, R)
+        history = []
+        for parent, token in zip(reversed(parents), reversed(tokens), strict=True):
+            history.append(token.gather(1, beam))  # (B, R)
+            beam = parent.gather(1, beam)
+        best = torch.stack(history[::-1], dim=-1).reshape(batch * returned, -1)  # (B*R, T)
         best_scores = scores[:, :returned].reshape(batch * returned)  # (B*R,)
         return SamplerOutput(best, best_scores / max_new_tokens**self.length_penalty)
 
@@ -409,11 +422,6 @@ def _at_least(vocab: int, length: int, count: int) -> bool:
         if total >= count:
             return True
     return total >= count
-
-
-def _expand(beam: Tensor, length: int) -> Tensor:
-    """``(B, K)`` beam indices as a gather index over ``(B, K, length)`` histories."""
-    return beam.unsqueeze(-1).expand(-1, -1, length)
 
 
 @hookimpl

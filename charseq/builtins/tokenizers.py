@@ -28,6 +28,7 @@ UnknownPolicy = Literal["error", "skip", "replace"]
 _POLICIES = ("error", "skip", "replace")
 _MAX_LISTED = 8  # unknown characters named in an error message
 _MAX_POSITIONS = 5  # positions named per unknown character
+_TABLE_LIMIT = 1 << 19  # code points below this get a dense code point -> id table (4 MiB)
 
 
 class TokenizerError(CharseqError, ValueError):
@@ -254,12 +255,20 @@ class CharTokenizer(_FittedVocabulary):
         if vocab is None:
             self._vocab: tuple[str, ...] | None = None
             self._points = np.zeros(0, dtype=np.uint32)
+            self._table: np.ndarray | None = None
             return
         points = np.array([ord(c) for c in vocab], dtype=np.uint32)
         order = np.argsort(points, kind="stable")
         self._vocab = tuple(vocab)
         self._order = order  # sorted position -> id
         self._sorted_points = points[order]
+        # Code point -> id (-1: unknown), when the vocabulary's code points are small enough
+        # for a dense table (at most 4 MiB); encoding is then one gather.
+        top = int(points.max()) if points.size else 0
+        self._table = None
+        if top < _TABLE_LIMIT:
+            self._table = np.full(top + 1, -1, dtype=np.int64)
+            self._table[points] = np.arange(len(points))
         self._points = points  # id -> code point
 
     def fit(self, text: str) -> CharTokenizer:
@@ -289,14 +298,21 @@ class CharTokenizer(_FittedVocabulary):
         return self
 
     def encode(self, text: str) -> list[int]:
+        return self.encode_array(text).tolist()
+
+    def encode_array(self, text: str) -> np.ndarray:
         vocab = self._check_encode_text(text)
         points = _code_points(text)
         if points.size == 0:
-            return []
-        slot = np.searchsorted(self._sorted_points, points)
-        slot = np.minimum(slot, len(vocab) - 1)
-        known = self._sorted_points[slot] == points
-        ids = self._order[slot]
+            return np.zeros(0, dtype=np.int64)
+        if self._table is not None:
+            ids = self._table[np.minimum(points, len(self._table) - 1)]  # (N,)
+            known = (ids >= 0) & (points < len(self._table))
+        else:
+            slot = np.searchsorted(self._sorted_points, points)
+            slot = np.minimum(slot, len(vocab) - 1)
+            known = self._sorted_points[slot] == points
+            ids = self._order[slot]
         if not known.all():
             if self.unknown == "error":
                 raise self._unknown_error(text, points, known)
@@ -304,7 +320,7 @@ class CharTokenizer(_FittedVocabulary):
                 ids = ids[known]
             else:
                 ids = np.where(known, ids, vocab.index(self.replacement))
-        return ids.tolist()
+        return ids
 
     def _unknown_error(
         self, text: str, points: np.ndarray, known: np.ndarray
@@ -389,9 +405,15 @@ class ByteTokenizer(Tokenizer):
         return 256
 
     def encode(self, text: str) -> list[int]:
+        return list(self._bytes(text))
+
+    def encode_array(self, text: str) -> np.ndarray:
+        return np.frombuffer(self._bytes(text), dtype=np.uint8)
+
+    def _bytes(self, text: str) -> bytes:
         _require_str(text, "encode")
         try:
-            return list(text.encode("utf-8", "surrogateescape"))
+            return text.encode("utf-8", "surrogateescape")
         except UnicodeEncodeError as error:
             char = text[error.start]
             raise TokenizerError(

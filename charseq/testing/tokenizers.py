@@ -135,7 +135,8 @@ def check_tokenizer_api(subject: Subject, *, texts: Any = None) -> None:
 def check_decode_encode_round_trip(subject: Subject, *, texts: Any = None) -> None:
     """``decode(encode(s)) == s`` for drawn texts ``s`` the tokenizer is fitted on.
 
-    Also decodes from an iterator, since ``decode`` takes any iterable of ids. ``texts`` is a
+    Also decodes from an iterator, since ``decode`` takes any iterable of ids, and checks that
+    ``encode_array(s)`` holds the ids of ``encode(s)``. ``texts`` is a
     Hypothesis strategy or a family name from :data:`charseq.testing.strategies.TEXTS`;
     default: the tokenizer's ``texts`` tag.
     """
@@ -155,6 +156,13 @@ def check_decode_encode_round_trip(subject: Subject, *, texts: Any = None) -> No
             again == text,
             f"decode(iter(ids)) gave {again!r} for s = {text!r}",
             "decode takes any iterable of ids: iterate it once, do not index or len() it.",
+        )
+        array = tokenizer.encode_array(text)
+        require(
+            hasattr(array, "tolist") and array.tolist() == ids,
+            f"encode_array(s) != encode(s) for s = {text!r}: got {array!r}, expected {ids[:20]}",
+            "the corpus reader encodes with encode_array: it must return the ids encode "
+            "returns, as a numpy integer array (or do not override it).",
         )
 
     _for_texts(subject, texts, test)

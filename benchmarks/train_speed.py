@@ -1,0 +1,197 @@
+"""Training throughput: charseq against the same model and loop written in plain PyTorch.
+
+The model is embedding -> stacked recurrent layers -> linear head, trained with Adam, gradient
+norm clipped at 5, truncated backpropagation through time (the hidden state carried and
+detached between batches). Per configuration and cell it times, in one process, round by round:
+
+- ``torch``: plain PyTorch, ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` (cuDNN on a GPU, oneDNN or
+  native kernels on a CPU) and a hand-written loop;
+- ``charseq``: a charseq pipeline with the built-in cell, one ``Trainer.train_step`` per batch;
+- ``plugin`` (LSTM only): charseq with ``step-lstm``, an LSTM written as one ``step`` of plain
+  torch ops, the way a plugin author writes a cell (``benchmarks/step_cells.py``).
+
+and prints one JSON line per contender: characters per second, peak memory (MiB) and the ratios
+to plain PyTorch (``vs_torch``) and, for the plugin, to the built-in cell (``vs_builtin``).
+
+    python benchmarks/train_speed.py                     # CPU: the char-rnn size, 2x128
+    python benchmarks/train_speed.py --device cuda       # GPU: 2x128, 3x512, 3x1024, B128xT128
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import step_cells  # noqa: E402
+from _bench import PeakMemory, emit, machine, ratio, rounded, time_rounds  # noqa: E402
+
+from charseq import Pipeline  # noqa: E402
+from charseq.batches import Batch  # noqa: E402
+from charseq.registry import Registry  # noqa: E402
+from charseq.train import Trainer  # noqa: E402
+
+VOCAB = 65
+EMBEDDING = 64
+CONFIGS = {
+    # name: (layers, hidden, batch, seq_len)
+    "char-rnn": (2, 128, 50, 50),
+    "3x512": (3, 512, 64, 256),
+    "3x1024": (3, 1024, 128, 256),
+    "shakespeare": (3, 512, 128, 128),
+    "tiny": (1, 16, 4, 8),
+}
+TORCH_RNNS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
+class PlainModel(nn.Module):
+    """The plain PyTorch twin of charseq's model."""
+
+    def __init__(self, cell: str, layers: int, hidden: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, EMBEDDING)
+        self.rnn = TORCH_RNNS[cell](EMBEDDING, hidden, layers, batch_first=True)
+        self.head = nn.Linear(hidden, VOCAB)
+
+    def forward(self, ids, hidden=None):
+        out, hidden = self.rnn(self.embedding(ids), hidden)  # (B, T, H)
+        return self.head(out), hidden  # (B, T, V)
+
+
+def plain_trainer(cell, layers, hidden, device, batches):
+    """A round of the plain PyTorch loop: returns a function training on ``batches``."""
+    model = PlainModel(cell, layers, hidden).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    state = {"hidden": None}
+
+    def detach(hidden):
+        if hidden is None:
+            return None
+        return tuple(h.detach() for h in hidden) if isinstance(hidden, tuple) else hidden.detach()
+
+    def run() -> int:
+        for x, y in batches:
+            x, y = x.to(device), y.to(device)
+            logits, hidden = model(x, detach(state["hidden"]))
+            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            state["hidden"] = hidden
+            loss.item()
+        return sum(x.numel() for x, _ in batches)
+
+    return run
+
+
+def charseq_trainer(cell, layers, hidden, device, batches, registry):
+    """A round of charseq's training step with ``cell``: returns a function like the above."""
+    batch_size, seq_len = batches[0][0].shape
+    spec = {
+        "cell": {"name": cell, "hidden_size": hidden, "num_layers": layers},
+        "model": {"embedding_size": EMBEDDING},
+        "optimizer": {"name": "adam", "lr": 2e-3},
+        "train": {"batch_size": batch_size, "seq_len": seq_len, "grad_clip": 5.0},
+    }
+    pipe = Pipeline.from_spec(spec, registry=registry, device=device)
+    pipe.tokenizer.fit("".join(chr(33 + i) for i in range(VOCAB)))
+    pipe.model = pipe.build_model()
+    ids = np.zeros(batch_size * seq_len * 4, dtype=np.int64)  # only sizes the batch cursor
+    trainer = Trainer(pipe, SimpleNamespace(train=ids, val=ids[:0], bounds=[]))
+
+    def run() -> int:
+        for x, y in batches:
+            trainer.train_step(Batch(x, y, reset=False))
+        return sum(x.numel() for x, _ in batches)
+
+    return run
+
+
+def make_batches(batch: int, seq_len: int, count: int, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        (
+            torch.randint(0, VOCAB, (batch, seq_len), generator=generator),
+            torch.randint(0, VOCAB, (batch, seq_len), generator=generator),
+        )
+        for _ in range(count)
+    ]
+
+
+def measure(config: str, cell: str, device, args, registry) -> list[dict]:
+    layers, hidden, batch, seq_len = CONFIGS[config]
+    batches = make_batches(batch, seq_len, args.steps)
+    contenders = {
+        "torch": plain_trainer(cell, layers, hidden, device, batches),
+        "charseq": charseq_trainer(cell, layers, hidden, device, batches, registry),
+    }
+    if cell == "lstm" and args.plugin:
+        contenders["plugin"] = charseq_trainer(
+            "step-lstm", layers, hidden, device, batches, registry
+        )
+    for run in contenders.values():  # warm up: lazy initialisation, kernel choice, allocator
+        run()
+    peaks = {}
+    for name, run in contenders.items():
+        with PeakMemory(device) as peak:
+            run()
+        peaks[name] = peak.mib
+    rates = time_rounds(contenders, device, args.rounds)
+    size = {"layers": layers, "hidden": hidden, "batch": batch, "seq_len": seq_len}
+    records = []
+    for name, rate in rates.items():
+        record = {
+            "benchmark": "train",
+            "config": config,
+            **size,
+            "cell": "step-lstm" if name == "plugin" else cell,
+            "contender": name,
+            "chars_per_s": round(rate),
+            "peak_mib": rounded(peaks[name], 1),
+            "vs_torch": ratio(rate, rates["torch"]),
+        }
+        if peaks[name] is not None and peaks["torch"]:
+            record["memory_vs_torch"] = ratio(peaks[name], peaks["torch"])
+        if name == "plugin":
+            record["vs_builtin"] = ratio(rate, rates["charseq"])
+        records.append({**record, **machine(device), "steps_per_round": args.steps})
+    return records
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--config", action="append", choices=sorted(CONFIGS), help="repeatable")
+    parser.add_argument("--cell", action="append", choices=sorted(TORCH_RNNS), help="repeatable")
+    parser.add_argument("--no-plugin", dest="plugin", action="store_false")
+    parser.add_argument("--steps", type=int, default=10, help="training steps per round")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if args.config is None:
+        args.config = ["char-rnn"] if device.type == "cpu" else ["char-rnn", "3x512", "3x1024"]
+    registry = Registry.load()
+    registry.register(step_cells, "charseq-benchmarks")
+    records = []
+    for config in args.config:
+        for cell in args.cell or ["lstm", "gru", "rnn"]:
+            for record in measure(config, cell, device, args, registry):
+                emit(record)
+                records.append(record)
+    return records
+
+
+if __name__ == "__main__":
+    main()
