@@ -157,8 +157,9 @@ class Pipeline:
         Args:
             text: the corpus as a string (for files, use ``files``).
             files: corpus files or directories.
-            include, encoding, normalize: how ``files`` are found and read (``normalize``:
-                ``None``, ``"NFC"`` or ``"NFKC"``).
+            include: glob(s) a file in a directory of ``files`` must match (``"*"``: all).
+            encoding: the text encoding ``files`` are read with.
+            normalize: ``None``, or ``"NFC"`` or ``"NFKC"`` to normalise the text of ``files``.
             out: run directory for checkpoints (``step-XXXXXXXX/``, ``best/``, ``latest.json``)
                 and the cache; nothing is written if ``None``.
             steps: optimizer steps to reach (default: the spec's ``train.steps``).
@@ -259,7 +260,7 @@ class Pipeline:
             if not self.tokenizer.is_fitted:
                 self.tokenizer.fit(text)
             ids = np.asarray(
-                self.tokenizer.encode(text), dtype=ids_dtype(self.tokenizer.vocab_size)
+                self.tokenizer.encode_array(text), dtype=ids_dtype(self.tokenizer.vocab_size)
             )
             digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
             info = {"kind": "text", "hash": digest}
@@ -405,8 +406,9 @@ class Pipeline:
         per token, except that text which could be the start of a stop string is held back
         until it is known not to be. Beam search knows its best sequence only at the end, so
         with beams the whole text comes as one piece at the end (the best sequence only, even
-        with ``num_return_sequences``). Generation runs in a worker thread; closing the
-        iterator early stops it at the next token.
+        with ``num_return_sequences``). A token sampler runs in the caller's thread, a step
+        at a time as pieces are taken; any other sampler runs in a worker thread. Closing the
+        iterator early stops generation at the next token.
         """
         job = self._generation(
             prime, max_new_tokens, sampler, seed, 1, stop, allowed, acrostic, unknown

@@ -54,3 +54,58 @@ def test_the_quality_benchmark_runs(tmp_path):
     result = json.loads(done.stdout)
     assert result["val_chars"] == len(text.read_text()) - int(len(text.read_text()) * 0.9) - 1
     assert result["val_bpc"] == pytest.approx(result["val_nats"] / 0.693147, rel=1e-3)
+
+
+def _json_lines(script, *args):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_the_training_speed_benchmark_runs():
+    records = _json_lines("train_speed.py", "--config", "tiny", "--steps", "1", "--rounds", "1")
+    assert [(r["cell"], r["contender"]) for r in records] == [
+        ("lstm", "torch"),
+        ("lstm", "charseq"),
+        ("step-lstm", "plugin"),
+        ("gru", "torch"),
+        ("gru", "charseq"),
+        ("rnn", "torch"),
+        ("rnn", "charseq"),
+    ]
+    for record in records:
+        assert record["chars_per_s"] > 0
+        assert {"vs_torch", "peak_mib", "date", "device", "torch"} <= record.keys()
+    assert "vs_builtin" in records[2]
+
+
+def test_the_generation_speed_benchmark_runs():
+    args = ["--layers", "1", "--hidden", "8", "--length", "4", "--batch", "2", "--rounds", "1"]
+    records = {r["contender"]: r for r in _json_lines("generate_speed.py", *args)}
+    assert set(records) == {
+        "torch",
+        "charseq",
+        "charseq-stream",
+        "charseq-greedy",
+        "charseq-beam8",
+        "torch-batch",
+        "charseq-batch",
+    }
+    assert all(r["chars_per_s"] > 0 for r in records.values())
+    assert {"vs_torch", "vs_generate", "vs_greedy"} <= {
+        key for r in records.values() for key in r
+    }
+    assert records["charseq-batch"]["batch"] == 2
+
+
+def test_the_scaling_benchmark_runs():
+    records = _json_lines("scaling.py", "--sizes", "20000", "40000", "--steps", "1")
+    assert [r["corpus_bytes"] for r in records] == [20000, 40000]
+    for record in records:
+        assert record["tokens"] == record["corpus_bytes"]  # the generated text is ASCII
+        assert record["prepare_ns_per_char"] > 0 and record["train_chars_per_s"] > 0
+        assert record["peak_mib"] is None or record["peak_mib"] >= 0
