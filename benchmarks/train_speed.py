@@ -10,11 +10,14 @@ detached between batches). Per configuration and cell it times, in one process, 
 - ``plugin`` (LSTM only): charseq with ``step-lstm``, an LSTM written as one ``step`` of plain
   torch ops, the way a plugin author writes a cell (``benchmarks/step_cells.py``).
 
-and prints one JSON line per contender: characters per second, peak memory (MiB) and the ratios
+With ``--bf16`` (CUDA) each of ``torch`` and ``charseq`` also runs under bf16 autocast
+(``torch-bf16``, ``charseq-bf16``: ``vs_fp32`` is the ratio to the same program in fp32 / TF32).
+It prints one JSON line per contender: characters per second, peak memory (MiB) and the ratios
 to plain PyTorch (``vs_torch``) and, for the plugin, to the built-in cell (``vs_builtin``).
 
     python benchmarks/train_speed.py                     # CPU: the char-rnn size, 2x128
-    python benchmarks/train_speed.py --device cuda       # GPU: 2x128, 3x512, 3x1024, B128xT128
+    python benchmarks/train_speed.py --device cuda       # GPU: 2x128, 3x512, 3x1024
+    python benchmarks/train_speed.py --device cuda --bf16 --config 3x512 --config 3x1024
 """
 
 from __future__ import annotations
@@ -66,9 +69,10 @@ class PlainModel(nn.Module):
         return self.head(out), hidden  # (B, T, V)
 
 
-def plain_trainer(cell, layers, hidden, device, batches):
+def plain_trainer(cell, layers, hidden, device, batches, precision="fp32"):
     """A round of the plain PyTorch loop: returns a function training on ``batches``."""
     model = PlainModel(cell, layers, hidden).to(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     state = {"hidden": None}
 
@@ -80,8 +84,9 @@ def plain_trainer(cell, layers, hidden, device, batches):
     def run() -> int:
         for x, y in batches:
             x, y = x.to(device), y.to(device)
-            logits, hidden = model(x, detach(state["hidden"]))
-            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+            with autocast:
+                logits, hidden = model(x, detach(state["hidden"]))
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -93,14 +98,19 @@ def plain_trainer(cell, layers, hidden, device, batches):
     return run
 
 
-def charseq_trainer(cell, layers, hidden, device, batches, registry):
+def charseq_trainer(cell, layers, hidden, device, batches, registry, precision="fp32"):
     """A round of charseq's training step with ``cell``: returns a function like the above."""
     batch_size, seq_len = batches[0][0].shape
     spec = {
         "cell": {"name": cell, "hidden_size": hidden, "num_layers": layers},
         "model": {"embedding_size": EMBEDDING},
         "optimizer": {"name": "adam", "lr": 2e-3},
-        "train": {"batch_size": batch_size, "seq_len": seq_len, "grad_clip": 5.0},
+        "train": {
+            "batch_size": batch_size,
+            "seq_len": seq_len,
+            "grad_clip": 5.0,
+            "precision": precision,
+        },
     }
     pipe = Pipeline.from_spec(spec, registry=registry, device=device)
     pipe.tokenizer.fit("".join(chr(33 + i) for i in range(VOCAB)))
@@ -138,6 +148,11 @@ def measure(config: str, cell: str, device, args, registry) -> list[dict]:
         contenders["plugin"] = charseq_trainer(
             "step-lstm", layers, hidden, device, batches, registry
         )
+    if args.bf16:
+        contenders["torch-bf16"] = plain_trainer(cell, layers, hidden, device, batches, "bf16")
+        contenders["charseq-bf16"] = charseq_trainer(
+            cell, layers, hidden, device, batches, registry, "bf16"
+        )
     for run in contenders.values():  # warm up: lazy initialisation, kernel choice, allocator
         run()
     peaks = {}
@@ -154,6 +169,7 @@ def measure(config: str, cell: str, device, args, registry) -> list[dict]:
             "config": config,
             **size,
             "cell": "step-lstm" if name == "plugin" else cell,
+            "precision": "bf16" if name.endswith("-bf16") else "fp32",
             "contender": name,
             "chars_per_s": round(rate),
             "peak_mib": rounded(peaks[name], 1),
@@ -163,6 +179,8 @@ def measure(config: str, cell: str, device, args, registry) -> list[dict]:
             record["memory_vs_torch"] = ratio(peaks[name], peaks["torch"])
         if name == "plugin":
             record["vs_builtin"] = ratio(rate, rates["charseq"])
+        if name.endswith("-bf16"):  # bf16 autocast against the same contender in fp32 / TF32
+            record["vs_fp32"] = ratio(rate, rates[name.removesuffix("-bf16")])
         records.append({**record, **machine(device), "steps_per_round": args.steps})
     return records
 
@@ -173,6 +191,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--config", action="append", choices=sorted(CONFIGS), help="repeatable")
     parser.add_argument("--cell", action="append", choices=sorted(TORCH_RNNS), help="repeatable")
     parser.add_argument("--no-plugin", dest="plugin", action="store_false")
+    parser.add_argument("--bf16", action="store_true", help="add bf16 autocast contenders (CUDA)")
     parser.add_argument("--steps", type=int, default=10, help="training steps per round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -180,6 +199,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.bf16 and device.type != "cuda":
+        parser.error("--bf16 needs --device cuda (charseq's bf16 training is CUDA-only)")
     if args.config is None:
         args.config = ["char-rnn"] if device.type == "cpu" else ["char-rnn", "3x512", "3x1024"]
     registry = Registry.load()
