@@ -96,9 +96,7 @@ def test_the_generation_speed_benchmark_runs():
         "charseq-batch",
     }
     assert all(r["chars_per_s"] > 0 for r in records.values())
-    assert {"vs_torch", "vs_generate", "vs_greedy"} <= {
-        key for r in records.values() for key in r
-    }
+    assert {"vs_torch", "vs_generate", "vs_greedy"} <= {key for r in records.values() for key in r}
     assert records["charseq-batch"]["batch"] == 2
 
 
