@@ -28,7 +28,11 @@ class DuplicateComponentError(CharseqError):
 
 
 class PluginLoadError(CharseqError):
-    """A plugin failed to import or register (raised in strict mode only)."""
+    """A plugin failed to import or register.
+
+    Entry-point plugins that fail are recorded and skipped (raised in strict mode only); a
+    plugin object given to ``Registry.register`` that cannot be registered raises it.
+    """
 
 
 class NotInstalledError(CharseqError):

@@ -166,10 +166,11 @@ class Pipeline:
             callbacks: :class:`~charseq.callbacks.Callback` objects told of progress.
             handle_signals: let Ctrl-C / SIGTERM stop training with a checkpoint.
         """
-        from charseq.train import Trainer
+        from charseq.train import Trainer, check_precision
 
         if steps is not None:
             self.spec = self.spec.override({"train.steps": steps}, self.registry)
+        check_precision(self.spec, self.device)  # before reading any corpus
         with ExitStack() as stack:
             cache = Path(out) / "cache" if out else Path(stack.enter_context(_tempdir()))
             _, splits, corpus = self._corpus(text, files, include, encoding, normalize, cache)
@@ -608,9 +609,12 @@ def _check_plugins_present(registry: Registry, manifest: dict[str, Any]) -> None
     for kind, owner in manifest.get("plugins", {}).items():
         name = owner.get("name")
         if name not in registry.names(kind):
+            source = " ".join(
+                str(part) for part in (owner.get("distribution"), owner.get("version")) if part
+            )
             raise CheckpointError(
-                f"this checkpoint needs {kind} {name!r} from {owner.get('distribution')} "
-                f"{owner.get('version')}: install the plugin that provides {kind} {name!r}"
+                f"this checkpoint needs {kind} {name!r} from {source or 'an unknown plugin'}: "
+                f"install the plugin that provides {kind} {name!r}"
             )
 
 

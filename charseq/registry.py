@@ -221,6 +221,13 @@ class Registry:
         """
         if isinstance(owner, str):
             owner = Owner(owner, "<python>", "")
+        if self.plugin_manager.is_registered(plugin):
+            raise PluginLoadError(
+                f"{plugin!r} is already registered (as "
+                f"{self.plugin_manager.get_name(plugin)!r}); a plugin is registered once"
+            )
+        if self.plugin_manager.has_plugin(owner.plugin):
+            raise PluginLoadError(f"a plugin named {owner.plugin!r} is already registered")
         self.plugin_manager.register(plugin, name=owner.plugin)
         try:
             self.plugin_manager.check_pending()

@@ -54,6 +54,12 @@ class TrainResult:
     checkpoint: Path | None
 
 
+def check_precision(spec: Any, device: torch.device) -> None:
+    """Refuse a precision the device cannot train in (bf16 autocast is CUDA-only)."""
+    if spec.train.precision == "bf16" and device.type != "cuda":
+        raise CharseqError(f"train.precision = 'bf16' needs a CUDA device, not {device}")
+
+
 def training_state(directory: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """The loop's state recorded in a checkpoint's manifest, or why it cannot be resumed."""
     state = manifest.get("trainer")
@@ -100,8 +106,7 @@ class Trainer:
         self.corpus = dict(corpus or {})
         self.handle_signals = handle_signals
         train = self.spec.train
-        if train.precision == "bf16" and self.device.type != "cuda":
-            raise CharseqError(f"train.precision = 'bf16' needs a CUDA device, not {self.device}")
+        check_precision(self.spec, self.device)
         self.optimizer = pipeline.build_optimizer(self.model.parameters())
         for group in self.optimizer.param_groups:
             group.setdefault("base_lr", group["lr"])

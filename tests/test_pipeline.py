@@ -151,7 +151,13 @@ def test_loading_bad_checkpoints_gives_clear_errors(trained, tmp_path):
     manifest["plugins"]["cell"] = {"name": "zzz", "distribution": "charseq-zzz", "version": "9"}
     manifest["spec"]["cell"]["name"] = "zzz"
     (path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(CheckpointError, match="install the plugin that provides cell 'zzz'"):
+    with pytest.raises(
+        CheckpointError, match="cell 'zzz' from charseq-zzz 9: install the plugin that provides"
+    ):
+        Pipeline.load(path)
+    manifest["plugins"]["cell"] = {"name": "zzz", "distribution": "<python>", "version": ""}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="'zzz' from <python>: install"):
         Pipeline.load(path)
     manifest["format_version"] = 99
     (path / "manifest.json").write_text(json.dumps(manifest))

@@ -161,6 +161,17 @@ def test_a_plugin_registers_all_its_components_or_none():
     assert registry.names("sampler") == []
 
 
+def test_a_plugin_is_registered_once_and_names_are_unique():
+    registry = Registry()
+    plugin = _plugin("a", "charseq_register_cells", "x")
+    registry.register(plugin, "a")
+    with pytest.raises(PluginLoadError, match="already registered .as 'a'."):
+        registry.register(plugin, "again")
+    with pytest.raises(PluginLoadError, match="a plugin named 'a' is already registered"):
+        registry.register(_plugin("b", "charseq_register_cells", "y"), "a")
+    assert registry.names("cell") == ["x"]
+
+
 def test_same_name_in_different_kinds_is_fine():
     registry = Registry()
     registry.register(_plugin("a", "charseq_register_cells", "x"), "a")

@@ -150,10 +150,12 @@ def test_sampling_during_training_does_not_change_it():
     assert_identical(weights(plain), weights(sampled))
 
 
-def test_bf16_needs_cuda():
+def test_bf16_needs_cuda_and_says_so_before_reading_the_corpus(tmp_path):
     pipe = Pipeline.from_spec(spec(precision="bf16"), device="cpu")
     with pytest.raises(CharseqError, match="bf16' needs a CUDA device"):
         pipe.fit(TEXT)
+    with pytest.raises(CharseqError, match="bf16' needs a CUDA device"):
+        pipe.fit(files=tmp_path / "not-there.txt")  # the check comes first
 
 
 def test_schedules():

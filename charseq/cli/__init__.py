@@ -319,7 +319,7 @@ forces the first character of each line (e.g. --acrostic 春夏秋冬 for a 藏�
     type=click.Choice(["error", "skip", "replace"]),
     help="What to do with prime characters outside the vocabulary (default: the tokenizer's).",
 )
-@click.option("--device", default=None, help="cpu, cuda, mps (default: cuda if available).")
+@click.option("--device", default=None, help="cpu, cuda, mps (default: the best found).")
 def sample(
     checkpoint,
     prime,
@@ -389,7 +389,7 @@ def sample(
     type=click.Choice(["error", "skip", "replace"]),
     help="What to do with characters outside the vocabulary (default: the tokenizer's).",
 )
-@click.option("--device", default=None, help="cpu, cuda, mps (default: cuda if available).")
+@click.option("--device", default=None, help="cpu, cuda, mps (default: the best found).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def score(checkpoint, file, prime, top, unknown, device, as_json) -> None:
     """Score FILE (or - for stdin) under a checkpoint: total nats, BPC, surprising positions."""
