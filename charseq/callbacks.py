@@ -78,13 +78,17 @@ class ProgressBar(Callback):
 
 
 class MetricsLog(Callback):
-    """Appends one JSON object per step, evaluation and checkpoint to ``path`` (JSON Lines)."""
+    """Appends one JSON object per step, evaluation and checkpoint to ``path`` (JSON Lines).
+
+    The file and its folder are created on the first record.
+    """
 
     def __init__(self, path: str | Path, every: int = 1) -> None:
         self.path = Path(path)
         self.every = every
 
     def _write(self, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as file:
             file.write(json.dumps(record) + "\n")
 

@@ -78,7 +78,8 @@ def test_a_weights_only_checkpoint_cannot_be_resumed(tmp_path):
 
 def test_the_run_directory_keeps_the_last_k_and_the_best(tmp_path):
     pipe = Pipeline.from_spec(spec(steps=12, eval_every=2, keep_last=2), device="cpu")
-    pipe.fit(TEXT, out=tmp_path / "run", callbacks=[MetricsLog(tmp_path / "metrics.jsonl")])
+    log = tmp_path / "logs" / "metrics.jsonl"  # the log makes its folder
+    pipe.fit(TEXT, out=tmp_path / "run", callbacks=[MetricsLog(log)])
     latest = json.loads((tmp_path / "run" / "latest.json").read_text())
     assert latest["latest"] == "step-00000012"
     steps = sorted(p.name for p in (tmp_path / "run").glob("step-*"))
@@ -89,7 +90,7 @@ def test_the_run_directory_keeps_the_last_k_and_the_best(tmp_path):
     manifest = json.loads((tmp_path / "run" / "step-00000012" / "manifest.json").read_text())
     assert manifest["corpus"]["bounds"]["val"][1] > manifest["corpus"]["bounds"]["val"][0]
     assert manifest["plugins"]["cell"]["name"] == "lstm" and manifest["trainer"]["step"] == 12
-    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    lines = log.read_text().splitlines()
     events = [json.loads(line)["event"] for line in lines]
     assert events.count("step") == 12 and events.count("eval") == 6
     assert events.count("checkpoint") == 6
