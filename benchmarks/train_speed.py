@@ -8,7 +8,9 @@ detached between batches). Per configuration and cell it times, in one process, 
   native kernels on a CPU) and a hand-written loop;
 - ``charseq``: a charseq pipeline with the built-in cell, one ``Trainer.train_step`` per batch;
 - ``plugin`` (LSTM only): charseq with ``step-lstm``, an LSTM written as one ``step`` of plain
-  torch ops, the way a plugin author writes a cell (``benchmarks/step_cells.py``).
+  torch ops, the way a plugin author writes a cell (``benchmarks/step_cells.py``);
+- ``plugin-compiled`` (with ``--compile``): the same with ``train.compile = true``
+  (``compile_s``: the first round, which compiles).
 
 With ``--bf16`` (CUDA) each of ``torch`` and ``charseq`` also runs under bf16 autocast
 (``torch-bf16``, ``charseq-bf16``: ``vs_fp32`` is the ratio to the same program in fp32 / TF32).
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -98,7 +101,9 @@ def plain_trainer(cell, layers, hidden, device, batches, precision="fp32"):
     return run
 
 
-def charseq_trainer(cell, layers, hidden, device, batches, registry, precision="fp32"):
+def charseq_trainer(
+    cell, layers, hidden, device, batches, registry, precision="fp32", compile=False
+):
     """A round of charseq's training step with ``cell``: returns a function like the above."""
     batch_size, seq_len = batches[0][0].shape
     spec = {
@@ -110,6 +115,7 @@ def charseq_trainer(cell, layers, hidden, device, batches, registry, precision="
             "seq_len": seq_len,
             "grad_clip": 5.0,
             "precision": precision,
+            "compile": compile,
         },
     }
     pipe = Pipeline.from_spec(spec, registry=registry, device=device)
@@ -148,13 +154,20 @@ def measure(config: str, cell: str, device, args, registry) -> list[dict]:
         contenders["plugin"] = charseq_trainer(
             "step-lstm", layers, hidden, device, batches, registry
         )
+    if cell == "lstm" and args.plugin and args.compile:
+        contenders["plugin-compiled"] = charseq_trainer(
+            "step-lstm", layers, hidden, device, batches, registry, compile=True
+        )
     if args.bf16:
         contenders["torch-bf16"] = plain_trainer(cell, layers, hidden, device, batches, "bf16")
         contenders["charseq-bf16"] = charseq_trainer(
             cell, layers, hidden, device, batches, registry, "bf16"
         )
-    for run in contenders.values():  # warm up: lazy initialisation, kernel choice, allocator
+    first_round = {}
+    for name, run in contenders.items():  # warm up: lazy init, kernel choice, compilation
+        start = time.perf_counter()
         run()
+        first_round[name] = time.perf_counter() - start
     peaks = {}
     for name, run in contenders.items():
         with PeakMemory(device) as peak:
@@ -168,7 +181,7 @@ def measure(config: str, cell: str, device, args, registry) -> list[dict]:
             "benchmark": "train",
             "config": config,
             **size,
-            "cell": "step-lstm" if name == "plugin" else cell,
+            "cell": "step-lstm" if name.startswith("plugin") else cell,
             "precision": "bf16" if name.endswith("-bf16") else "fp32",
             "contender": name,
             "chars_per_s": round(rate),
@@ -177,8 +190,10 @@ def measure(config: str, cell: str, device, args, registry) -> list[dict]:
         }
         if peaks[name] is not None and peaks["torch"]:
             record["memory_vs_torch"] = ratio(peaks[name], peaks["torch"])
-        if name == "plugin":
+        if name.startswith("plugin"):
             record["vs_builtin"] = ratio(rate, rates["charseq"])
+        if name == "plugin-compiled":
+            record["compile_s"] = round(first_round[name], 1)  # the first round, compiling
         if name.endswith("-bf16"):  # bf16 autocast against the same contender in fp32 / TF32
             record["vs_fp32"] = ratio(rate, rates[name.removesuffix("-bf16")])
         records.append({**record, **machine(device), "steps_per_round": args.steps})
@@ -192,6 +207,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--cell", action="append", choices=sorted(TORCH_RNNS), help="repeatable")
     parser.add_argument("--no-plugin", dest="plugin", action="store_false")
     parser.add_argument("--bf16", action="store_true", help="add bf16 autocast contenders (CUDA)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="add the plugin cell with train.compile (compiling takes minutes on a CPU)",
+    )
     parser.add_argument("--steps", type=int, default=10, help="training steps per round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")

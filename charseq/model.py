@@ -11,6 +11,7 @@ the core's one loop over time).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -61,7 +62,8 @@ class CellStack(nn.Module):
     ) -> StackState:
         return [cell.initial_state(batch_size, device=device, dtype=dtype) for cell in self.cells]
 
-    def _fused_kernel(self):
+    def fused_kernel(self) -> Any:
+        """The cells' ``forward_stack`` when this stack runs it, else ``None`` (the step loop)."""
         kind = type(self.cells[0])
         kernel = getattr(kind, "forward_stack", None)
         if self.fused and kernel is not None and all(type(c) is kind for c in self.cells):
@@ -71,7 +73,7 @@ class CellStack(nn.Module):
     def forward(self, x: Tensor, state: StackState | None = None) -> tuple[Tensor, StackState]:
         if state is None:
             state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
-        kernel = self._fused_kernel()
+        kernel = self.fused_kernel()
         if kernel is not None:
             fused = kernel(list(self.cells), x, state, self.dropout, self.training)
             if fused is not None:  # a kernel may decline a stack it cannot fuse

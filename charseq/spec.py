@@ -164,6 +164,11 @@ class TrainSpec:
     precision: Literal["fp32", "bf16"] = option(
         "fp32", help="'bf16': autocast the forward pass to bfloat16 (CUDA only)"
     )
+    compile: bool = option(
+        False,
+        help="torch.compile the training forward pass of cells that run the step loop "
+        "(minutes to compile; then near the fused kernels' speed)",
+    )
     seed: int = option(0, help="random seed for weights, batches and dropout", min=0)
 
 

@@ -107,6 +107,7 @@ class Trainer:
         self.handle_signals = handle_signals
         train = self.spec.train
         check_precision(self.spec, self.device)
+        self.forward = self._compiled() if train.compile else self.model
         self.optimizer = pipeline.build_optimizer(self.model.parameters())
         for group in self.optimizer.param_groups:
             group.setdefault("base_lr", group["lr"])
@@ -200,8 +201,10 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         self.model.train()
+        if hidden is None and self.forward is not self.model:
+            hidden = self.model.initial_state(x.shape[0])  # one compiled graph for every batch
         with self._autocast():
-            logits, hidden = self.model(x, hidden)  # (B, T, V)
+            logits, hidden = self.forward(x, hidden)  # (B, T, V)
         loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -213,6 +216,17 @@ class Trainer:
         self.optimizer.step()
         self.hidden = hidden
         return loss.item()
+
+    def _compiled(self) -> Any:
+        """The model's forward pass compiled with ``torch.compile`` (``train.compile``).
+
+        Only for stacks that run the core's step loop: there it turns T small steps into a few
+        fused kernels. A stack with a fused whole-sequence kernel (the built-in cells) already
+        is one kernel call and is left as it is. Evaluation and generation run uncompiled.
+        """
+        if self.model.stack.fused_kernel() is not None:
+            return self.model
+        return torch.compile(self.model, dynamic=False)
 
     def _autocast(self) -> Any:
         if self.spec.train.precision == "bf16":
