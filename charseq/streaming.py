@@ -64,38 +64,55 @@ class _TextStream:
         self.longest = max((len(s) for s in stop), default=0)
         self.pending: list[int] = []
         self.ids: list[int] = []  # every id pushed
-        self.text = ""  # everything decoded so far
-        self.sent = ""  # what has been yielded
+        self.text = ""  # everything decoded so far (kept only with stop strings)
+        self.pieces: list[str] = []  # what has been yielded
+        self.sent_len = 0
         self.stopped = False
+        self._single: dict[int, str] = {}  # decode([id]), the common case, once per id
+
+    @property
+    def sent(self) -> str:
+        return "".join(self.pieces)
+
+    def _decode_pending(self) -> str:
+        if len(self.pending) == 1:
+            token = self.pending[0]
+            decoded = self._single.get(token)
+            if decoded is None:
+                decoded = self._single[token] = self.tokenizer.decode(self.pending)
+            return decoded
+        return self.tokenizer.decode(self.pending)
 
     def push(self, token: int) -> str:
         self.ids.append(token)
         self.pending.append(token)
-        decoded = self.tokenizer.decode(self.pending)
+        decoded = self._decode_pending()
         if decoded.endswith("\ufffd") and len(self.pending) < 4:
             return ""  # perhaps the first bytes of a character
         self.pending = []
+        if not self.stop:  # nothing to hold back or cut
+            self.pieces.append(decoded)
+            self.sent_len += len(decoded)
+            return decoded
         before = len(self.text)
         self.text += decoded
-        end = None
-        if self.stop:
-            end = cut_at_stop(self.text, self.stop, max(0, before - self.longest + 1))
+        end = cut_at_stop(self.text, self.stop, max(0, before - self.longest + 1))
         if end is not None:
             self.stopped = True
             safe = end
         else:
-            tail = self.text[-self.longest :] if self.longest else ""
-            safe = len(self.text) - held_back(tail, self.stop)
-        piece = self.text[len(self.sent) : safe] if safe > len(self.sent) else ""
-        self.sent += piece
+            safe = len(self.text) - held_back(self.text[-self.longest :], self.stop)
+        piece = self.text[self.sent_len : safe] if safe > self.sent_len else ""
+        self.pieces.append(piece)
+        self.sent_len += len(piece)
         return piece
 
     def finish(self, ids: list[int] | None = None) -> str:
         """The text not yet sent once generation has ended with ``ids`` (default: the ids
         pushed): held-back text and incomplete characters, cut at the first stop string."""
         final = apply_stop(self.tokenizer.decode(self.ids if ids is None else ids), self.stop)
-        sent = self.sent if final.startswith(self.sent) else ""
-        return final[len(sent) :]
+        sent = self.sent
+        return final[len(sent) :] if final.startswith(sent) else final
 
 
 def stream_text(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) -> Iterator[str]:
