@@ -9,8 +9,10 @@ source text (``--data``, or a generated one), and a fresh child process
    spread over the whole corpus (timed: ``train_chars_per_s``).
 
 Each child prints one JSON line, with its peak resident memory above what it held after
-importing torch and charseq (``peak_mib``). Flat ``prepare_ns_per_char`` and
-``train_chars_per_s`` and bounded ``peak_mib`` are what a streamed corpus should show.
+importing torch and charseq (``peak_mib``), and how much of what it holds at the end is its own
+(``anon_mib``) and how much is pages of the memory-mapped corpus (``file_mib``, page cache the
+OS reclaims under pressure). Flat ``prepare_ns_per_char`` and
+``train_chars_per_s`` and bounded ``anon_mib`` are what a streamed corpus should show.
 
     python benchmarks/scaling.py --data ../shared/data/tinyshakespeare.txt
     python benchmarks/scaling.py --sizes 1e6 1e7            # a quicker look
@@ -71,6 +73,7 @@ def child(path: Path, steps: int, cache: Path, threads: int = 0) -> dict:
 
     torch.manual_seed(0)
     device = torch.device("cpu")
+    before = _resident()
     with PeakMemory(device) as peak:
         spec = {"cell": {"name": "lstm"}, "train": {"batch_size": 50, "seq_len": 50}}
         pipe = Pipeline.from_spec(spec, device=device)
@@ -93,6 +96,7 @@ def child(path: Path, steps: int, cache: Path, threads: int = 0) -> dict:
             chars += batch.x.numel()
         train_s = time.perf_counter() - start
         tokens = int(np.asarray(corpus.ids).size)
+        after = _resident()
     size = path.stat().st_size
     return {
         "benchmark": "scaling",
@@ -103,8 +107,32 @@ def child(path: Path, steps: int, cache: Path, threads: int = 0) -> dict:
         "train_steps": steps,
         "train_chars_per_s": round(chars / train_s) if steps else None,
         "peak_mib": None if peak.mib is None else round(peak.mib, 1),
+        # Resident memory at the end, above the start: anonymous (the process's own) and
+        # file-backed (pages of the memory-mapped ids the batches touched; the OS reclaims them).
+        "anon_mib": _grown(before, after, "RssAnon"),
+        "file_mib": _grown(before, after, "RssFile"),
         **machine(device),
     }
+
+
+def _resident() -> dict[str, int]:
+    """RssAnon and RssFile in kB (Linux), else an empty dict."""
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return {}
+    found = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile"):
+            found[key] = int(value.split()[0])
+    return found
+
+
+def _grown(before: dict[str, int], after: dict[str, int], key: str) -> float | None:
+    if key not in before or key not in after:
+        return None
+    return round((after[key] - before[key]) / 1024, 1)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
