@@ -138,11 +138,15 @@ def _stream_steps(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) ->
             steps = job.sampler.steps(decoder, max_new_tokens, job.generator)
         text = _TextStream(tokenizer, job.stop)
         while True:
-            with torch.no_grad():  # the grad mode is the caller's between pieces
+            caller_grad = torch.is_grad_enabled()  # the caller's mode between pieces
+            torch.set_grad_enabled(False)
+            try:
                 ids = next(steps, None)
+            finally:
+                torch.set_grad_enabled(caller_grad)
             if ids is None:
                 break
-            piece = text.push(int(ids[0]))
+            piece = text.push(ids.item())  # one sequence: ids is (1,)
             if piece:
                 yield piece
             if text.stopped:
