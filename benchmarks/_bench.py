@@ -9,6 +9,7 @@ contender runs.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import gc
@@ -25,6 +26,20 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, rounds: int = 5) -> None:
+    """``--device``, ``--rounds`` and ``--threads``, which every speed benchmark takes."""
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    parser.add_argument("--rounds", type=int, default=rounds, help="rounds; the median is kept")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+
+
+def setup(args: argparse.Namespace) -> torch.device:
+    """Apply ``--threads`` and return the ``--device``."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return torch.device(args.device)
 
 
 def machine(device: torch.device) -> dict:

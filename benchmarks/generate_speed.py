@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench import emit, machine, ratio, time_rounds  # noqa: E402
+from _bench import add_common_arguments, emit, machine, ratio, setup, time_rounds  # noqa: E402
 
 from charseq import Pipeline  # noqa: E402
 
@@ -85,17 +85,13 @@ def charseq_sampler(pipe: Pipeline, length: int, sampler, *, batch: int = 1, str
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu")
+    add_common_arguments(parser)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--length", type=int, default=500, help="characters per sequence")
     parser.add_argument("--batch", type=int, default=64, help="sequences of the batched run")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = setup(args)
 
     plain = PlainModel(args.layers, args.hidden).to(device).eval()
     spec = {

@@ -38,7 +38,16 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import step_cells  # noqa: E402
-from _bench import PeakMemory, emit, machine, ratio, rounded, time_rounds  # noqa: E402
+from _bench import (  # noqa: E402
+    PeakMemory,
+    add_common_arguments,
+    emit,
+    machine,
+    ratio,
+    rounded,
+    setup,
+    time_rounds,
+)
 
 from charseq import Pipeline  # noqa: E402
 from charseq.batches import Batch  # noqa: E402
@@ -202,7 +211,7 @@ def measure(config: str, cell: str, device, args, registry) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu")
+    add_common_arguments(parser)
     parser.add_argument("--config", action="append", choices=sorted(CONFIGS), help="repeatable")
     parser.add_argument("--cell", action="append", choices=sorted(TORCH_RNNS), help="repeatable")
     parser.add_argument("--no-plugin", dest="plugin", action="store_false")
@@ -213,12 +222,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         help="add the plugin cell with train.compile (compiling takes minutes on a CPU)",
     )
     parser.add_argument("--steps", type=int, default=10, help="training steps per round")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds; the median is reported")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = setup(args)
     if args.bf16 and device.type != "cuda":
         parser.error("--bf16 needs --device cuda (charseq's bf16 training is CUDA-only)")
     if args.config is None:
