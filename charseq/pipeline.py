@@ -160,8 +160,9 @@ class Pipeline:
             include: glob(s) a file in a directory of ``files`` must match (``"*"``: all).
             encoding: the text encoding ``files`` are read with.
             normalize: ``None``, or ``"NFC"`` or ``"NFKC"`` to normalise the text of ``files``.
-            out: run directory for checkpoints (``step-XXXXXXXX/``, ``best/``, ``latest.json``)
-                and the cache; nothing is written if ``None``.
+            out: run directory for checkpoints (``step-XXXXXXXX/``, ``best/``, ``latest.json``),
+                ``metrics.jsonl`` (unless a callback is a ``MetricsLog``) and the cache;
+                nothing is written if ``None``.
             steps: optimizer steps to reach (default: the spec's ``train.steps``).
             callbacks: :class:`~charseq.callbacks.Callback` objects told of progress.
             handle_signals: let Ctrl-C / SIGTERM stop training with a checkpoint.

@@ -23,7 +23,7 @@ import torch
 
 from charseq import __version__
 from charseq.batches import RandomWindows, StreamBatches, evaluate_ids
-from charseq.callbacks import Callback
+from charseq.callbacks import Callback, MetricsLog
 from charseq.checkpoint import (
     CheckpointStore,
     capture_rng,
@@ -77,8 +77,9 @@ class Trainer:
     Args:
         pipeline: a pipeline with a fitted tokenizer and a model.
         splits: the corpus splits (``train``, ``val``, ``test`` id arrays and their ``bounds``).
-        out_dir: where checkpoints go (``step-XXXXXXXX/``, ``best/``, ``latest.json``); none if
-            ``None``.
+        out_dir: where checkpoints go (``step-XXXXXXXX/``, ``best/``, ``latest.json``), and
+            ``metrics.jsonl`` unless ``callbacks`` has a :class:`~charseq.callbacks.MetricsLog`
+            of its own; nothing is written if ``None``.
         callbacks: :class:`~charseq.callbacks.Callback` objects told of progress.
         corpus: facts about the corpus stored in checkpoints (hash, sources, encoding, ...).
         handle_signals: on SIGINT/SIGTERM finish the step, save a checkpoint and stop; a second
@@ -103,6 +104,8 @@ class Trainer:
         self.device = pipeline.device
         self.splits = splits
         self.callbacks = list(callbacks)
+        if out_dir is not None and not any(isinstance(c, MetricsLog) for c in self.callbacks):
+            self.callbacks.append(MetricsLog(Path(out_dir) / "metrics.jsonl"))
         self.corpus = dict(corpus or {})
         self.handle_signals = handle_signals
         train = self.spec.train

@@ -288,3 +288,18 @@ def test_sample_passes_the_newer_sampler_options(checkpoint):
     assert len(expected) == 2 and result.output.count("--- sample") == 2
     for text in expected:
         assert text + "\n" in result.output
+
+
+def test_sample_set_passes_any_sampler_option(checkpoint):
+    path, pipe = checkpoint
+    args = ["--sampler", "beam", "--set", "num_beams=3", "--set", "length_penalty=0.5"]
+    result = run("sample", str(path), *args, "--length", "15")
+    section = {"name": "beam", "num_beams": 3, "length_penalty": 0.5}
+    assert result.output == pipe.generate("", 15, sampler=section) + "\n"
+    for bad, message in [
+        ("lenght_penalty=1", "did you mean 'length_penalty'"),
+        ("num_beams", "--set 'num_beams': expected KEY=VALUE, e.g. length_penalty=0.8"),
+        ("name=greedy", "choose the sampler with --sampler"),
+    ]:
+        result = CliRunner().invoke(cli, ["sample", str(path), "--sampler", "beam", "--set", bad])
+        assert result.exit_code == 1 and message in result.output, result.output

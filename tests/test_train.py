@@ -94,6 +94,15 @@ def test_the_run_directory_keeps_the_last_k_and_the_best(tmp_path):
     events = [json.loads(line)["event"] for line in lines]
     assert events.count("step") == 12 and events.count("eval") == 6
     assert events.count("checkpoint") == 6
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # the given log replaces it
+
+
+def test_a_run_directory_gets_a_metrics_log(tmp_path):
+    pipe = Pipeline.from_spec(spec(steps=4, eval_every=2), device="cpu")
+    pipe.fit(TEXT, out=tmp_path / "run")
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    events = [json.loads(line)["event"] for line in lines]
+    assert events.count("step") == 4 and events.count("eval") == 2
 
 
 def test_early_stopping_with_patience():

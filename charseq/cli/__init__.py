@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from charseq.callbacks import MetricsLog, ProgressBar, SampleEvery
+from charseq.callbacks import ProgressBar, SampleEvery
 from charseq.errors import CharseqError
 from charseq.registry import get_registry
 from charseq.spec import presets
@@ -131,7 +131,7 @@ def train(
                 files=list(data_paths) or None,
                 steps=steps,
                 max_seconds=max_seconds,
-                callbacks=[*callbacks, MetricsLog(run_dir / "metrics.jsonl")],
+                callbacks=callbacks,  # the run directory gets metrics.jsonl
                 handle_signals=True,
                 device=device,
             )
@@ -151,7 +151,7 @@ def train(
                     encoding=encoding,
                     normalize=normalize,
                     out=run_dir,
-                    callbacks=[*callbacks, MetricsLog(run_dir / "metrics.jsonl")],
+                    callbacks=callbacks,  # the run directory gets metrics.jsonl
                     handle_signals=True,
                 )
             except BaseException:
@@ -315,6 +315,14 @@ forces the first character of each line (e.g. --acrostic 春夏秋冬 for a 藏�
 @click.option("--acrostic", help="Force the first character of each line, in order.")
 @click.option("--num-samples", type=int, default=1, show_default=True, help="Samples to make.")
 @click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="OPTION=VALUE",
+    help="Any option of the sampler, e.g. --set length_penalty=0.8 (a plugin sampler's too; "
+    "repeatable).",
+)
+@click.option(
     "--unknown",
     type=click.Choice(["error", "skip", "replace"]),
     help="What to do with prime characters outside the vocabulary (default: the tokenizer's).",
@@ -337,6 +345,7 @@ def sample(
     allowed,
     acrostic,
     num_samples,
+    settings,
     unknown,
     device,
 ) -> None:
@@ -363,6 +372,11 @@ def sample(
         pipe = Pipeline.load(checkpoint, device=device)
         section = pipe.spec.sampler.to_dict() if sampler is None else {"name": sampler}
         section.update({k: v for k, v in options.items() if v is not None})
+        for setting in settings:
+            key, value = _parse_setting(setting, "--set", "length_penalty=0.8")
+            if key == "name":
+                raise CharseqError("--set name=...: choose the sampler with --sampler")
+            section[key] = value
         if num_samples == 1 and (num_return_sequences or 1) == 1:
             pieces = pipe.stream(prime, length, sampler=section, **kwargs)  # checked here
             click.echo(prime, nl=False)
@@ -406,11 +420,13 @@ def score(checkpoint, file, prime, top, unknown, device, as_json) -> None:
     click.echo(json.dumps(result.to_dict()) if as_json else result.summary())
 
 
-def _parse_setting(setting: str) -> tuple[str, object]:
+def _parse_setting(
+    setting: str, flag: str = "--set", example: str = "cell.hidden_size=256"
+) -> tuple[str, object]:
     """``KEY=VALUE`` with VALUE read as JSON where it parses (numbers, booleans), else a string."""
     key, sep, value = setting.partition("=")
-    if not sep or not key:
-        raise CharseqError(f"--set {setting!r}: expected KEY=VALUE, e.g. cell.hidden_size=256")
+    if not sep or not key.strip():
+        raise CharseqError(f"{flag} {setting!r}: expected KEY=VALUE, e.g. {example}")
     try:
         return key.strip(), json.loads(value)
     except json.JSONDecodeError:
