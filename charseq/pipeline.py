@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy as copy_module
 import hashlib
 import tempfile
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -74,6 +75,9 @@ class Pipeline:
         self.device = torch.device(device) if device is not None else _default_device()
         self.step = 0
         self.result: Any = None
+        # The Unicode normalisation ("NFC", "NFKC") the training corpus was read with, if any;
+        # primes and scored texts are normalised the same way before encoding.
+        self.normalize: str | None = None
         if model is not None:
             model.to(self.device)
 
@@ -272,6 +276,7 @@ class Pipeline:
         corpus = prepare_corpus(
             sources, self.tokenizer, cache, encoding=encoding, normalize=normalize
         )
+        self.normalize = normalize
         info = {
             "kind": "files",
             "sources": [str(source) for source in sources],
@@ -459,6 +464,8 @@ class Pipeline:
         """``text`` as ids, with ``unknown`` overriding the tokenizer's policy; an error names
         ``what`` was being encoded and how to get past unknown characters."""
         tokenizer = self.tokenizer if unknown is None else _with_policy(self.tokenizer, unknown)
+        if self.normalize and isinstance(text, str):
+            text = unicodedata.normalize(self.normalize, text)  # as the corpus was
         try:
             return tokenizer.encode(text)
         except CharseqError as error:
@@ -529,6 +536,7 @@ class Pipeline:
             "vocab_size": self.tokenizer.vocab_size,
             "step": self.step,
             "plugins": self._owners(),
+            "normalize": self.normalize,
         }
 
     def save(self, directory: str | Path) -> Path:
@@ -569,6 +577,7 @@ class Pipeline:
             raise CheckpointError(f"{path}: weights do not fit the spec: {error}") from None
         pipe.model = model
         pipe.step = int(manifest.get("step", 0))
+        pipe.normalize = manifest.get("normalize", manifest.get("corpus", {}).get("normalize"))
         pipe.device = torch.device(device) if device is not None else _default_device()
         model.to(pipe.device)
         return pipe

@@ -189,3 +189,20 @@ def test_the_same_spec_and_text_give_the_same_weights():
         a.model.state_dict().items(), b.model.state_dict().values(), strict=True
     ):
         assert torch.equal(x, y), name
+
+
+def test_primes_and_scored_texts_are_normalised_as_the_corpus_was(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the ﬁrst ﬁsh ﬁnds its ﬁns.\n" * 40, "utf-8")  # "ﬁ" is U+FB01
+    spec = {"cell": {"hidden_size": 8, "num_layers": 1}, "train": {"steps": 2, "seq_len": 8}}
+    pipe = Pipeline.from_spec(spec, device="cpu").fit(
+        files=corpus, normalize="NFKC", out=tmp_path / "run"
+    )
+    assert "\ufb01" not in pipe.tokenizer.decode(range(pipe.tokenizer.vocab_size))
+    loaded = Pipeline.load(tmp_path / "run", device="cpu")
+    assert loaded.normalize == "NFKC"
+    for p in (pipe, loaded):
+        assert p.generate("\ufb01", 5, sampler="greedy") == p.generate("fi", 5, sampler="greedy")
+        assert p.score("the ﬁsh").total_nats == p.score("the fish").total_nats
+    plain = Pipeline.from_spec(spec, device="cpu").fit(files=corpus, out=tmp_path / "plain")
+    assert plain.normalize is None and Pipeline.load(tmp_path / "plain").normalize is None
