@@ -294,7 +294,7 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.nd
     Returns:
         ``(loss, dlogits)``: :math:`L = -\frac{1}{N} \sum_n \log p_{n, y_n}` over the N positions,
         as ``torch.nn.functional.cross_entropy`` (mean reduction); and
-        :math:`\partial L / \partial \text{logits} = (p - \text{one\_hot}(y)) / N`.
+        :math:`\partial L / \partial \mathrm{logits} = (p - \mathrm{onehot}(y)) / N`.
     """
     p = softmax(logits)
     flat_p = p.reshape(-1, p.shape[-1])  # (N, V)
