@@ -130,3 +130,25 @@ def test_decoder_masks_and_emits_without_the_sampler_knowing(pipe):
     decoder = Decoder.from_prime(pipe.model, prime, 2, compiled)
     assert torch.isinf(decoder.logits).sum() == 2 * (pipe.tokenizer.vocab_size - 2)
     assert not torch.isinf(decoder.raw_logits).any()
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "mgu"])
+def test_one_step_decoding_equals_the_sequence_forward(cell):
+    """Generation advances through CharModel.step; it must compute what forward computes."""
+    spec = {
+        "cell": {"name": cell, "hidden_size": 12, "num_layers": 2},
+        "model": {"embedding_size": 5},
+    }
+    pipe = Pipeline.from_spec(spec, device="cpu")
+    pipe.tokenizer.fit("abcdefg")
+    torch.manual_seed(0)
+    model = pipe.build_model().double().eval()
+    ids = torch.randint(0, pipe.tokenizer.vocab_size, (3, 6))  # (B, T)
+    expected, expected_state = model(ids)  # (B, T, V)
+    state = model.initial_state(3)
+    for t in range(ids.shape[1]):
+        logits, state = model.step(ids[:, t], state)  # (B, V)
+        torch.testing.assert_close(logits, expected[:, t])
+    for got, want in zip(state, expected_state, strict=True):
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b)
