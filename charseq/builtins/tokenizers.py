@@ -408,7 +408,7 @@ class ByteTokenizer(Tokenizer):
         return list(self._bytes(text))
 
     def encode_array(self, text: str) -> np.ndarray:
-        return np.frombuffer(self._bytes(text), dtype=np.uint8)
+        return np.frombuffer(self._bytes(text), dtype=np.uint8).copy()  # writable, like encode
 
     def _bytes(self, text: str) -> bytes:
         _require_str(text, "encode")
