@@ -128,6 +128,7 @@ class Trainer:
         self.divergences = 0
         self.train_seconds = 0.0
         self._stop = threading.Event()
+        self._stop_reason = "stop requested"
         self._good: dict[str, Any] | None = None
 
     # -- the loop ------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ class Trainer:
                 self.train_seconds += now - tick  # steps, evaluations and checkpoints
                 tick = now
                 if self._stop.is_set():
-                    reason = "interrupted"
+                    reason = self._stop_reason
                     break
                 if train.max_seconds and self.train_seconds >= train.max_seconds:
                     reason = "time"
@@ -379,8 +380,13 @@ class Trainer:
 
     # -- signals -------------------------------------------------------------------------------
 
-    def request_stop(self) -> None:
-        """Finish the current step, save a checkpoint and stop (what the first Ctrl-C does)."""
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Finish the current step, save a checkpoint and stop (what the first Ctrl-C does).
+
+        ``reason`` becomes the run's :attr:`TrainResult.reason`; a signal's is
+        ``"interrupted"``.
+        """
+        self._stop_reason = reason
         self._stop.set()
 
     @contextmanager
@@ -391,7 +397,7 @@ class Trainer:
         previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
         def first(signum: int, frame: Any) -> None:
-            self.request_stop()
+            self.request_stop("interrupted")
             for s in previous:  # a second signal interrupts at once
                 signal.signal(s, signal.default_int_handler)
 

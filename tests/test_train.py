@@ -293,3 +293,14 @@ def test_compile_applies_to_step_loops_only(cell, compiled):
     assert (trainer.forward is not pipe.model) == compiled
     if compiled:
         assert isinstance(trainer.forward, torch._dynamo.eval_frame.OptimizedModule)
+
+
+def test_a_callback_can_stop_training_with_its_own_reason():
+    class StopAtThree(Callback):
+        def on_step_end(self, trainer, step, metrics):
+            if step == 3:
+                trainer.request_stop("enough")
+
+    pipe = Pipeline.from_spec(spec(steps=50), device="cpu")
+    pipe.fit(TEXT, callbacks=[StopAtThree()])
+    assert (pipe.result.step, pipe.result.reason) == (3, "enough")
