@@ -7,7 +7,13 @@ sys.path.insert(0, str(Path(__file__).parent / "_ext"))  # charseq_docs: referen
 
 project = "charseq"
 author = "the charseq developers"
-extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "charseq_docs"]
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "charseq_docs",
+    "charseq_outputs",  # pages with `show-output: true` show what their code prints
+]
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build", "_ext", "conftest.py"]
 myst_enable_extensions = ["colon_fence", "dollarmath"]
