@@ -17,7 +17,6 @@ Both training batchers are resumable exactly: ``state_dict()`` is JSON-ready and
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -26,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from charseq.corpus import CorpusError, CorpusTooSmallError
+from charseq.errors import warn
 
 __all__ = [
     "IGNORE_INDEX",
@@ -121,12 +121,10 @@ def fit_batch_to_data(
         )
     new_batch = max(1, min(batch_size, (n_tokens - 1) // seq_len))
     new_seq = min(seq_len, (n_tokens - 1) // new_batch)
-    warnings.warn(
+    warn(
         f"the training text ({n_tokens} tokens) is smaller than one batch of "
         f"{batch_size}x{seq_len} (which needs {needed}); using batch_size={new_batch}, "
-        f"seq_len={new_seq}",
-        UserWarning,
-        stacklevel=2,
+        f"seq_len={new_seq}"
     )
     return new_batch, new_seq
 
@@ -247,11 +245,9 @@ class RandomWindows:
                 f"its target), and a window of seq_len={self.seq_len} needs {self.seq_len + 1}"
             )
         if n < self.seq_len + 1:
-            warnings.warn(
+            warn(
                 f"the training text ({n} tokens) is shorter than one window of "
-                f"seq_len={self.seq_len} (which needs {self.seq_len + 1}); using seq_len={n - 1}",
-                UserWarning,
-                stacklevel=2,
+                f"seq_len={self.seq_len} (which needs {self.seq_len + 1}); using seq_len={n - 1}"
             )
             self.seq_len = n - 1
         self.steps_per_epoch = max(1, (n - 1) // (self.batch_size * self.seq_len))

@@ -31,7 +31,6 @@ import sys
 import sysconfig
 import tempfile
 import unicodedata
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from fnmatch import fnmatchcase
 from fractions import Fraction
@@ -41,7 +40,7 @@ from typing import Any, Literal
 import attrs
 import numpy as np
 
-from charseq.errors import CharseqError
+from charseq.errors import CharseqError, warn
 from charseq.interfaces import Tokenizer
 
 __all__ = [
@@ -287,7 +286,7 @@ def _search_directory(directory: Path, globs: tuple[str, ...], codec: str) -> li
         more = f" and {len(binary) - 5} more" if len(binary) > 5 else ""
         skipped = f"skipped {len(binary)} binary file(s): {listed}{more}"
         if text_files:
-            warnings.warn(f"{directory}: {skipped}", UserWarning, stacklevel=3)
+            warn(f"{directory}: {skipped}")
     if not text_files:
         detail = f" ({skipped})" if binary else ""
         raise NoTextFilesError(
@@ -423,12 +422,10 @@ def _stream_text(
                     parts = [buffer]
                     continue
                 if not warned:
-                    warnings.warn(
+                    warn(
                         f"{name}: {size} characters without whitespace; cutting the text there "
                         "to keep memory bounded (a word token or a normalisation at that point "
-                        "may differ from reading the text whole)",
-                        UserWarning,
-                        stacklevel=3,
+                        "may differ from reading the text whole)"
                     )
                     warned = True
                 cut = size
@@ -644,11 +641,9 @@ def split_ids(ids: np.ndarray, val: float = 0.05, test: float = 0.05) -> Splits:
             f"{needed} tokens, or set train.val_fraction = 0 and train.test_fraction = 0"
         )
     if grown:
-        warnings.warn(
+        warn(
             f"the corpus has only {n} tokens; the {' and '.join(grown)} part(s) get 2 tokens, "
-            "the least that can be evaluated",
-            UserWarning,
-            stacklevel=3,
+            "the least that can be evaluated"
         )
     a = sizes["train"]
     b = a + sizes["val"]

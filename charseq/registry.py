@@ -19,7 +19,6 @@ import logging
 import os
 import threading
 import traceback
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -33,6 +32,7 @@ from charseq.errors import (
     PluginLoadError,
     UnknownComponentError,
     did_you_mean,
+    warn,
 )
 from charseq.interfaces import KINDS
 from charseq.options import NoOptions, describe_options
@@ -277,7 +277,7 @@ class Registry:
                 traceback.format_exc(),
             )
             self.failures.append(failure)
-            warnings.warn(f"charseq: {failure}", stacklevel=3)
+            warn(f"charseq: {failure}")
 
     # -- lookup -------------------------------------------------------------------------------
 

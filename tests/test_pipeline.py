@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -206,3 +207,12 @@ def test_primes_and_scored_texts_are_normalised_as_the_corpus_was(tmp_path):
         assert p.score("the ﬁsh").total_nats == p.score("the fish").total_nats
     plain = Pipeline.from_spec(spec, device="cpu").fit(files=corpus, out=tmp_path / "plain")
     assert plain.normalize is None and Pipeline.load(tmp_path / "plain").normalize is None
+
+
+def test_warnings_point_at_the_callers_line():
+    spec = {"cell": {"hidden_size": 8, "num_layers": 1}, "train": {"steps": 1}}
+    pipe = Pipeline.from_spec(spec, device="cpu")
+    with pytest.warns(UserWarning) as caught:
+        pipe.fit("abc abc abc")  # too small: the splits and the batch shrink, with warnings
+    assert len(caught) >= 2
+    assert {Path(w.filename).resolve() for w in caught} == {Path(__file__).resolve()}
