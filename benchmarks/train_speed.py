@@ -14,7 +14,8 @@ detached between batches). Per configuration and cell it times, in one process, 
 
 With ``--bf16`` (CUDA) each of ``torch`` and ``charseq`` also runs under bf16 autocast
 (``torch-bf16``, ``charseq-bf16``: ``vs_fp32`` is the ratio to the same program in fp32 / TF32).
-It prints one JSON line per contender: characters per second, peak memory (MiB) and the ratios
+It prints one JSON line per contender: characters per second, peak memory (MiB, the median of
+three rounds) and the ratios
 to plain PyTorch (``vs_torch``) and, for the plugin, to the built-in cell (``vs_builtin``).
 
     python benchmarks/train_speed.py                     # CPU: the char-rnn size, 2x128
@@ -25,6 +26,7 @@ to plain PyTorch (``vs_torch``) and, for the plugin, to the built-in cell (``vs_
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -177,11 +179,14 @@ def measure(config: str, cell: str, device, args, registry) -> list[dict]:
         start = time.perf_counter()
         run()
         first_round[name] = time.perf_counter() - start
-    peaks = {}
-    for name, run in contenders.items():
-        with PeakMemory(device) as peak:
-            run()
-        peaks[name] = peak.mib
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(3):  # the median of three rounds: one round's peak depends on the allocator
+        for name, run in contenders.items():
+            with PeakMemory(device) as peak:
+                run()
+            if peak.mib is not None:
+                samples[name].append(peak.mib)
+    peaks = {name: statistics.median(s) if s else None for name, s in samples.items()}
     rates = time_rounds(contenders, device, args.rounds)
     size = {"layers": layers, "hidden": hidden, "batch": batch, "seq_len": seq_len}
     records = []
