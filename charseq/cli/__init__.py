@@ -125,7 +125,6 @@ def train(
         if resume_dir:
             if spec_path or preset or settings:
                 raise CharseqError("--resume continues a run as it was: drop --spec/--preset/--set")
-            run_dir = _resume_run_dir(resume_dir)
             pipe = Pipeline.resume(
                 resume_dir,
                 files=list(data_paths) or None,
@@ -249,12 +248,6 @@ def _prepare_run_dir(out: Path, overwrite: bool) -> Path:
     except OSError as error:
         raise CharseqError(f"cannot write to --out {out}: {error.strerror or error}") from None
     return out
-
-
-def _resume_run_dir(path: str) -> Path:
-    from charseq.checkpoint import resolve_checkpoint
-
-    return resolve_checkpoint(path).parent
 
 
 def _train_callbacks(progress: bool, sample_every: int) -> list:
