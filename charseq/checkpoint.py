@@ -86,12 +86,7 @@ def write_checkpoint(
     user = {k: v for k, v in manifest.items() if k not in _RESERVED}
     json.dumps(user)  # fail on unserialisable values before touching the disk
     directory.parent.mkdir(parents=True, exist_ok=True)
-    if directory.exists() and not (directory / MANIFEST_FILE).is_file():
-        raise CheckpointError(
-            f"{directory} exists and is not a charseq checkpoint; refusing to overwrite it"
-        )
-    _recover_leftovers(directory.parent, only=directory.name)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    staging = _staging_for(directory)
     try:
         files = []
         for name, entries in prepared.items():
@@ -208,12 +203,7 @@ def copy_checkpoint(source: str | Path, directory: str | Path) -> Path:
     """
     source, directory = Path(source), Path(directory)
     manifest = read_manifest(source)
-    if directory.exists() and not (directory / MANIFEST_FILE).is_file():
-        raise CheckpointError(
-            f"{directory} exists and is not a charseq checkpoint; refusing to overwrite it"
-        )
-    _recover_leftovers(directory.parent, only=directory.name)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    staging = _staging_for(directory)
     try:
         for name in [f["name"] for f in manifest["files"]] + [MANIFEST_FILE]:
             try:
@@ -655,6 +645,17 @@ def _remove_dir(path: Path) -> None:
         os.replace(path, trash / "removed")
     finally:
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def _staging_for(directory: Path) -> Path:
+    """A fresh temporary sibling to write ``directory``'s next version in, after refusing a
+    ``directory`` that is not a checkpoint and recovering what an interrupted save left."""
+    if directory.exists() and not (directory / MANIFEST_FILE).is_file():
+        raise CheckpointError(
+            f"{directory} exists and is not a charseq checkpoint; refusing to overwrite it"
+        )
+    _recover_leftovers(directory.parent, only=directory.name)
+    return Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
 
 
 def _recover_leftovers(parent: Path, only: str | None = None) -> None:

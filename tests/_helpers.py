@@ -3,6 +3,15 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+# A tiny corpus and a model spec that fits it in a few steps (generation, constraints, scoring).
+TEXT = "the cat sat on the mat.\nand the dog ran far.\n" * 30
+SMALL = {
+    "cell": {"hidden_size": 16, "num_layers": 1},
+    "model": {"embedding_size": 8},
+    "optimizer": {"name": "adam", "lr": 0.02},
+    "train": {"steps": 15, "batch_size": 4, "seq_len": 16},
+}
+
 
 @contextmanager
 def forward_calls(model) -> Iterator[list]:

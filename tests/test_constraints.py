@@ -14,15 +14,8 @@ from charseq.constraints import (
     cut_at_stop,
     held_back,
 )
-from tests._helpers import forward_calls
+from tests._helpers import SMALL, TEXT, forward_calls
 
-TEXT = "the cat sat on the mat.\nand the dog ran far.\n" * 30
-SMALL = {
-    "cell": {"hidden_size": 16, "num_layers": 1},
-    "model": {"embedding_size": 8},
-    "optimizer": {"name": "adam", "lr": 0.02},
-    "train": {"steps": 15, "batch_size": 4, "seq_len": 16},
-}
 VOCAB = sorted(set(TEXT))
 SAMPLERS = {
     "greedy": "greedy",

@@ -12,15 +12,8 @@ from charseq.builtins.tokenizers import UnknownCharacterError
 from charseq.constraints import GenerationError
 from charseq.generate import Decoder, generate_ids
 from charseq.pipeline import MAX_NEW_TOKENS
-from tests._helpers import forward_calls
+from tests._helpers import SMALL, TEXT, forward_calls
 
-TEXT = "the cat sat on the mat.\nand the dog ran far.\n" * 30
-SMALL = {
-    "cell": {"hidden_size": 16, "num_layers": 1},
-    "model": {"embedding_size": 8},
-    "optimizer": {"name": "adam", "lr": 0.02},
-    "train": {"steps": 15, "batch_size": 4, "seq_len": 16},
-}
 SAMPLERS = ["greedy", {"name": "temperature", "temperature": 1.5}, {"name": "beam", "num_beams": 3}]
 
 

@@ -11,14 +11,8 @@ from charseq import Pipeline
 from charseq.builtins.tokenizers import UnknownCharacterError
 from charseq.errors import CharseqError
 from charseq.generate import Decoder
+from tests._helpers import SMALL, TEXT
 
-TEXT = "the cat sat on the mat.\nand the dog ran far.\n" * 30
-SMALL = {
-    "cell": {"hidden_size": 16, "num_layers": 1},
-    "model": {"embedding_size": 8},
-    "optimizer": {"name": "adam", "lr": 0.02},
-    "train": {"steps": 15, "batch_size": 4, "seq_len": 16},
-}
 SAMPLE = "the dog sat on the cat.\n"
 
 
