@@ -48,6 +48,7 @@ class Decoder:
         self.constraints = constraints
         self.logits = logits  # (B, V)
         self.on_token: Callable[[Tensor], None] | None = None
+        self._step = model.inference_step()  # built once: the weights stay as they are
 
     @classmethod
     def from_prime(
@@ -75,30 +76,33 @@ class Decoder:
     def logits(self) -> Tensor:
         """Next-token logits ``(B, V)``; ids the constraints forbid are ``-inf``."""
         if self.constraints is None:
-            return self._logits
+            return self.raw_logits
         if self._masked is None:
-            self._masked = self.constraints.mask(self._logits)
+            self._masked = self.constraints.mask(self.raw_logits)
         return self._masked
 
     @logits.setter
     def logits(self, value: Tensor) -> None:
         self._logits = value
         self._masked: Tensor | None = None
+        self._order: Tensor | None = None  # rows of _logits to take, pending (see reorder)
 
     @property
     def raw_logits(self) -> Tensor:
         """The model's logits ``(B, V)`` before any constraint."""
+        if self._order is not None:  # reordered since computed, and not yet read
+            self._logits, self._order = self._logits.index_select(0, self._order), None
         return self._logits
 
     @property
     def batch_size(self) -> int:
-        return self._logits.shape[0]
+        return self.raw_logits.shape[0]
 
     @property
     def finished(self) -> Tensor:
         """Which sequences have produced a stop string, ``(B,)`` bool (all ``False`` without)."""
         if self.constraints is None:
-            return torch.zeros(self.batch_size, dtype=torch.bool, device=self._logits.device)
+            return torch.zeros(self.batch_size, dtype=torch.bool, device=self.raw_logits.device)
         return self.constraints.finished
 
     @property
@@ -108,7 +112,7 @@ class Decoder:
 
     def advance(self, ids: Tensor) -> None:
         """Feed one id per sequence (shape ``(B,)``); updates :attr:`logits`."""
-        logits, self.state = self.model.step(ids.view(-1), self.state)  # (B, V)
+        logits, self.state = self._step(ids.view(-1), self.state)  # (B, V)
         if self.constraints is not None:
             self.constraints.advance(ids)
         self.logits = logits
@@ -118,7 +122,9 @@ class Decoder:
         self.state = select(self.state, index)
         if self.constraints is not None:
             self.constraints.reorder(index)
-        self.logits = self._logits.index_select(0, index)
+        pending = self._order
+        self.logits = self._logits  # the rows are taken when read (beam search never reads
+        self._order = index if pending is None else pending.index_select(0, index)  # them)
 
     def emit(self, ids: Tensor) -> None:
         """Report the ids ``(B,)`` just chosen for output (token-by-token samplers call it)."""

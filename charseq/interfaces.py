@@ -8,7 +8,7 @@ time, stacking, dropout, detaching for truncated backpropagation, beam reorderin
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -122,6 +122,18 @@ class Cell(nn.Module, abc.ABC):
         from charseq.loop import unroll
 
         return unroll(self, x, state)
+
+    def inference_step(self) -> Callable[[Tensor, State], tuple[Tensor, State]]:
+        """The step generation runs: a function equal to :meth:`step`, without gradients.
+
+        Generation builds it once per call, in eval mode, and runs it under
+        ``torch.no_grad()`` once per character while the weights stay as they are, so it may
+        hold a snapshot of them in whatever layout is fastest. The default is :meth:`step`
+        itself; the built-in cells return a numpy step on the CPU (see
+        :mod:`charseq.builtins.inference`). It must agree with :meth:`step` to float rounding
+        (``charseq.testing`` checks it).
+        """
+        return self.step
 
 
 @runtime_checkable

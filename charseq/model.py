@@ -10,7 +10,7 @@ the core's one loop over time).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -104,6 +104,24 @@ class CellStack(nn.Module):
             new_state.append(layer_state)
         return x_t, new_state
 
+    def inference_step(self) -> Callable[[Tensor, StackState], tuple[Tensor, StackState]]:
+        """:meth:`step` for generation (eval mode, no gradients, weights as they are now): each
+        layer runs its cell's :meth:`~charseq.interfaces.Cell.inference_step`."""
+        if self.training or type(self).step is not CellStack.step:
+            return self.step  # dropout between layers, or a subclass's own step
+        steps = [cell.inference_step() for cell in self.cells]
+
+        def step(x_t: Tensor, state: StackState) -> tuple[Tensor, StackState]:
+            if len(state) != len(steps):
+                raise ValueError(f"expected a state for each of {len(steps)} layers")
+            new_state = []
+            for layer_step, layer_state in zip(steps, state, strict=True):
+                x_t, layer_state = layer_step(x_t, layer_state)  # (B, H_i)
+                new_state.append(layer_state)
+            return x_t, new_state
+
+        return step
+
 
 class CharModel(nn.Module):
     """A character-level language model: embedding -> :class:`CellStack` -> dropout -> linear.
@@ -171,6 +189,24 @@ class CharModel(nn.Module):
         if self.training:
             h = self.dropout(h)
         return nn.functional.linear(h, self.head.weight, self.head.bias), state  # (B, V)
+
+    def inference_step(self) -> Callable[[Tensor, StackState], tuple[Tensor, StackState]]:
+        """:meth:`step` as generation runs it: built once per call, in eval mode, run under
+        ``torch.no_grad()`` while the weights stay as they are. The layers run their cells'
+        :meth:`~charseq.interfaces.Cell.inference_step` (numpy steps for the built-in cells on
+        the CPU); in training mode, or where a subclass wrote its own :meth:`step`, this is
+        :meth:`step` itself."""
+        if self.training or type(self).step is not CharModel.step:
+            return self.step
+        stack_step = self.stack.inference_step()
+        embedding, head = self.embedding.weight, self.head
+
+        def step(ids: Tensor, state: StackState) -> tuple[Tensor, StackState]:
+            x = nn.functional.embedding(ids, embedding)  # (B,) -> (B, E)
+            h, state = stack_step(x, state)  # (B, H)
+            return nn.functional.linear(h, head.weight, head.bias), state  # (B, V)
+
+        return step
 
 
 def detach(state: StackState) -> StackState:

@@ -15,7 +15,7 @@ from charseq.builtins import cells as builtin_cells
 from charseq.builtins.cells import GRUCell, GRUOptions, LSTMCell, LSTMOptions, RNNCell, RNNOptions
 from charseq.errors import SpecError
 from charseq.loop import unroll
-from charseq.model import CellStack
+from charseq.model import CellStack, CharModel
 from charseq.options import build_options, options_to_dict
 
 # name -> (our cell, torch's cell, torch's multi-layer module, our options)
@@ -303,6 +303,71 @@ def test_subclass_with_its_own_step_is_not_fused(kind):
     assert Doubled.forward_stack(cells, x, state, 0.0, False) is None
     out, _ = CellStack(cells)(x, state)
     torch.testing.assert_close(out, step_loop(cells, x, state)[0])
+
+
+# -- inference step (numpy, for generation) -------------------------------------------------------
+
+
+@kinds
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@given(sizes=stacks(max_layers=1))
+def test_inference_step_equals_step(kind, dtype, sizes):
+    """The numpy step generation runs equals the torch step, step after step, with and
+    without bias, at any batch size."""
+    torch.manual_seed(sizes["seed"])
+    cell = KINDS[kind][0](sizes["I"], sizes["H"], bias=sizes["bias"], dtype=dtype).eval()
+    fast = cell.inference_step()
+    assert type(fast).__module__ == "charseq.builtins.inference"
+    x = torch.randn(sizes["B"], sizes["T"], sizes["I"], dtype=dtype)
+    state = expected = tuple(0.5 * torch.randn_like(s) for s in cell.initial_state(sizes["B"]))
+    with torch.no_grad():
+        for x_t in x.unbind(1):
+            want, expected = cell.step(x_t, expected)
+            got, state = fast(x_t, state)
+            torch.testing.assert_close(got, want)
+            torch.testing.assert_close(state, expected)
+            assert got.dtype == dtype
+
+
+@kinds
+def test_inference_step_falls_back_to_step(kind):
+    """A subclass with its own step, or weights numpy cannot hold, keep the torch step."""
+    cls = KINDS[kind][0]
+
+    class Doubled(cls):
+        def step(self, x_t, state):
+            h, state = super().step(x_t, state)
+            return 2 * h, state
+
+    doubled = Doubled(3, 4)
+    assert doubled.inference_step() == doubled.step
+    half = cls(3, 4, dtype=torch.bfloat16)
+    assert half.inference_step() == half.step
+
+
+def test_model_inference_step_equals_step():
+    """CharModel.inference_step (what the decoder runs) equals CharModel.step in eval mode, and
+    is the step itself in training mode (dropout must apply)."""
+    torch.manual_seed(0)
+    model = CharModel(7, 5, [LSTMCell(5, 6), LSTMCell(6, 6)], dropout=0.5).eval()
+    fast = model.inference_step()
+    ids = torch.randint(0, 7, (3, 4))
+    state = expected = model.initial_state(3)
+    with torch.no_grad():
+        for t in range(ids.shape[1]):
+            want, expected = model.step(ids[:, t], expected)
+            got, state = fast(ids[:, t], state)
+            torch.testing.assert_close(got, want)
+            torch.testing.assert_close(state, expected)
+    assert model.train().inference_step() == model.step
+
+    class Shifted(CharModel):  # a subclass's own step is what generation must run
+        def step(self, ids, state):
+            logits, state = super().step(ids, state)
+            return logits + 1.0, state
+
+    shifted = Shifted(7, 5, [LSTMCell(5, 6)]).eval()
+    assert shifted.inference_step() == shifted.step
 
 
 # -- state, options, registration ------------------------------------------------------------------

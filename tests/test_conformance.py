@@ -37,6 +37,7 @@ from charseq.testing import (
     check_gradcheck,
     check_greedy_is_argmax,
     check_ids_in_range,
+    check_inference_step_matches_step,
     check_masked_ids_never_sampled,
     check_min_p_support,
     check_no_nan_long_sequence,
@@ -183,6 +184,18 @@ class StackDropsOutInEval(ElmanCell):
         return x, new_state
 
 
+class InferenceForgetsBias(ElmanCell):
+    """An inference step that drops the bias: right shapes, wrong values."""
+
+    def inference_step(self):
+        def step(x_t, state):
+            (h,) = state
+            h = torch.tanh(x_t @ self.weight_ih.T + h @ self.weight_hh.T)
+            return h, (h,)
+
+        return step
+
+
 @pytest.mark.parametrize(
     ("cell", "check", "message"),
     [
@@ -196,6 +209,7 @@ class StackDropsOutInEval(ElmanCell):
         (UnseededInit, check_seeded_determinism, "same torch.manual_seed"),
         (WeightNotRegistered, check_state_dict_round_trip, "loaded the state dict"),
         (StackDropsOutInEval, check_fused_stack_matches_layers, "layer by layer"),
+        (InferenceForgetsBias, check_inference_step_matches_step, "differ from step's"),
     ],
     ids=lambda p: getattr(p, "__name__", None),
 )
@@ -213,7 +227,11 @@ def test_kit_accepts_reference_cell():
         try:
             check(ElmanCell)
         except CheckSkipped:
-            assert check in (check_fused_matches_step, check_fused_stack_matches_layers)
+            assert check in (
+                check_fused_matches_step,
+                check_fused_stack_matches_layers,
+                check_inference_step_matches_step,
+            )
 
 
 def test_checks_leave_global_rng_alone():
@@ -223,7 +241,11 @@ def test_checks_leave_global_rng_alone():
 
 
 def test_inapplicable_check_is_skipped():
-    assert get_tags(ElmanCell, "cell") == {"fused_forward": False, "fused_stack": False}
+    assert get_tags(ElmanCell, "cell") == {
+        "fused_forward": False,
+        "fused_stack": False,
+        "inference_step": False,
+    }
     with pytest.raises(CheckSkipped, match="needs a fused `forward`"):
         check_fused_matches_step(ElmanCell)
 

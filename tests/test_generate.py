@@ -125,6 +125,31 @@ def test_decoder_masks_and_emits_without_the_sampler_knowing(pipe):
     assert not torch.isinf(decoder.raw_logits).any()
 
 
+def test_decoder_reorders_logits_state_and_constraints_together(pipe):
+    """Reordered rows (taken lazily) read back as the rows asked for, after two reorders in a
+    row, under constraints, and a step after a reorder starts from the reordered states."""
+    from charseq.constraints import Constraints
+
+    compiled = Constraints(allowed="at").compile(pipe.tokenizer)
+    prime = torch.tensor(pipe.tokenizer.encode("the "))
+    decoder = Decoder.from_prime(pipe.model, prime, 3, compiled)
+    decoder.advance(torch.tensor(pipe.tokenizer.encode("tat")))  # three different rows
+    raw, masked = decoder.raw_logits.clone(), decoder.logits.clone()
+    state = [tuple(s.clone() for s in layer) for layer in decoder.state]
+    first, second = torch.tensor([2, 0, 1, 1]), torch.tensor([3, 0, 0])
+    decoder.reorder(first)
+    decoder.reorder(second)
+    rows = first[second]  # [1, 2, 2]
+    torch.testing.assert_close(decoder.raw_logits, raw[rows])
+    torch.testing.assert_close(decoder.logits, masked[rows])
+    assert decoder.batch_size == 3
+    ids = torch.tensor(pipe.tokenizer.encode("aaa"))
+    decoder.reorder(torch.tensor([1, 0, 2]))  # pending when the step runs
+    decoder.advance(ids)
+    want, _ = pipe.model.step(ids, [tuple(s[rows[[1, 0, 2]]] for s in layer) for layer in state])
+    torch.testing.assert_close(decoder.raw_logits, want)
+
+
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "mgu"])
 def test_one_step_decoding_equals_the_sequence_forward(cell):
     """Generation advances through CharModel.step; it must compute what forward computes."""

@@ -21,6 +21,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from charseq.builtins import inference
 from charseq.hookspecs import hookimpl
 from charseq.interfaces import Cell, State
 from charseq.loop import unroll
@@ -112,6 +113,17 @@ class _TorchCell(Cell):
             return unroll(self, x, state)
         outputs, (state,) = fused
         return outputs, state
+
+    _inference: ClassVar[type[inference._Inference]]
+
+    def inference_step(self) -> Callable[[Tensor, State], tuple[Tensor, State]]:
+        """:meth:`step` in numpy on a snapshot of the weights, for CPU float32/float64 cells
+        (see :mod:`charseq.builtins.inference`); :meth:`step` itself elsewhere, or when a
+        subclass changed the step."""
+        kind = type(self)
+        if kind.step is not kind._kernel_step or not inference.supports(self):
+            return self.step
+        return kind._inference(self)
 
     def _flat_weights(self, biases: bool = False) -> list[Tensor | None]:
         """This layer's part of the kernel's weight list: ``[w_ih, w_hh(, b_ih, b_hh)]``.
@@ -234,6 +246,7 @@ class RNNCell(_TorchCell):
     num_gates = 1
     num_states = 1
     _kernel = staticmethod(torch.rnn_tanh)
+    _inference = inference.RNNInference
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         (h,) = state  # (B, H)
@@ -308,6 +321,7 @@ class LSTMCell(_TorchCell):
     num_gates = 4
     num_states = 2
     _kernel = staticmethod(torch.lstm)
+    _inference = inference.LSTMInference
 
     def __init__(
         self,
@@ -402,6 +416,7 @@ class GRUCell(_TorchCell):
     num_gates = 3
     num_states = 1
     _kernel = staticmethod(torch.gru)
+    _inference = inference.GRUInference
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         (h,) = state  # (B, H)

@@ -274,6 +274,7 @@ class TemperatureSampler(TokenSampler):
         self.top_p: float = opts.top_p
         self.min_p: float = opts.min_p
         self.repetition_penalty: float = opts.repetition_penalty
+        self._filtered = top_k is not None or top_p < 1.0 or min_p > 0.0
 
     def process(self, logits: Tensor, seen: Tensor | None = None) -> Tensor:
         """The scores drawn from: :func:`process_logits` with this sampler's options."""
@@ -296,8 +297,11 @@ class TemperatureSampler(TokenSampler):
         """Draw the next ids ``(B,)`` from ``logits`` ``(B, V)``. ``seen`` (a ``(B, V)`` mask of
         the ids each row already has) is what the repetition penalty applies to; without it
         there is no penalty."""
-        probs = self.process(logits, seen).softmax(dim=-1)  # (B, V)
-        return draw(probs, generator)
+        if seen is None and not self._filtered:  # temperature alone: skip the filters' calls
+            scores = apply_temperature(_at_least_float(logits), self.temperature)
+        else:
+            scores = self.process(logits, seen)
+        return draw(scores.softmax(dim=-1), generator)  # (B, V) -> (B,)
 
     def steps(
         self, decoder: Decoder, max_new_tokens: int, generator: torch.Generator | None = None
@@ -375,6 +379,7 @@ class BeamSampler(Sampler):
             )
         rows = torch.arange(batch, device=device)
         decoder.reorder(rows.repeat_interleave(k))  # B -> B*K, each row's beams together
+        first_beam = (rows * k).unsqueeze(1)  # (B, 1): where each row's beams start
         # Only the first beam of each row starts alive, so step one picks K distinct ids.
         dtype = _at_least_float(decoder.logits).dtype
         scores = torch.full((batch, k), float("-inf"), device=device, dtype=dtype)
@@ -389,7 +394,7 @@ class BeamSampler(Sampler):
             parents.append(beam)
             tokens.append(token)
             if t + 1 < max_new_tokens:
-                decoder.reorder((rows.unsqueeze(1) * k + beam).view(-1))  # (B*K,)
+                decoder.reorder((first_beam + beam).view(-1))  # (B*K,)
                 decoder.advance(token.view(-1))  # one batched step for all beams
         # Candidates are sorted, so the first beams of each row are its best sequences; follow
         # their parents back to the first step.
@@ -411,7 +416,12 @@ class BeamSampler(Sampler):
 
 def _at_least_float(logits: Tensor) -> Tensor:
     """Half-precision logits as float32; float32 and float64 as they are."""
+    if logits.dtype in _FULL_PRECISION:
+        return logits
     return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
+_FULL_PRECISION = (torch.float32, torch.float64)
 
 
 def _at_least(vocab: int, length: int, count: int) -> bool:

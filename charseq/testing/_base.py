@@ -174,7 +174,8 @@ def get_tags(component: Any, kind: str | None = None) -> dict[str, Any]:
 
     Cells:
         ``fused_forward``: the class overrides :meth:`charseq.Cell.forward`;
-        ``fused_stack``: the class offers ``forward_stack`` (a fused multi-layer kernel).
+        ``fused_stack``: the class offers ``forward_stack`` (a fused multi-layer kernel);
+        ``inference_step``: the class overrides :meth:`charseq.Cell.inference_step`.
     Tokenizers:
         ``unknown_policy``: it has an ``unknown`` option ("error" / "skip" / "replace");
         ``texts``: the texts it round-trips: a Hypothesis strategy, or the name of one in
@@ -198,6 +199,7 @@ def _compute_tags(subject: Subject) -> dict[str, Any]:
         tags: dict[str, Any] = {
             "fused_forward": getattr(cls, "forward", None) is not Cell.forward,
             "fused_stack": callable(getattr(cls, "forward_stack", None)),
+            "inference_step": getattr(cls, "inference_step", None) is not Cell.inference_step,
         }
     elif subject.kind == "tokenizer":
         built = subject.build()
@@ -231,6 +233,7 @@ _SAMPLER_OPTIONS = (
 _TAG_MEANING = {
     "fused_forward": "a fused `forward` of its own (it runs the core's step loop)",
     "fused_stack": "a `forward_stack` classmethod (a fused multi-layer kernel)",
+    "inference_step": "an `inference_step` method of its own (generation runs its `step`)",
     "unknown_policy": "an `unknown` option (the unknown-character policy)",
     "greedy": "to be a greedy sampler",
     "token_sampler": "to be a charseq.TokenSampler",

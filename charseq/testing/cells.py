@@ -43,6 +43,7 @@ __all__ = [
     "check_fused_matches_step",
     "check_fused_stack_matches_layers",
     "check_gradcheck",
+    "check_inference_step_matches_step",
     "check_no_nan_long_sequence",
     "check_seeded_determinism",
     "check_shapes",
@@ -421,6 +422,45 @@ def check_fused_stack_matches_layers(subject: Subject) -> None:
         test(dims, seed % 2**30, layers)
 
     drawn()
+
+
+@register_check("cell", requires=("inference_step",))
+def check_inference_step_matches_step(subject: Subject) -> None:
+    """The cell's ``inference_step()`` (what generation runs) equals its ``step``.
+
+    Over drawn sizes, from a random state, in float32 and float64, in eval mode and without
+    gradients: each of several steps' outputs and states, the function built once and fed
+    its own states back step after step.
+    """
+    fix = (
+        "inference_step() must return a function computing what step(x_t, state) computes "
+        "with the weights the cell has when it is built; or leave it out (the default is step "
+        "itself)."
+    )
+
+    def test(dims: CellDims, seed: int) -> None:
+        for dtype in (torch.float32, F64):
+            cell = _make(subject, dims.input_size, dims.hidden_size, dtype, seed)
+            gen = torch.Generator().manual_seed(seed)
+            x = torch.randn(dims.batch, dims.time, dims.input_size, dtype=dtype, generator=gen)
+            start = _random_state(cell, dims.batch, dtype, gen)
+            with torch.no_grad():
+                fast = cell.inference_step()
+                expected, state = [], start
+                for x_t in x.unbind(1):
+                    h_t, state = cell.step(x_t, state)
+                    expected.append((h_t, state))
+                state = start
+                for t, x_t in enumerate(x.unbind(1)):
+                    h_t, state = fast(x_t, state)
+                    state = _check_state(state, dims.batch, "inference_step()(x_t, state)")
+                    what = f"inference_step, {dtype}, step {t + 1} of {dims.time}"
+                    assert_close(h_t, expected[t][0], f"{what}: outputs differ from step's", fix)
+                    assert_close(
+                        list(state), list(expected[t][1]), f"{what}: state differs from step's", fix
+                    )
+
+    _for_drawn(test)
 
 
 @register_check("cell")
