@@ -1,11 +1,11 @@
-r"""One-step inference for the built-in cells on the CPU, in numpy.
+r"""One-step inference for the built-in cells on the CPU, in numpy, for one sequence at a time.
 
-Generating text advances a handful of rows by one step per character. At that size a torch
-operation costs its dispatch (2-4 us on a CPU) more than its arithmetic, and ``torch.lstm_cell``
-is about a dozen of them; numpy's operations cost about 1 us each and its matrix-vector
-product is faster at one row. So on the CPU each built-in cell's
-:meth:`~charseq.interfaces.Cell.inference_step` is one of the classes below: a snapshot of the
-cell's weights, laid out for the fewest operations, and a ``__call__`` that is ``step`` in numpy:
+Generating one text advances one row by one step per character. At that size a torch operation
+costs its dispatch (2-4 us on a CPU) more than its arithmetic, and ``torch.lstm_cell`` is about a
+dozen of them; numpy's operations cost about 1 us each and its matrix-vector product is faster
+at one row. So on the CPU each built-in cell's :meth:`~charseq.interfaces.Cell.inference_step` is
+one of the classes below: a snapshot of the cell's weights, laid out for the fewest operations,
+and a ``__call__`` that is ``step`` in numpy for a batch of one row:
 
 - the input and the hidden state are multiplied by one matrix: ``[x, h, 1] @ W`` with
   ``W = [W_ih | W_hh | b_ih + b_hh]^T`` (the GRU keeps its two products apart, as its candidate
@@ -13,7 +13,10 @@ cell's weights, laid out for the fewest operations, and a ``__call__`` that is `
 - a sigmoid is computed as ``0.5 * tanh(z / 2) + 0.5``, with the halving folded into the
   snapshot's rows (exact in binary floating point), so the LSTM's four gates take one ``tanh``.
 
-The results equal the torch step's to float rounding (``charseq.testing`` checks
+Batches of more rows (beam search, ``num_samples``) go through the cell's torch ``step``: there
+the arithmetic dominates, torch's products are as fast as numpy's, and numpy's BLAS would start
+threads of its own beside torch's (on two busy cores, beam search fell to ~85 characters a second
+that way). The results equal the torch step's to float rounding (``charseq.testing`` checks
 ``inference_step`` against ``step``). Inputs and states go in and out as CPU tensors that share
 memory with the numpy arrays; nothing here records gradients.
 """
@@ -28,28 +31,38 @@ from charseq.interfaces import Cell, State
 
 __all__ = ["GRUInference", "LSTMInference", "RNNInference", "supports"]
 
-NUMPY_DTYPES = (torch.float32, torch.float64)
-
 
 def supports(cell: Cell) -> bool:
-    """Whether ``cell``'s weights are CPU tensors of a dtype numpy computes in."""
-    return all(p.device.type == "cpu" and p.dtype in NUMPY_DTYPES for p in cell.parameters())
+    """Whether ``cell``'s weights are CPU tensors of one dtype numpy computes in."""
+    dtypes = {p.dtype for p in cell.parameters()}
+    on_cpu = all(p.device.type == "cpu" for p in cell.parameters())
+    return on_cpu and len(dtypes) == 1 and dtypes <= set(_NUMPY)
 
 
 class _Inference:
-    """A frozen copy of one built-in cell's weights and its step in numpy.
+    """A frozen copy of one built-in cell's weights and its one-row step in numpy.
 
     ``_matrix(weight_ih, weight_hh, bias)`` lays one product out: rows ``[W_ih^T; W_hh^T; b^T]``
-    (the bias row only with bias), so ``[x, h, 1] @ matrix`` is ``W_ih x + W_hh h + b`` for a
-    whole batch at once. Subclasses write ``__call__(x_t, state) -> (h_t, state)``.
+    (the bias row only with bias), so ``[x, h, 1] @ matrix`` is ``W_ih x + W_hh h + b``.
+    Subclasses write ``_numpy_step(x_t, state) -> (h_t, state)`` for one row; a call with more
+    rows runs the cell's own ``step``.
     """
 
     def __init__(self, cell: Cell) -> None:
         self.hidden_size = cell.hidden_size
         self.bias = bool(getattr(cell, "bias", True))
-        self._ones: dict[int, np.ndarray] = {}  # batch size -> the (B, 1) column of ones
+        self.step = cell.step
+        self._one = np.ones((1, 1), dtype=_NUMPY[cell.weight_ih.dtype])
 
-    def _matrix(self, *parts: Tensor | None, halve: int = 0) -> Tensor:
+    def __call__(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+        if x_t.shape[0] != 1:
+            return self.step(x_t, state)
+        return self._numpy_step(x_t, state)
+
+    def _numpy_step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+        raise NotImplementedError
+
+    def _matrix(self, *parts: Tensor | None, halve: int = 0) -> np.ndarray:
         """Torch-layout parts ``(G*H, width)`` or ``(G*H,)`` (``None`` skipped) side by side,
         transposed to ``(sum of widths, G*H)``; the first ``halve`` columns (sigmoid gates)
         halved."""
@@ -57,30 +70,18 @@ class _Inference:
             columns = [p.detach().reshape(p.shape[0], -1) for p in parts if p is not None]
             matrix = torch.cat(columns, dim=1).T.contiguous()  # (G*H, I+H+1) -> (I+H+1, G*H)
             matrix[:, :halve] *= 0.5
-        return matrix
+        return matrix.numpy()
 
-    def _with_ones(self, *arrays: np.ndarray) -> np.ndarray:
-        """``arrays`` side by side, plus a column of ones when the cell has a bias: ``(B, *)``."""
-        if not self.bias:
-            return np.concatenate(arrays, axis=1)
-        batch = arrays[0].shape[0]
-        ones = self._ones.get(batch)
-        if ones is None:
-            ones = self._ones[batch] = np.ones((batch, 1), dtype=arrays[0].dtype)
-        return np.concatenate((*arrays, ones), axis=1)
+    def _with_one(self, *arrays: np.ndarray) -> np.ndarray:
+        """One row: ``arrays`` side by side, and a 1 when the cell has a bias: ``(1, *)``."""
+        return np.concatenate((*arrays, self._one) if self.bias else arrays, axis=1)
+
+
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def _array(t: Tensor) -> np.ndarray:
     return t.detach().numpy()
-
-
-def _product(a: np.ndarray, matrix: Tensor) -> np.ndarray:
-    """``a @ matrix``: by numpy for one row (its vector product is the faster there), by torch
-    for more (numpy's BLAS would start threads of its own beside torch's, which on a busy CPU
-    costs milliseconds a step)."""
-    if a.shape[0] == 1:
-        return a @ matrix.numpy()
-    return torch.mm(torch.from_numpy(a), matrix).numpy()
 
 
 def _sigmoid_from_halved(z: np.ndarray) -> None:
@@ -97,9 +98,9 @@ class RNNInference(_Inference):
         bias = cell.bias_ih + cell.bias_hh if self.bias else None
         self.matrix = self._matrix(cell.weight_ih, cell.weight_hh, bias)  # (I+H+1, H)
 
-    def __call__(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+    def _numpy_step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         (h,) = state
-        out = _product(self._with_ones(_array(x_t), _array(h)), self.matrix)  # (B, H)
+        out = self._with_one(_array(x_t), _array(h)) @ self.matrix  # (1, H)
         np.tanh(out, out=out)
         h = torch.from_numpy(out)
         return h, (h,)
@@ -126,10 +127,10 @@ class LSTMInference(_Inference):
             cell.weight_ih[order], cell.weight_hh[order], bias, halve=3 * H
         )  # (I+H+1, 4H)
 
-    def __call__(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+    def _numpy_step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         h, c = state
         H = self.hidden_size
-        gates = _product(self._with_ones(_array(x_t), _array(h)), self.matrix)  # (B, 4H)
+        gates = self._with_one(_array(x_t), _array(h)) @ self.matrix  # (1, 4H): i, f, o, g
         np.tanh(gates, out=gates)
         _sigmoid_from_halved(gates[:, : 3 * H])
         c = gates[:, H : 2 * H] * _array(c)  # f * c
@@ -156,12 +157,12 @@ class GRUInference(_Inference):
         self.input_matrix = self._matrix(cell.weight_ih, b_ih, halve=2 * H)  # (I+1, 3H)
         self.hidden_matrix = self._matrix(cell.weight_hh, b_hh, halve=2 * H)  # (H+1, 3H)
 
-    def __call__(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+    def _numpy_step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         (h,) = state
         H = self.hidden_size
         h_prev = _array(h)
-        a = _product(self._with_ones(_array(x_t)), self.input_matrix)  # (B, 3H): r, z, n
-        b = _product(self._with_ones(h_prev), self.hidden_matrix)  # (B, 3H)
+        a = self._with_one(_array(x_t)) @ self.input_matrix  # (1, 3H): r, z, n
+        b = self._with_one(h_prev) @ self.hidden_matrix  # (1, 3H)
         rz = a[:, : 2 * H]
         rz += b[:, : 2 * H]
         np.tanh(rz, out=rz)

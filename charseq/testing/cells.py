@@ -11,6 +11,7 @@ them in eval mode, and fix the torch seed (the caller's RNG state is restored af
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -428,9 +429,9 @@ def check_fused_stack_matches_layers(subject: Subject) -> None:
 def check_inference_step_matches_step(subject: Subject) -> None:
     """The cell's ``inference_step()`` (what generation runs) equals its ``step``.
 
-    Over drawn sizes, from a random state, in float32 and float64, in eval mode and without
-    gradients: each of several steps' outputs and states, the function built once and fed
-    its own states back step after step.
+    Over drawn sizes and at batch size 1 (what generating one text runs), from a random state,
+    in float32 and float64, in eval mode and without gradients: each of several steps' outputs
+    and states, the function built once and fed its own states back step after step.
     """
     fix = (
         "inference_step() must return a function computing what step(x_t, state) computes "
@@ -439,11 +440,11 @@ def check_inference_step_matches_step(subject: Subject) -> None:
     )
 
     def test(dims: CellDims, seed: int) -> None:
-        for dtype in (torch.float32, F64):
+        for dtype, batch in itertools.product((torch.float32, F64), sorted({1, dims.batch})):
             cell = _make(subject, dims.input_size, dims.hidden_size, dtype, seed)
             gen = torch.Generator().manual_seed(seed)
-            x = torch.randn(dims.batch, dims.time, dims.input_size, dtype=dtype, generator=gen)
-            start = _random_state(cell, dims.batch, dtype, gen)
+            x = torch.randn(batch, dims.time, dims.input_size, dtype=dtype, generator=gen)
+            start = _random_state(cell, batch, dtype, gen)
             with torch.no_grad():
                 fast = cell.inference_step()
                 expected, state = [], start
@@ -453,8 +454,8 @@ def check_inference_step_matches_step(subject: Subject) -> None:
                 state = start
                 for t, x_t in enumerate(x.unbind(1)):
                     h_t, state = fast(x_t, state)
-                    state = _check_state(state, dims.batch, "inference_step()(x_t, state)")
-                    what = f"inference_step, {dtype}, step {t + 1} of {dims.time}"
+                    state = _check_state(state, batch, "inference_step()(x_t, state)")
+                    what = f"inference_step, {dtype}, batch {batch}, step {t + 1} of {dims.time}"
                     assert_close(h_t, expected[t][0], f"{what}: outputs differ from step's", fix)
                     assert_close(
                         list(state), list(expected[t][1]), f"{what}: state differs from step's", fix
