@@ -128,6 +128,11 @@ def stream_text(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) -> I
     return _stream_thread(job, tokenizer, max_new_tokens)
 
 
+_set_grad_enabled = torch._C._set_grad_enabled
+"""The switch ``torch.set_grad_enabled`` flips, without building its context manager (two per
+character here)."""
+
+
 def _stream_steps(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) -> Iterator[str]:
     model = job.model
     was_training = model.training
@@ -139,11 +144,11 @@ def _stream_steps(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) ->
         text = _TextStream(tokenizer, job.stop)
         while True:
             caller_grad = torch.is_grad_enabled()  # the caller's mode between pieces
-            torch.set_grad_enabled(False)
+            _set_grad_enabled(False)
             try:
                 ids = next(steps, None)
             finally:
-                torch.set_grad_enabled(caller_grad)
+                _set_grad_enabled(caller_grad)
             if ids is None:
                 break
             piece = text.push(ids.item())  # one sequence: ids is (1,)

@@ -57,6 +57,19 @@ def test_stream_checks_the_request_before_the_first_piece(pipe):
         pipe.stream("Zoo", 5)
 
 
+def test_stream_leaves_the_callers_grad_mode_between_pieces(pipe):
+    """The sampler's steps run without gradients; the caller's code between pieces runs in
+    the caller's own mode, whichever it is."""
+    seen = []
+    for _piece in pipe.stream("the ", 5, sampler="greedy"):
+        seen.append(torch.is_grad_enabled())
+    with torch.no_grad():
+        for _piece in pipe.stream("the ", 5, sampler="greedy"):
+            seen.append(torch.is_grad_enabled())
+    assert seen == [True] * 5 + [False] * 5
+    assert torch.is_grad_enabled()
+
+
 def test_closing_a_stream_early_stops_its_worker(pipe):
     before = threading.active_count()
     stream = pipe.stream("the ", 10_000, sampler="greedy")
