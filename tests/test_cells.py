@@ -287,15 +287,20 @@ def test_fused_declines_stacks_it_cannot_run(kind):
     assert all(torch.equal(t, torch.zeros(2, 5)) for t in state)
 
 
-@kinds
-def test_subclass_with_its_own_step_is_not_fused(kind):
-    cls = KINDS[kind][0]
+def doubled(kind: str) -> type:
+    """A subclass of the built-in cell ``kind`` whose own step doubles the output."""
 
-    class Doubled(cls):
+    class Doubled(KINDS[kind][0]):
         def step(self, x_t, state):
             h, state = super().step(x_t, state)
             return 2 * h, state
 
+    return Doubled
+
+
+@kinds
+def test_subclass_with_its_own_step_is_not_fused(kind):
+    Doubled = doubled(kind)
     torch.manual_seed(0)
     cells = [Doubled(3, 4), Doubled(4, 4)]
     x = torch.randn(2, 5, 3)
@@ -333,16 +338,9 @@ def test_inference_step_equals_step(kind, dtype, sizes):
 @kinds
 def test_inference_step_falls_back_to_step(kind):
     """A subclass with its own step, or weights numpy cannot hold, keep the torch step."""
-    cls = KINDS[kind][0]
-
-    class Doubled(cls):
-        def step(self, x_t, state):
-            h, state = super().step(x_t, state)
-            return 2 * h, state
-
-    doubled = Doubled(3, 4)
-    assert doubled.inference_step() == doubled.step
-    half = cls(3, 4, dtype=torch.bfloat16)
+    own_step = doubled(kind)(3, 4)
+    assert own_step.inference_step() == own_step.step
+    half = KINDS[kind][0](3, 4, dtype=torch.bfloat16)
     assert half.inference_step() == half.step
 
 
