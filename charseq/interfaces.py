@@ -129,7 +129,7 @@ class Cell(nn.Module, abc.ABC):
         Generation builds it once per call, in eval mode, and runs it under
         ``torch.no_grad()`` once per character while the weights stay as they are, so it may
         hold a snapshot of them in whatever layout is fastest. The default is :meth:`step`
-        itself; the built-in cells return a numpy step on the CPU (see
+        itself; the built-in cells return one that runs a single row in numpy on the CPU (see
         :mod:`charseq.builtins.inference`). It must agree with :meth:`step` to float rounding
         (``charseq.testing`` checks it).
         """

@@ -117,9 +117,9 @@ class _TorchCell(Cell):
     _inference: ClassVar[type[inference._Inference]]
 
     def inference_step(self) -> Callable[[Tensor, State], tuple[Tensor, State]]:
-        """:meth:`step` in numpy on a snapshot of the weights, for CPU float32/float64 cells
-        (see :mod:`charseq.builtins.inference`); :meth:`step` itself elsewhere, or when a
-        subclass changed the step."""
+        """:meth:`step` in numpy on a snapshot of the weights for one row (more rows run
+        :meth:`step`), for CPU float32/float64 cells (see :mod:`charseq.builtins.inference`);
+        :meth:`step` itself elsewhere, or when a subclass changed the step."""
         kind = type(self)
         if kind.step is not kind._kernel_step or not inference.supports(self):
             return self.step
