@@ -27,7 +27,9 @@ class Decoder:
     """The model as a sampler sees it: B sequences, each with its next-token logits.
 
     Args:
-        model: the model to run (put in eval mode by the caller).
+        model: the model to run (put in eval mode by the caller). The decoder advances through
+            ``model.inference_step()``, built here: the weights must stay as they are while it
+            decodes.
         state: the recurrent state of the B sequences.
         logits: next-token logits of the B sequences, shape ``(B, V)``.
         constraints: per-sequence constraint state, or ``None`` for unconstrained generation.
@@ -122,9 +124,11 @@ class Decoder:
         self.state = select(self.state, index)
         if self.constraints is not None:
             self.constraints.reorder(index)
+        # The logits' rows are taken when they are next read (beam search reorders and then
+        # advances without reading them): keep the composed order, not a reordered copy.
         pending = self._order
-        self.logits = self._logits  # the rows are taken when read (beam search never reads
-        self._order = index if pending is None else pending.index_select(0, index)  # them)
+        self.logits = self._logits
+        self._order = index if pending is None else pending.index_select(0, index)
 
     def emit(self, ids: Tensor) -> None:
         """Report the ids ``(B,)`` just chosen for output (token-by-token samplers call it)."""
