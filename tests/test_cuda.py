@@ -11,7 +11,7 @@ import torch
 from charseq import Pipeline
 from charseq.builtins.cells import GRUCell, LSTMCell, RNNCell
 from charseq.loop import unroll
-from charseq.model import CellStack
+from charseq.model import CellStack, CharModel
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -67,3 +67,23 @@ def test_bf16_training_on_cuda_resumes_and_loads_on_cpu(tmp_path):
     assert resumed.result.step == 30
     cpu = Pipeline.load(tmp_path / "run", device="cpu")
     assert cpu.step == 30 and len(cpu.generate("the", 10, seed=0)) == 10
+
+
+@pytest.mark.parametrize("cell_class", [RNNCell, LSTMCell, GRUCell])
+def test_on_cuda_generation_runs_the_torch_step(cell_class):
+    """The numpy inference step is for CPU weights: on CUDA a cell's inference step is its
+    step, and the model's inference step there agrees with the CPU's (numpy) one."""
+    torch.manual_seed(0)
+    cpu = CharModel(7, 5, [cell_class(5, 16), cell_class(16, 16)]).eval()
+    gpu = CharModel(7, 5, [cell_class(5, 16), cell_class(16, 16)]).eval()
+    gpu.load_state_dict(cpu.state_dict())
+    gpu.cuda()
+    assert all(c.inference_step() == c.step for c in gpu.stack.cells)
+    ids = torch.tensor([3])
+    with torch.no_grad():
+        cpu_step, gpu_step = cpu.inference_step(), gpu.inference_step()
+        cpu_state, gpu_state = cpu.initial_state(1), gpu.initial_state(1)
+        for _ in range(5):
+            cpu_logits, cpu_state = cpu_step(ids, cpu_state)
+            gpu_logits, gpu_state = gpu_step(ids.cuda(), gpu_state)
+            torch.testing.assert_close(gpu_logits.cpu(), cpu_logits, rtol=1e-3, atol=1e-4)
