@@ -359,6 +359,8 @@ def test_model_inference_step_equals_step():
             torch.testing.assert_close(got, want)
             torch.testing.assert_close(state, expected)
     assert model.train().inference_step() == model.step
+    with pytest.raises(ValueError, match="expected a state for each of 2 layers"):
+        model.eval().inference_step()(ids[:, 0], state[:1])
 
     class Shifted(CharModel):  # a subclass's own step is what generation must run
         def step(self, ids, state):

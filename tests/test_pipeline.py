@@ -11,14 +11,10 @@ import torch
 from charseq import Callback, Pipeline, SpecError
 from charseq.checkpoint import CheckpointError
 from charseq.errors import CharseqError
+from tests._helpers import SMALL as SHARED_SMALL
 
 TEXT = "the cat sat on the mat. " * 60
-SMALL = {
-    "cell": {"hidden_size": 16, "num_layers": 1},
-    "model": {"embedding_size": 8},
-    "optimizer": {"name": "adam", "lr": 0.02},
-    "train": {"steps": 30, "batch_size": 4, "seq_len": 16},
-}
+SMALL = {**SHARED_SMALL, "train": {**SHARED_SMALL["train"], "steps": 30}}
 
 
 class Recorder(Callback):
