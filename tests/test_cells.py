@@ -344,24 +344,78 @@ def test_inference_step_falls_back_to_step(kind):
     assert half.inference_step() == half.step
 
 
-def test_model_inference_step_equals_step():
-    """CharModel.inference_step (what the decoder runs) equals CharModel.step in eval mode, and
-    is the step itself in training mode (dropout must apply)."""
+class PlainTanhCell(RNNCell):
+    """An RNN cell whose inference step is its torch step (no numpy step), as a plugin's is."""
+
+    def inference_step(self):
+        return self.step
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize(
+    "layers",
+    [
+        [LSTMCell(5, 6), LSTMCell(6, 6)],
+        [GRUCell(5, 6), RNNCell(6, 4, bias=False), LSTMCell(4, 6)],
+        [LSTMCell(5, 6), PlainTanhCell(6, 6)],  # a layer without a numpy step
+    ],
+    ids=["lstm-lstm", "gru-rnn-lstm", "lstm-plugin"],
+)
+def test_model_inference_step_equals_step(layers, batch):
+    """CharModel.inference_step (what the decoder runs; numpy for one row on the CPU) equals
+    CharModel.step in eval mode, fed its own states or any other, and is the step itself in
+    training mode (dropout must apply)."""
     torch.manual_seed(0)
-    model = CharModel(7, 5, [LSTMCell(5, 6), LSTMCell(6, 6)], dropout=0.5).eval()
+    model = CharModel(7, 5, layers, dropout=0.5).eval()
     fast = model.inference_step()
-    ids = torch.randint(0, 7, (3, 4))
-    state = expected = model.initial_state(3)
+    ids = torch.randint(0, 7, (batch, 4))
+    state = expected = model.initial_state(batch)
     with torch.no_grad():
         for t in range(ids.shape[1]):
             want, expected = model.step(ids[:, t], expected)
             got, state = fast(ids[:, t], state)
             torch.testing.assert_close(got, want)
             torch.testing.assert_close(state, expected)
+        # an older state (not the one it returned last) and a fresh copy of the last one
+        first = model.initial_state(batch)
+        torch.testing.assert_close(fast(ids[:, 0], first), model.step(ids[:, 0], first))
+        copied = [tuple(s.clone() for s in layer) for layer in state]
+        torch.testing.assert_close(fast(ids[:, 1], copied), model.step(ids[:, 1], state))
+        _, returned = fast(ids[:, 2], state)
+        returned[0] = first[0]  # the list it returned, changed in place
+        torch.testing.assert_close(fast(ids[:, 3], returned), model.step(ids[:, 3], returned))
     assert model.train().inference_step() == model.step
-    with pytest.raises(ValueError, match="expected a state for each of 2 layers"):
+    with pytest.raises(ValueError, match=f"expected a state for each of {len(layers)} layers"):
         model.eval().inference_step()(ids[:, 0], state[:1])
 
+
+def test_model_inference_step_returns_new_tensors_and_checks_ids():
+    """The one-row numpy path never writes into a state it returned before, and an id outside
+    the vocabulary is an error (numpy would wrap a negative one around)."""
+    torch.manual_seed(0)
+    model = CharModel(7, 5, [LSTMCell(5, 6)]).eval()
+    fast = model.inference_step()
+    with torch.no_grad():
+        logits, state = fast(torch.tensor([2]), model.initial_state(1))
+        kept = [tuple(s.clone() for s in layer) for layer in state]
+        fast(torch.tensor([4]), state)
+        torch.testing.assert_close(state, kept)
+        for bad in (-1, 7):
+            with pytest.raises(IndexError, match=f"token id {bad} is out of range for 7 ids"):
+                fast(torch.tensor([bad]), state)
+
+
+def test_model_inference_step_without_a_head_bias():
+    torch.manual_seed(0)
+    model = CharModel(7, 5, [GRUCell(5, 6)]).eval()
+    model.head = nn.Linear(6, 7, bias=False)
+    state = model.initial_state(1)
+    ids = torch.tensor([3])
+    with torch.no_grad():
+        torch.testing.assert_close(model.inference_step()(ids, state), model.step(ids, state))
+
+
+def test_subclass_step_is_what_generation_runs():
     class Shifted(CharModel):  # a subclass's own step is what generation must run
         def step(self, ids, state):
             logits, state = super().step(ids, state)

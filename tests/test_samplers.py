@@ -502,6 +502,50 @@ def test_temperature_sampler_draws_from_the_softmax():
         torch.testing.assert_close(frequencies, expected, atol=0.015, rtol=0)
 
 
+def test_gumbel_noise_is_standard_gumbel_times_scale():
+    generator = torch.Generator().manual_seed(0)
+    noise = samplers.gumbel_noise((200_000,), generator, dtype=torch.float64, scale=2.0)
+    assert noise.dtype == torch.float64 and noise.isfinite().all()
+    euler_gamma = 0.5772156649
+    torch.testing.assert_close(noise.mean().item(), 2.0 * euler_gamma, atol=0.02, rtol=0)
+    # Gumbel's CDF is exp(-exp(-x)): half the mass lies below -log(log 2)
+    median = -torch.log(torch.log(torch.tensor(2.0, dtype=torch.float64))).item()
+    below = (noise / 2.0 < median).double().mean().item()
+    torch.testing.assert_close(below, 0.5, atol=0.005, rtol=0)
+
+
+def test_noise_steps_serves_many_steps_per_draw():
+    """Each step gets noise of the logits' shape; steps share draws, and no two are equal."""
+    steps = list(samplers.noise_steps((3, 7), 5, torch.Generator().manual_seed(0)))
+    assert len(steps) == 5 and all(n.shape == (3, 7) for n in steps)
+    assert all(not torch.equal(a, b) for a, b in itertools.combinations(steps, 2))
+    # more numbers than one draw holds: several draws, the count still exact
+    big = (samplers._NOISE_PER_DRAW // 2) + 1
+    assert len(list(samplers.noise_steps((big,), 3))) == 3
+    assert list(samplers.noise_steps((3,), 0)) == []
+
+
+@pytest.mark.parametrize("options", [{"temperature": 0.5}, {"temperature": 2.0, "top_k": 3}])
+def test_temperature_steps_draw_each_step_from_the_softmax(options):
+    """Over many steps (the noise of several steps drawn at once, several draws), every step's
+    ids follow softmax(processed logits), independently of the step before."""
+    logits = torch.tensor([0.0, 1.0, 2.0, -1.0])
+    model = fixed_logits_model(logits)
+    rows, steps = 6_000, 12  # 6000 rows x 4 ids: 2 steps per draw of noise
+    decoder = Decoder.from_prime(model, torch.tensor([0]), batch_size=rows)
+    sampler = TemperatureSampler(**options)
+    ids = sampler.sample(decoder, steps, torch.Generator().manual_seed(0)).ids  # (rows, steps)
+    expected = process_logits(logits[None].double(), options["temperature"], options.get("top_k"))
+    expected = expected.softmax(-1)[0]
+    for t in range(steps):
+        frequencies = torch.bincount(ids[:, t], minlength=4).double() / rows
+        torch.testing.assert_close(frequencies, expected, atol=0.02, rtol=0)
+    # independent steps: pairs (t, t + 1) follow the product of the marginals
+    pairs = torch.bincount(ids[:, :-1].reshape(-1) * 4 + ids[:, 1:].reshape(-1), minlength=16)
+    joint = pairs.double().view(4, 4) / pairs.sum()
+    torch.testing.assert_close(joint, expected[:, None] * expected[None], atol=0.01, rtol=0)
+
+
 def test_greedy_on_a_decoder_is_argmax_at_each_step():
     model = tiny_model()
     out = GreedySampler().sample(decoder_for(model, [[1, 2], [3, 4]]), 6)

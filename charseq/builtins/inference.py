@@ -1,11 +1,10 @@
 r"""One-step inference for the built-in cells on the CPU, in numpy, for one sequence at a time.
 
-Generating one text advances one row by one step per character. At that size a torch operation
-costs its dispatch (2-4 us on a CPU) more than its arithmetic, and ``torch.lstm_cell`` is about a
-dozen of them; numpy's operations cost about 1 us each and its matrix-vector product is faster
-at one row. So on the CPU each built-in cell's :meth:`~charseq.interfaces.Cell.inference_step` is
-one of the classes below: a snapshot of the cell's weights, laid out for the fewest operations,
-and a ``__call__`` that is ``step`` in numpy for a batch of one row:
+Generating one text advances one row by one step per character, where numpy is faster than
+torch (:mod:`charseq.onerow` says why; ``torch.lstm_cell`` is about a dozen torch operations). So
+on the CPU each built-in cell's :meth:`~charseq.interfaces.Cell.inference_step` is one of the
+classes below: a snapshot of the cell's weights, laid out for the fewest operations, and a
+``__call__`` that is ``step`` in numpy on 1-D arrays for a batch of one row:
 
 - the input and the hidden state are multiplied by one matrix: ``[x, h, 1] @ W`` with
   ``W = [W_ih | W_hh | b_ih + b_hh]^T`` (the GRU keeps its two products apart, as its candidate
@@ -28,15 +27,14 @@ import torch
 from torch import Tensor
 
 from charseq.interfaces import Cell, State
+from charseq.onerow import NUMPY_DTYPES, numpy_dtype, row, vector
 
 __all__ = ["GRUInference", "LSTMInference", "RNNInference", "supports"]
 
 
 def supports(cell: Cell) -> bool:
     """Whether ``cell``'s weights are CPU tensors of one dtype numpy computes in."""
-    dtypes = {p.dtype for p in cell.parameters()}
-    on_cpu = all(p.device.type == "cpu" for p in cell.parameters())
-    return on_cpu and len(dtypes) == 1 and dtypes <= set(_NUMPY)
+    return numpy_dtype(cell.parameters()) is not None
 
 
 class _Inference:
@@ -44,22 +42,28 @@ class _Inference:
 
     ``_matrix(weight_ih, weight_hh, bias)`` lays one product out: rows ``[W_ih^T; W_hh^T; b^T]``
     (the bias row only with bias), so ``[x, h, 1] @ matrix`` is ``W_ih x + W_hh h + b``.
-    Subclasses write ``_numpy_step(x_t, state) -> (h_t, state)`` for one row; a call with more
-    rows runs the cell's own ``step``.
+    Subclasses write :meth:`vector_step`, the step of one row on 1-D arrays (the
+    :class:`~charseq.onerow.VectorStep` a stack of them runs without tensors in between); a call
+    on tensors converts one row to arrays and back, and runs the cell's own ``step`` for more.
     """
 
     def __init__(self, cell: Cell) -> None:
         self.hidden_size = cell.hidden_size
         self.bias = bool(getattr(cell, "bias", True))
         self.step = cell.step
-        self._one = np.ones((1, 1), dtype=_NUMPY[cell.weight_ih.dtype])
+        self._one = np.ones(1, dtype=NUMPY_DTYPES[cell.weight_ih.dtype])
 
     def __call__(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         if x_t.shape[0] != 1:
             return self.step(x_t, state)
-        return self._numpy_step(x_t, state)
+        h, arrays = self.vector_step(vector(x_t), tuple(vector(s) for s in state))
+        return row(h), tuple(row(a) for a in arrays)
 
-    def _numpy_step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+    def vector_step(
+        self, x: np.ndarray, state: tuple[np.ndarray, ...]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """``step`` for one row: ``x`` ``(I,)`` and the state's rows to ``h`` ``(H,)`` and the
+        new state's rows."""
         raise NotImplementedError
 
     def _matrix(self, *parts: Tensor | None, halve: int = 0) -> np.ndarray:
@@ -72,16 +76,9 @@ class _Inference:
             matrix[:, :halve] *= 0.5
         return matrix.numpy()
 
-    def _with_one(self, *arrays: np.ndarray) -> np.ndarray:
-        """One row: ``arrays`` side by side, and a 1 when the cell has a bias: ``(1, *)``."""
-        return np.concatenate((*arrays, self._one) if self.bias else arrays, axis=1)
-
-
-_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
-
-
-def _array(t: Tensor) -> np.ndarray:
-    return t.detach().numpy()
+    def _with_one(self, *vectors: np.ndarray) -> np.ndarray:
+        """``vectors`` end to end, and a 1 when the cell has a bias: ``(n,)``."""
+        return np.concatenate((*vectors, self._one) if self.bias else vectors)
 
 
 def _sigmoid_from_halved(z: np.ndarray) -> None:
@@ -98,11 +95,12 @@ class RNNInference(_Inference):
         bias = cell.bias_ih + cell.bias_hh if self.bias else None
         self.matrix = self._matrix(cell.weight_ih, cell.weight_hh, bias)  # (I+H+1, H)
 
-    def _numpy_step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+    def vector_step(
+        self, x: np.ndarray, state: tuple[np.ndarray, ...]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         (h,) = state
-        out = self._with_one(_array(x_t), _array(h)) @ self.matrix  # (1, H)
-        np.tanh(out, out=out)
-        h = torch.from_numpy(out)
+        h = np.dot(self._with_one(x, h), self.matrix)  # (I+H+1,) -> (H,)
+        np.tanh(h, out=h)
         return h, (h,)
 
 
@@ -127,18 +125,19 @@ class LSTMInference(_Inference):
             cell.weight_ih[order], cell.weight_hh[order], bias, halve=3 * H
         )  # (I+H+1, 4H)
 
-    def _numpy_step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+    def vector_step(
+        self, x: np.ndarray, state: tuple[np.ndarray, ...]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         h, c = state
         H = self.hidden_size
-        gates = self._with_one(_array(x_t), _array(h)) @ self.matrix  # (1, 4H): i, f, o, g
+        gates = np.dot(self._with_one(x, h), self.matrix)  # (I+H+1,) -> (4H,): i, f, o, g
         np.tanh(gates, out=gates)
-        _sigmoid_from_halved(gates[:, : 3 * H])
-        c = gates[:, H : 2 * H] * _array(c)  # f * c
-        c += gates[:, :H] * gates[:, 3 * H :]  # + i * g
+        _sigmoid_from_halved(gates[: 3 * H])
+        c = gates[H : 2 * H] * c  # f * c
+        c += gates[:H] * gates[3 * H :]  # + i * g
         h = np.tanh(c)
-        h *= gates[:, 2 * H : 3 * H]  # o * tanh(c')
-        h_t = torch.from_numpy(h)
-        return h_t, (h_t, torch.from_numpy(c))
+        h *= gates[2 * H : 3 * H]  # o * tanh(c')
+        return h, (h, c)
 
 
 class GRUInference(_Inference):
@@ -157,21 +156,21 @@ class GRUInference(_Inference):
         self.input_matrix = self._matrix(cell.weight_ih, b_ih, halve=2 * H)  # (I+1, 3H)
         self.hidden_matrix = self._matrix(cell.weight_hh, b_hh, halve=2 * H)  # (H+1, 3H)
 
-    def _numpy_step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+    def vector_step(
+        self, x: np.ndarray, state: tuple[np.ndarray, ...]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         (h,) = state
         H = self.hidden_size
-        h_prev = _array(h)
-        a = self._with_one(_array(x_t)) @ self.input_matrix  # (1, 3H): r, z, n
-        b = self._with_one(h_prev) @ self.hidden_matrix  # (1, 3H)
-        rz = a[:, : 2 * H]
-        rz += b[:, : 2 * H]
+        a = np.dot(self._with_one(x), self.input_matrix)  # (I+1,) -> (3H,): r, z, n
+        b = np.dot(self._with_one(h), self.hidden_matrix)  # (H+1,) -> (3H,)
+        rz = a[: 2 * H]
+        rz += b[: 2 * H]
         np.tanh(rz, out=rz)
         _sigmoid_from_halved(rz)
-        n = b[:, 2 * H :] * rz[:, :H]  # r * (W_hn h + b_hn)
-        n += a[:, 2 * H :]
+        n = b[2 * H :] * rz[:H]  # r * (W_hn h + b_hn)
+        n += a[2 * H :]
         np.tanh(n, out=n)
-        out = h_prev - n
-        out *= rz[:, H:]  # z * (h - n)
+        out = h - n
+        out *= rz[H:]  # z * (h - n)
         out += n
-        h_t = torch.from_numpy(out)
-        return h_t, (h_t,)
+        return out, (out,)

@@ -26,6 +26,7 @@ prime is not part of it, unlike in Hugging Face, whose ``input_ids`` include the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -210,16 +211,48 @@ class BeamOptions:
 # -- samplers -----------------------------------------------------------------------------------
 
 
-def draw(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """One id per row of ``probs`` ``(B, V)``, drawn with those probabilities: ``(B,)``.
+def gumbel_noise(
+    shape: tuple[int, ...],
+    generator: torch.Generator | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    scale: float = 1.0,
+) -> Tensor:
+    """Independent standard Gumbel noise :math:`G = -\\log E`, :math:`E \\sim \\mathrm{Exp}(1)`,
+    times ``scale``, of shape ``shape``.
 
-    The exponential race: with :math:`E_i \\sim \\mathrm{Exp}(1)` independent,
-    :math:`\\arg\\max_i p_i / E_i` is :math:`i` with probability :math:`p_i / \\sum_j p_j`
-    (it is the first of independent exponential clocks of rates :math:`p_i` to ring). Three
-    small kernels, where ``torch.multinomial`` costs several times more per call at batch 1.
+    The Gumbel-max trick: :math:`\\arg\\max_i (s_i + G_i)` is :math:`i` with probability
+    :math:`\\mathrm{softmax}(s)_i`. Dividing the scores by a temperature :math:`T > 0` does not
+    change which is largest once the noise is scaled instead, so
+    :math:`\\arg\\max_i (l_i + T G_i)` draws from :math:`\\mathrm{softmax}(l / T)`: one
+    addition and one ``argmax`` per step, where ``torch.multinomial`` (or a softmax and a draw)
+    costs several kernels.
     """
-    clocks = torch.empty_like(probs).exponential_(generator=generator)  # (B, V)
-    return (probs / clocks.clamp_min_(torch.finfo(clocks.dtype).tiny)).argmax(dim=-1)
+    clocks = torch.empty(shape, dtype=dtype, device=device).exponential_(generator=generator)
+    return clocks.clamp_min_(torch.finfo(dtype).tiny).log_().mul_(-scale)
+
+
+def noise_steps(
+    shape: tuple[int, ...],
+    steps: int,
+    generator: torch.Generator | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    scale: float = 1.0,
+) -> Iterator[Tensor]:
+    """:func:`gumbel_noise` of ``shape`` for each of ``steps`` steps, drawn for many steps at a
+    time (up to ``2**16`` numbers per draw): the draw's cost is shared by the steps it serves."""
+    per_draw = max(1, _NOISE_PER_DRAW // max(1, math.prod(shape)))
+    while steps > 0:
+        count = min(steps, per_draw)
+        block = gumbel_noise((count, *shape), generator, dtype=dtype, device=device, scale=scale)
+        yield from block.unbind(0)  # (count, *shape) -> count x shape
+        steps -= count
+
+
+_NOISE_PER_DRAW = 2**16
 
 
 class GreedySampler(TokenSampler):
@@ -297,26 +330,47 @@ class TemperatureSampler(TokenSampler):
         """Draw the next ids ``(B,)`` from ``logits`` ``(B, V)``. ``seen`` (a ``(B, V)`` mask of
         the ids each row already has) is what the repetition penalty applies to; without it
         there is no penalty."""
-        if seen is None and not self._filtered:  # temperature alone: skip the filters' calls
-            scores = apply_temperature(_at_least_float(logits), self.temperature)
-        else:
-            scores = self.process(logits, seen)
-        return draw(scores.softmax(dim=-1), generator)  # (B, V) -> (B,)
+        scores, scale = self._scores(logits, seen), self._noise_scale(seen)
+        noise = gumbel_noise(
+            scores.shape, generator, dtype=scores.dtype, device=scores.device, scale=scale
+        )
+        return (scores + noise).argmax(dim=-1)  # (B, V) -> (B,)
+
+    def _scores(self, logits: Tensor, seen: Tensor | None) -> Tensor:
+        """The scores to add Gumbel noise to: the logits themselves when the temperature is the
+        only option (it scales the noise instead, see :func:`gumbel_noise`), else
+        :meth:`process`'s."""
+        if seen is None and not self._filtered:
+            return _at_least_float(logits)
+        return self.process(logits, seen)
+
+    def _noise_scale(self, seen: Tensor | None) -> float:
+        """The temperature where :meth:`_scores` leaves it out, else 1."""
+        return self.temperature if seen is None and not self._filtered else 1.0
 
     def steps(
         self, decoder: Decoder, max_new_tokens: int, generator: torch.Generator | None = None
     ) -> Iterator[Tensor]:
-        """As :meth:`TokenSampler.steps`, keeping each sequence's chosen ids for the
-        repetition penalty."""
-        if self.repetition_penalty == 1.0:
-            yield from super().steps(decoder, max_new_tokens, generator)
-            return
-        seen = torch.zeros(decoder.logits.shape, dtype=torch.bool, device=decoder.logits.device)
-        for t in range(max_new_tokens):
-            ids = self.select(decoder.logits, generator, seen)  # (B,)
+        """As :meth:`TokenSampler.steps`, with the noise of many steps drawn at once and each
+        sequence's chosen ids kept for the repetition penalty."""
+        logits = decoder.logits  # (B, V)
+        seen = None
+        if self.repetition_penalty != 1.0:
+            seen = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+        noise = noise_steps(
+            logits.shape,
+            max_new_tokens,
+            generator,
+            dtype=_at_least_float(logits).dtype,
+            device=logits.device,
+            scale=self._noise_scale(seen),
+        )
+        for t, step_noise in enumerate(noise):
+            ids = (self._scores(decoder.logits, seen) + step_noise).argmax(dim=-1)  # (B,)
             yield ids
             if t + 1 < max_new_tokens:  # the last choice is returned, not fed back
-                seen.scatter_(1, ids.unsqueeze(1), True)
+                if seen is not None:
+                    seen.scatter_(1, ids.unsqueeze(1), True)
                 decoder.advance(ids)
                 if getattr(decoder, "all_finished", False):  # every sequence hit a stop string
                     return
