@@ -22,6 +22,9 @@ from charseq.constraints import CompiledConstraints, ConstraintState
 from charseq.interfaces import Sampler, SamplerOutput
 from charseq.model import CharModel, StackState, select
 
+STEPPED_PRIME = 8
+"""The longest prime :meth:`Decoder.from_prime` feeds id by id on the CPU."""
+
 
 class Decoder:
     """The model as a sampler sees it: B sequences, each with its next-token logits.
@@ -60,19 +63,29 @@ class Decoder:
         batch_size: int = 1,
         constraints: CompiledConstraints | None = None,
     ) -> Decoder:
-        """Consume ``prime`` (ids, shape ``(P,)``) in one pass and repeat it ``batch_size`` times.
+        """Consume ``prime`` (ids, shape ``(P,)``) and repeat it ``batch_size`` times.
 
-        With an empty prime the first logits are uniform (zeros), as char-rnn starts.
+        With an empty prime the first logits are uniform (zeros), as char-rnn starts. A prime
+        runs through the model in one pass, or on the CPU, when it is at most
+        ``STEPPED_PRIME`` ids, through the inference step id by id (a whole-sequence call
+        costs about as much as eight steps there before it computes anything).
         """
         device = model.head.weight.device
         state = model.initial_state(batch_size, device=device)
         tracker = constraints.state(batch_size, device) if constraints is not None else None
+        zeros = torch.zeros(batch_size, model.vocab_size, device=device)
+        decoder = cls(model, state, zeros, tracker)
         if prime.numel() == 0:
-            logits = torch.zeros(batch_size, model.vocab_size, device=device)
-            return cls(model, state, logits, tracker)
+            return decoder
         ids = prime.to(device).view(1, -1).expand(batch_size, -1)  # (P,) -> (B, P)
-        logits, state = model(ids, state)  # (B, P, V)
-        return cls(model, state, logits[:, -1], tracker)
+        if device.type == "cpu" and prime.numel() <= STEPPED_PRIME:
+            for column in ids.unbind(1):  # (B,) each
+                logits, state = decoder._step(column, state)
+        else:
+            all_logits, state = model(ids, state)  # (B, P, V)
+            logits = all_logits[:, -1]
+        decoder.state, decoder.logits = state, logits
+        return decoder
 
     @property
     def logits(self) -> Tensor:
@@ -114,7 +127,9 @@ class Decoder:
 
     def advance(self, ids: Tensor) -> None:
         """Feed one id per sequence (shape ``(B,)``); updates :attr:`logits`."""
-        logits, self.state = self._step(ids.view(-1), self.state)  # (B, V)
+        if ids.dim() != 1:
+            ids = ids.view(-1)  # (B, 1) -> (B,)
+        logits, self.state = self._step(ids, self.state)  # (B, V)
         if self.constraints is not None:
             self.constraints.advance(ids)
         self.logits = logits

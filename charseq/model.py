@@ -147,7 +147,7 @@ class _StackInferenceStep:
         for layer_step, layer_arrays in zip(self.steps, arrays, strict=True):
             x, layer_arrays = layer_step.vector_step(x, layer_arrays)  # (H_i,)
             new_arrays.append(layer_arrays)
-        new_state = [tuple(onerow.row(a) for a in layer) for layer in new_arrays]
+        new_state = [tuple([onerow.row(a) for a in layer]) for layer in new_arrays]
         self._last = (tuple(new_state), new_arrays)  # a copy: the list may be changed
         return x, new_state
 
@@ -255,6 +255,8 @@ class _InferenceStep:
         self.weight = head.weight.detach()  # (V, H)
         self.bias = None if head.bias is None else head.bias.detach()  # (V,)
         self.stack_step = stack_step
+        vectors = isinstance(stack_step, _StackInferenceStep) and stack_step.vectors
+        self.vector_call = stack_step.vector_call if vectors else None  # arrays layer to layer
         self.numpy = onerow.numpy_dtype([self.embedding, self.weight, self.bias]) is not None
         if self.numpy:
             self.table = self.embedding.numpy()  # (V, E)
@@ -270,8 +272,8 @@ class _InferenceStep:
         if not 0 <= index < len(self.table):
             raise IndexError(f"token id {index} is out of range for {len(self.table)} ids")
         x = self.table[index]  # (E,)
-        if isinstance(self.stack_step, _StackInferenceStep) and self.stack_step.vectors:
-            h, state = self.stack_step.vector_call(x, state)  # (H,)
+        if self.vector_call is not None:
+            h, state = self.vector_call(x, state)  # (H,)
         else:
             h_t, state = self.stack_step(onerow.row(x), state)  # (1, E) -> (1, H)
             h = onerow.vector(h_t)

@@ -28,3 +28,26 @@ def forward_calls(model) -> Iterator[list]:
         yield calls
     finally:
         del model.forward
+
+
+@contextmanager
+def step_calls(model) -> Iterator[list]:
+    """Record the ids' shape of every call of the steps ``model.inference_step()`` builds inside
+    the block (one per character generation advances)."""
+    calls = []
+    original = model.inference_step
+
+    def counting_inference_step():
+        step = original()
+
+        def counting(ids, state):
+            calls.append(ids.shape)
+            return step(ids, state)
+
+        return counting
+
+    model.inference_step = counting_inference_step
+    try:
+        yield calls
+    finally:
+        del model.inference_step

@@ -10,9 +10,9 @@ import torch
 from charseq import Pipeline
 from charseq.builtins.tokenizers import UnknownCharacterError
 from charseq.constraints import GenerationError
-from charseq.generate import Decoder, generate_ids
+from charseq.generate import STEPPED_PRIME, Decoder, generate_ids
 from charseq.pipeline import MAX_NEW_TOKENS
-from tests._helpers import SMALL, TEXT, forward_calls
+from tests._helpers import SMALL, TEXT, forward_calls, step_calls
 
 SAMPLERS = ["greedy", {"name": "temperature", "temperature": 1.5}, {"name": "beam", "num_beams": 3}]
 
@@ -88,9 +88,27 @@ def test_a_byte_tokenizer_streams_whole_characters():
 
 
 def test_a_long_prime_is_consumed_in_one_fused_pass(pipe):
-    with forward_calls(pipe.model) as calls:
+    with forward_calls(pipe.model) as calls, step_calls(pipe.model) as steps:
         pipe.generate(TEXT[:500], 3, sampler="greedy")
-    assert calls[0] == (1, 500) and all(shape[1] == 1 for shape in calls[1:])
+    assert calls == [(1, 500)] and steps == [(1,), (1,)]
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("length", [1, STEPPED_PRIME, STEPPED_PRIME + 1])
+def test_a_short_prime_is_stepped_and_starts_where_one_pass_does(pipe, length, batch):
+    """On the CPU a prime of at most STEPPED_PRIME ids goes through the inference step id by
+    id; the logits and state it leaves equal one pass of the model."""
+    prime = torch.tensor(pipe.tokenizer.encode(TEXT[:length]))
+    model = pipe.model.eval()
+    with torch.no_grad():
+        with forward_calls(model) as calls, step_calls(model) as steps:
+            decoder = Decoder.from_prime(model, prime, batch)
+        logits, state = model(prime.view(1, -1).expand(batch, -1))
+    stepped = length <= STEPPED_PRIME
+    assert calls == ([] if stepped else [(batch, length)])
+    assert steps == ([(batch,)] * length if stepped else [])
+    torch.testing.assert_close(decoder.logits, logits[:, -1])
+    torch.testing.assert_close(decoder.state, state)
 
 
 def test_unknown_prime_characters_are_named_with_their_positions_and_remedies(pipe):

@@ -255,6 +255,15 @@ def noise_steps(
 _NOISE_PER_DRAW = 2**16
 
 
+def gumbel_max(scores: Tensor, noise: Tensor) -> Tensor:
+    """``argmax(scores + noise)`` of each row ``(B, V)``: ids ``(B,)``. One row on the CPU is
+    added and searched in numpy (:mod:`charseq.onerow`: a torch operation costs more there);
+    the sums, and so the ids, are the same."""
+    if scores.shape[0] == 1 and scores.device.type == "cpu" and not scores.requires_grad:
+        return torch.from_numpy((scores.numpy() + noise.numpy()).argmax(axis=-1))  # (1,)
+    return (scores + noise).argmax(dim=-1)
+
+
 class GreedySampler(TokenSampler):
     """Always the most likely next id (the lowest such id on a tie)."""
 
@@ -365,15 +374,17 @@ class TemperatureSampler(TokenSampler):
             device=logits.device,
             scale=self._noise_scale(seen),
         )
+        last = max_new_tokens - 1
         for t, step_noise in enumerate(noise):
-            ids = (self._scores(decoder.logits, seen) + step_noise).argmax(dim=-1)  # (B,)
+            ids = gumbel_max(self._scores(decoder.logits, seen), step_noise)  # (B,)
             yield ids
-            if t + 1 < max_new_tokens:  # the last choice is returned, not fed back
-                if seen is not None:
-                    seen.scatter_(1, ids.unsqueeze(1), True)
-                decoder.advance(ids)
-                if getattr(decoder, "all_finished", False):  # every sequence hit a stop string
-                    return
+            if t == last:  # the last choice is returned, not fed back
+                return
+            if seen is not None:
+                seen.scatter_(1, ids.unsqueeze(1), True)
+            decoder.advance(ids)
+            if getattr(decoder, "all_finished", False):  # every sequence hit a stop string
+                return
 
     def __repr__(self) -> str:
         return (
