@@ -278,7 +278,10 @@ class TemperatureSampler(TokenSampler):
     """Draw each next id from the softmax of the processed logits (char-rnn's sampling).
 
     The options are applied in :data:`PROCESSOR_ORDER`: repetition penalty, temperature, top-k,
-    top-p, min-p (see :func:`process_logits`).
+    top-p, min-p (see :func:`process_logits`). Each id is drawn by the Gumbel-max trick
+    (:func:`gumbel_noise`): the argmax of the scores plus Gumbel noise, the noise of many steps
+    drawn from ``generator`` at once (:func:`noise_steps`); with the temperature as the only
+    option it scales the noise and the logits are used as they are.
 
     Args:
         temperature: divides the logits (> 0).
