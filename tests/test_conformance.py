@@ -196,9 +196,52 @@ class InferenceForgetsBias(ElmanCell):
         return step
 
 
+class VectorElman:
+    """An Elman inference step with a numpy ``vector_step`` (a stack runs it on arrays); the
+    tensor call is the cell's own step, so only ``vector_step`` can be wrong."""
+
+    def __init__(self, cell, *, bias=True, in_place=False):
+        self.step = cell.step
+        self.w_ih, self.w_hh = cell.weight_ih.detach().numpy(), cell.weight_hh.detach().numpy()
+        self.b = cell.bias.detach().numpy() if bias else 0.0
+        self.in_place = in_place
+
+    def __call__(self, x_t, state):
+        return self.step(x_t, state)
+
+    def vector_step(self, x, state):
+        (h,) = state
+        z = self.w_ih @ x + self.b + self.w_hh @ h
+        out = np.tanh(z, out=h) if self.in_place else np.tanh(z)
+        return out, (out,)
+
+
+class VectorStepForgetsBias(ElmanCell):
+    def inference_step(self):
+        return VectorElman(self, bias=False)
+
+
+class VectorStepWritesIntoState(ElmanCell):
+    """Right values, but written into the state array it was given (which the previous
+    state's tensors share)."""
+
+    def inference_step(self):
+        return VectorElman(self, in_place=True)
+
+
+def test_a_right_vector_step_passes_the_inference_check():
+    class Right(ElmanCell):
+        def inference_step(self):
+            return VectorElman(self)
+
+    check_inference_step_matches_step(Right)
+
+
 @pytest.mark.parametrize(
     ("cell", "check", "message"),
     [
+        (VectorStepForgetsBias, check_inference_step_matches_step, "differs from step's"),
+        (VectorStepWritesIntoState, check_inference_step_matches_step, "wrote into the arrays"),
         (FusedDisagrees, check_fused_matches_step, "differ from the step loop"),
         (LeaksAcrossRows, check_batch_independence, "run alone"),
         (RemembersBetweenCalls, check_detach_state, "reached the first chunk"),

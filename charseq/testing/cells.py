@@ -15,15 +15,18 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor, nn
 from torch.autograd.gradcheck import GradcheckError
 
+from charseq import onerow
 from charseq.interfaces import Cell, State
 from charseq.loop import detach_state, unroll
 from charseq.model import CellStack
+from charseq.onerow import VectorStep
 from charseq.testing._base import (
     CheckError,
     CheckSkipped,
@@ -431,7 +434,10 @@ def check_inference_step_matches_step(subject: Subject) -> None:
 
     Over drawn sizes and at batch size 1 (what generating one text runs), from a random state,
     in float32 and float64, in eval mode and without gradients: each of several steps' outputs
-    and states, the function built once and fed its own states back step after step.
+    and states, the function built once and fed its own states back step after step. When it
+    also has a ``vector_step`` (:class:`charseq.onerow.VectorStep`, which a stack runs on
+    arrays), that is held to ``step`` for one row the same way, and must leave the arrays it is
+    given as they were (the previous state's tensors share their memory).
     """
     fix = (
         "inference_step() must return a function computing what step(x_t, state) computes "
@@ -460,8 +466,36 @@ def check_inference_step_matches_step(subject: Subject) -> None:
                     assert_close(
                         list(state), list(expected[t][1]), f"{what}: state differs from step's", fix
                     )
+                if batch == 1 and isinstance(fast, VectorStep):
+                    _check_vector_step(fast, x[0], start, expected, dtype)
 
     _for_drawn(test)
+
+
+def _check_vector_step(
+    fast: VectorStep, x: Tensor, start: State, expected: list[tuple[Tensor, State]], dtype: Any
+) -> None:
+    """``fast.vector_step`` over the rows ``x`` ``(T, I)`` from ``start`` (one row) gives the
+    ``expected`` outputs and states, and never writes into its inputs."""
+    fix = (
+        "vector_step(x, state) must compute what step computes for one row, on 1-D arrays, "
+        "returning new arrays (never writing into x or the state's arrays)."
+    )
+    state = tuple(onerow.vector(s) for s in start)
+    for t, x_t in enumerate(x.unbind(0)):
+        given = (x_t.numpy(), *state)
+        kept = [a.copy() for a in given]
+        h, state = fast.vector_step(given[0], tuple(given[1:]))
+        what = f"vector_step, {dtype}, step {t + 1} of {x.shape[0]}"
+        require(
+            all(np.array_equal(a, b) for a, b in zip(given, kept, strict=True)),
+            f"{what}: it wrote into the arrays it was given",
+            fix,
+        )
+        got = [onerow.row(np.asarray(a)) for a in (h, *state)]
+        want = [expected[t][0], *expected[t][1]]
+        require(len(got) == len(want), f"{what}: {len(got) - 1} state arrays, not {len(want) - 1}")
+        assert_close(got, want, f"{what}: output or state differs from step's", fix)
 
 
 @register_check("cell")
