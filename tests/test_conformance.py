@@ -28,6 +28,7 @@ from charseq.testing import (
     check_beam_length_penalty,
     check_beam_scores,
     check_cell_api,
+    check_compiled_matches_step,
     check_component,
     check_decode_encode_round_trip,
     check_detach_state,
@@ -229,6 +230,16 @@ class VectorStepWritesIntoState(ElmanCell):
         return VectorElman(self, in_place=True)
 
 
+class CompiledDiffers(ElmanCell):
+    """A step that takes another (wrong) branch when torch.compile traces it."""
+
+    def step(self, x_t, state):
+        h, state = super().step(x_t, state)
+        if torch.compiler.is_compiling():
+            h = h * 0.5
+        return h, (h,)
+
+
 def test_a_right_vector_step_passes_the_inference_check():
     class Right(ElmanCell):
         def inference_step(self):
@@ -243,6 +254,7 @@ def test_a_right_vector_step_passes_the_inference_check():
         (VectorStepForgetsBias, check_inference_step_matches_step, "differs from step's"),
         (VectorStepWritesIntoState, check_inference_step_matches_step, "wrote into the arrays"),
         (FusedDisagrees, check_fused_matches_step, "differ from the step loop"),
+        (CompiledDiffers, check_compiled_matches_step, "compiled outputs differ"),
         (LeaksAcrossRows, check_batch_independence, "run alone"),
         (RemembersBetweenCalls, check_detach_state, "reached the first chunk"),
         (DetachesAWeight, check_gradcheck, "finite differences"),

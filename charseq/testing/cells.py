@@ -428,6 +428,74 @@ def check_fused_stack_matches_layers(subject: Subject) -> None:
     drawn()
 
 
+@register_check("cell")
+def check_compiled_matches_step(subject: Subject) -> None:
+    """The layers as ``train.compile`` compiles them compute what they compute eagerly.
+
+    ``train.compile`` runs ``torch.compile`` (``dynamic=False``) on the model's forward pass
+    when its stack has no fused kernel: a cell that writes only ``step`` (or a single-layer
+    ``forward``). Here a 2-layer float64 :class:`~charseq.model.CellStack` of the cell, in
+    training mode from a random state, is compiled that way with the ``aot_eager`` backend (the
+    graph capture and autograd tracing inductor gets, without a C++ compiler or minutes of code
+    generation) and compared with the eager stack: outputs, final states and gradients. Skipped
+    for classes with a ``forward_stack``, which the trainer leaves uncompiled.
+    """
+    if subject.tags.get("fused_stack"):
+        raise CheckSkipped(
+            f"{subject.label} has a fused multi-layer kernel (forward_stack), which "
+            "train.compile leaves as it is"
+        )
+    fix = (
+        "step must compute the same when torch.compile traces it: nothing that depends on "
+        "torch.compiler.is_compiling(), no Python state on the module that changes between "
+        "calls; or leave train.compile off for this cell."
+    )
+    cells = [_make(subject, 3, 4, F64, 0), _make(subject, 4, 4, F64, 1)]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, 3, dtype=F64, generator=gen)
+    state = [_random_state(cell, 2, F64, gen) for cell in cells]
+    params = [p for cell in cells for p in cell.parameters()]
+    stack = CellStack(cells).train()
+    graphs: list[Any] = []
+
+    from torch._dynamo.backends.debugging import aot_eager  # imports torch's compiler: here only
+
+    def backend(graph: Any, example_inputs: Any) -> Any:
+        graphs.append(graph)  # proof that torch.compile traced it, not fell back to eager
+        return aot_eager(graph, example_inputs)
+
+    compiled = torch.compile(stack, backend=backend, dynamic=False)
+    results = []
+    for run, what in ((stack, "eager"), (compiled, "compiled")):
+        x_leaf, *flat = _leaves([x, *(s for layer in state for s in layer)])
+        state_in, i = [], 0
+        for layer in state:
+            state_in.append(_split_state(layer, flat[i : i + len(layer)]))
+            i += len(layer)
+        try:
+            with torch._dynamo.config.patch(recompile_limit=1_000):
+                out, final = run(x_leaf, state_in)
+        except Exception as error:
+            if what == "eager":
+                raise
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise CheckError(
+                f"torch.compile could not run a 2-layer stack of the cell: "
+                f"{type(error).__name__}: {first_line}",
+                fix,
+            ) from error
+        flat_final = [s for layer in final for s in layer]
+        loss = _loss(out, flat_final, torch.Generator().manual_seed(0))
+        results.append(
+            (out.detach(), [s.detach() for s in flat_final], _grads(loss, [x_leaf, *flat, *params]))
+        )
+    require(bool(graphs), "torch.compile traced no graph of the stack", fix)
+    (out_e, state_e, grads_e), (out_c, state_c, grads_c) = results
+    assert_close(out_c, out_e, "compiled outputs differ from the eager step loop's", fix)
+    assert_close(state_c, state_e, "compiled final states differ from the eager step loop's", fix)
+    assert_close(grads_c, grads_e, "compiled gradients differ from the eager step loop's", fix)
+
+
 @register_check("cell", requires=("inference_step",))
 def check_inference_step_matches_step(subject: Subject) -> None:
     """The cell's ``inference_step()`` (what generation runs) equals its ``step``.
