@@ -405,6 +405,20 @@ def test_model_inference_step_returns_new_tensors_and_checks_ids():
                 fast(torch.tensor([bad]), state)
 
 
+def test_model_inference_step_in_float64():
+    torch.manual_seed(0)
+    model = CharModel(7, 5, [LSTMCell(5, 6), GRUCell(6, 6)]).double().eval()
+    fast, state, expected = model.inference_step(), model.initial_state(1), model.initial_state(1)
+    with torch.no_grad():
+        for token in (3, 1, 4):
+            ids = torch.tensor([token])
+            got, state = fast(ids, state)
+            want, expected = model.step(ids, expected)
+            assert got.dtype == torch.float64
+            torch.testing.assert_close(got, want)
+            torch.testing.assert_close(state, expected)
+
+
 def test_model_inference_step_without_a_head_bias():
     torch.manual_seed(0)
     model = CharModel(7, 5, [GRUCell(5, 6)]).eval()
