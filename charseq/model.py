@@ -271,11 +271,12 @@ class _InferenceStep:
         index = int(ids)
         if not 0 <= index < len(self.table):
             raise IndexError(f"token id {index} is out of range for {len(self.table)} ids")
-        x = self.table[index]  # (E,)
+        x = self.table[index]  # (E,), a view of the embedding (vector steps only read it)
         if self.vector_call is not None:
             h, state = self.vector_call(x, state)  # (H,)
         else:
-            h_t, state = self.stack_step(onerow.row(x), state)  # (1, E) -> (1, H)
+            # a copy: a layer's torch step may write into its input, which is not the table's
+            h_t, state = self.stack_step(onerow.row(x.copy()), state)  # (1, E) -> (1, H)
             h = onerow.vector(h_t)
         logits = np.dot(h, self.weight_t)  # (H,) -> (V,)
         if self.bias_array is not None:

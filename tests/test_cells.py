@@ -405,6 +405,26 @@ def test_model_inference_step_returns_new_tensors_and_checks_ids():
                 fast(torch.tensor([bad]), state)
 
 
+def test_a_layer_writing_into_its_input_leaves_the_embedding_alone():
+    """One row's embedding is a numpy lookup; a torch step gets a copy, not the table's row."""
+
+    class Scribbles(RNNCell):
+        def inference_step(self):
+            def step(x_t, state):
+                out = self.step(x_t, state)
+                x_t.zero_()  # bad manners, but the embedding must not change
+                return out
+
+            return step
+
+    torch.manual_seed(0)
+    model = CharModel(7, 5, [Scribbles(5, 6)]).eval()
+    before = model.embedding.weight.detach().clone()
+    with torch.no_grad():
+        model.inference_step()(torch.tensor([3]), model.initial_state(1))
+    assert torch.equal(model.embedding.weight, before)
+
+
 def test_model_inference_step_in_float64():
     torch.manual_seed(0)
     model = CharModel(7, 5, [LSTMCell(5, 6), GRUCell(6, 6)]).double().eval()
