@@ -3,6 +3,7 @@ time budgets, schedules, callbacks and signals."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 from charseq import Callback, Pipeline, PipelineSpec
-from charseq.callbacks import MetricsLog, SampleEvery
+from charseq.callbacks import MetricsLog, ProgressBar, SampleEvery
 from charseq.corpus import split_ids
 from charseq.errors import CharseqError
 from charseq.schedules import lr_factor
@@ -293,6 +294,12 @@ def test_compile_applies_to_step_loops_only(cell, compiled):
     assert (trainer.forward is not pipe.model) == compiled
     if compiled:
         assert isinstance(trainer.forward, torch._dynamo.eval_frame.OptimizedModule)
+    # the progress bar says why the first step takes long, only when it will
+    out = io.StringIO()
+    bar = ProgressBar(file=out)
+    bar.on_fit_start(trainer)
+    bar.on_fit_end(trainer, 0, "done")
+    assert ("train.compile: the first step compiles" in out.getvalue()) == compiled
 
 
 def test_a_callback_can_stop_training_with_its_own_reason():
