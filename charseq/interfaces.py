@@ -130,8 +130,11 @@ class Cell(nn.Module, abc.ABC):
         ``torch.no_grad()`` once per character while the weights stay as they are, so it may
         hold a snapshot of them in whatever layout is fastest. The default is :meth:`step`
         itself; the built-in cells return one that runs a single row in numpy on the CPU (see
-        :mod:`charseq.builtins.inference`). It must agree with :meth:`step` to float rounding
-        (``charseq.testing`` checks it).
+        :mod:`charseq.builtins.inference`). The object returned may also have a ``vector_step``
+        (:class:`charseq.onerow.VectorStep`): one row on 1-D numpy arrays, which a stack runs
+        without tensors between its layers (the how-to "Make generation fast for your cell"
+        writes one). It must agree with :meth:`step` to float rounding (``charseq.testing``
+        checks it).
         """
         return self.step
 
