@@ -3,9 +3,10 @@
 Generating one text advances one row by one step per character. At that size a torch operation
 costs its dispatch more than its arithmetic (2-5 us on a CPU in a tight loop, two to three
 times that between other work, as in a decoding loop), and numpy's about 1 us; numpy's
-matrix-vector product on 1-D arrays is also faster than torch's one-row matrix product. So on the CPU :meth:`CharModel.inference_step
-<charseq.model.CharModel.inference_step>` looks up the embedding and applies the head in numpy
-for one row, and the built-in cells step in numpy (:mod:`charseq.builtins.inference`).
+matrix-vector product on 1-D arrays is also faster than torch's one-row matrix product. So on
+the CPU :meth:`CharModel.inference_step <charseq.model.CharModel.inference_step>` looks up the
+embedding and applies the head in numpy for one row, and the built-in cells step in numpy
+(:mod:`charseq.builtins.inference`).
 
 A cell's inference step that also has a :class:`VectorStep`'s ``vector_step`` takes one row as
 1-D arrays. When every layer's has one, the stack passes arrays from layer to layer and turns
