@@ -346,19 +346,23 @@ class TemperatureSampler(TokenSampler):
         noise = gumbel_noise(
             scores.shape, generator, dtype=scores.dtype, device=scores.device, scale=scale
         )
-        return (scores + noise).argmax(dim=-1)  # (B, V) -> (B,)
+        return gumbel_max(scores, noise)  # (B, V) -> (B,)
+
+    def _folds_temperature(self, seen: Tensor | None) -> bool:
+        """Whether the temperature is the only option in play, so it scales the noise instead
+        of the logits (see :func:`gumbel_noise`) and the filters are skipped."""
+        return seen is None and not self._filtered
 
     def _scores(self, logits: Tensor, seen: Tensor | None) -> Tensor:
-        """The scores to add Gumbel noise to: the logits themselves when the temperature is the
-        only option (it scales the noise instead, see :func:`gumbel_noise`), else
-        :meth:`process`'s."""
-        if seen is None and not self._filtered:
+        """The scores to add Gumbel noise to: the logits themselves where the temperature is
+        folded into the noise, else :meth:`process`'s."""
+        if self._folds_temperature(seen):
             return _at_least_float(logits)
         return self.process(logits, seen)
 
     def _noise_scale(self, seen: Tensor | None) -> float:
         """The temperature where :meth:`_scores` leaves it out, else 1."""
-        return self.temperature if seen is None and not self._filtered else 1.0
+        return self.temperature if self._folds_temperature(seen) else 1.0
 
     def steps(
         self, decoder: Decoder, max_new_tokens: int, generator: torch.Generator | None = None
