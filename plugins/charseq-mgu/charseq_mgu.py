@@ -22,9 +22,9 @@ class MGUCell(charseq.Cell):
     r"""A Minimal Gated Unit: one forget gate does the work of the GRU's two.
 
     .. math::
-        f_t = \sigma(W_f x_t + U_f h + b_f), \quad
-        \tilde h = \tanh(W_h x_t + U_h (f_t \odot h) + b_h), \quad
-        h_t = (1 - f_t) \odot h + f_t \odot \tilde h
+        f_t = \sigma(W_f x_t + U_f h_{t-1} + b_f), \quad
+        \tilde h_t = \tanh(W_h x_t + U_h (f_t \odot h_{t-1}) + b_h), \quad
+        h_t = (1 - f_t) \odot h_{t-1} + f_t \odot \tilde h_t
 
     Args:
         input_size: features in the input :math:`x_t`.
