@@ -45,7 +45,7 @@ class ProgressBar(Callback):
     def __init__(self, file: TextIO | None = None) -> None:
         self.file = file
         self.bar: Any = None
-        self.val_bpc = float("nan")
+        self.postfix = {"loss": "-", "val_bpc": "-", "best": "-", "chars_s": "-"}
 
     def on_fit_start(self, trainer: Trainer) -> None:
         from tqdm.auto import tqdm
@@ -67,15 +67,14 @@ class ProgressBar(Callback):
 
     def on_step_end(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
         self.bar.update(1)
-        self.bar.set_postfix(
-            loss=f"{metrics['loss']:.3f}",
-            val_bpc=f"{self.val_bpc:.3f}",
-            chars_s=f"{metrics['chars_per_s']:.0f}",
-            refresh=False,
-        )
+        self.postfix.update(loss=f"{metrics['loss']:.3f}", chars_s=f"{metrics['chars_per_s']:.0f}")
+        self.bar.set_postfix(self.postfix, refresh=False)
 
     def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
-        self.val_bpc = metrics["val_bpc"]
+        self.postfix.update(
+            val_bpc=f"{metrics['val_bpc']:.3f}", best=f"{metrics['best_val_bpc']:.3f}"
+        )
+        self.bar.set_postfix(self.postfix)  # shown now: the run may end with this evaluation
 
     def on_divergence(self, trainer: Trainer, step: int, message: str) -> None:
         self.bar.write(message, file=self.file or sys.stderr)

@@ -538,6 +538,43 @@ def resolve_checkpoint(path: str | Path) -> Path:
     )
 
 
+def prepare_run_dir(
+    out: Path,
+    overwrite: bool,
+    *,
+    argument: str = "out",
+    resume: str = "Pipeline.resume",
+    replace: str = "overwrite=True",
+) -> None:
+    """Make ``out`` ready for a new run, before any work: new or empty, or (with ``overwrite``)
+    a charseq run, which is deleted. Anything else is refused, so no run is mixed into another.
+
+    ``argument``, ``resume`` and ``replace`` name the ways out in the caller's terms (the
+    command line's ``--out``, ``--resume``, ``--overwrite``).
+    """
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"{argument} {out} is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise CheckpointError(
+                f"{argument} {out} already holds a run; continue it with {resume}, replace it "
+                f"with {replace}, or choose another {argument}"
+            )
+        if not (out / LATEST_FILE).is_file():
+            raise CheckpointError(
+                f"{argument} {out} is not empty and is not a charseq run; refusing to replace it"
+            )
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        reason = error.strerror or error
+        raise CheckpointError(f"cannot write to {argument} {out}: {reason}") from None
+
+
 # -- atomic file-system helpers ---------------------------------------------------------------
 
 

@@ -291,7 +291,8 @@ def _search_directory(directory: Path, globs: tuple[str, ...], codec: str) -> li
         detail = f" ({skipped})" if binary else ""
         raise NoTextFilesError(
             f"{directory}: no text files matching {wanted}{detail}; hidden files and "
-            "directories are skipped. Pass a different --include glob or another path."
+            "directories are skipped. Pass other include globs (include=... in Python, --include "
+            "on the command line) or another path."
         )
     return text_files
 
@@ -477,7 +478,8 @@ def _decode(
         raise SourceNotFoundError(f"{name}: no such file or directory") from None
     except IsADirectoryError:
         raise CorpusError(
-            f"{name}: is a directory; expand it with find_sources (or pass --data DIR)"
+            f"{name}: is a directory; pass it as files=... (or --data on the command line), "
+            "which searches directories, or expand it with find_sources"
         ) from None
     except OSError as error:
         raise CorpusError(f"{name}: cannot read: {error.strerror or error}") from None
@@ -505,8 +507,9 @@ def _decode_stream(
             if nul >= 0:
                 raise BinaryFileError(
                     f"{name}: looks like a binary file, not text (a NUL byte at byte offset "
-                    f"{offset + nul}). If it is text in another encoding, pass --encoding "
-                    "(e.g. --encoding utf-16); to train on raw bytes, use the 'byte' tokenizer.",
+                    f"{offset + nul}). If it is text in another encoding, pass it (e.g. "
+                    "encoding='utf-16' in Python, --encoding utf-16 on the command line); to "
+                    "train on raw bytes, use the 'byte' tokenizer.",
                     name,
                     offset + nul,
                 )
@@ -531,8 +534,9 @@ def _decode_error(
     bad = bytes(error.object[error.start : min(error.end, error.start + 4)])
     message = (
         f"{name}: not valid {codec} text at byte offset {offset} (byte(s) {bad.hex(' ')}: "
-        f"{error.reason}). Pass the file's encoding with --encoding (e.g. --encoding latin-1 or "
-        "cp1252), or use the 'byte' tokenizer, which takes any bytes."
+        f"{error.reason}). Pass the file's encoding (e.g. encoding='latin-1' or 'cp1252' in "
+        "Python, --encoding latin-1 on the command line), or use the 'byte' tokenizer, which "
+        "takes any bytes."
     )
     return CorpusDecodeError(message, name, offset, codec)
 

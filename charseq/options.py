@@ -70,6 +70,8 @@ class _Range:
             for item in value:
                 self(instance, attribute, item)
             return
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise OptionError(attribute.name, f"must be a number, got {_describe(value)}")
         if isinstance(value, float) and math.isnan(value):
             raise OptionError(attribute.name, "must be a number, got nan")
         if self.low is not None and (value <= self.low if self.low_exclusive else value < self.low):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy as copy_module
 import hashlib
+import shutil
 import tempfile
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,7 +24,10 @@ from charseq import __version__
 from charseq.batches import evaluate_ids
 from charseq.callbacks import Callback
 from charseq.checkpoint import (
+    LATEST_FILE,
+    MANIFEST_FILE,
     CheckpointError,
+    prepare_run_dir,
     read_manifest,
     read_tensors,
     resolve_checkpoint,
@@ -72,7 +76,7 @@ class Pipeline:
         self.tokenizer = tokenizer
         self.model = model
         self.registry = get_registry() if registry is None else registry
-        self.device = torch.device(device) if device is not None else _default_device()
+        self.device = _checked_device(device) if device is not None else _default_device()
         self.step = 0
         self.result: Any = None
         # The Unicode normalisation ("NFC", "NFKC") the training corpus was read with, if any;
@@ -145,6 +149,7 @@ class Pipeline:
         encoding: str = "utf-8",
         normalize: str | None = None,
         out: str | Path | None = None,
+        overwrite: bool = False,
         steps: int | None = None,
         callbacks: Sequence[Callback] = (),
         handle_signals: bool = False,
@@ -158,6 +163,10 @@ class Pipeline:
         corpus larger than memory trains in bounded memory. A fresh run seeds torch's global
         random generator with ``train.seed`` (dropout draws from it).
 
+        A fit that fails before training starts leaves the pipeline as it was (a fresh one gets
+        its unfitted tokenizer back), and a run directory it created holds nothing until the
+        first checkpoint: a failed start leaves no run behind.
+
         Args:
             text: the corpus as a string (for files, use ``files``).
             files: corpus files or directories.
@@ -166,32 +175,60 @@ class Pipeline:
             normalize: ``None``, or ``"NFC"`` or ``"NFKC"`` to normalise the text of ``files``.
             out: run directory for checkpoints (``step-XXXXXXXX/``, ``best/``, ``latest.json``),
                 ``metrics.jsonl`` (unless a callback is a ``MetricsLog``) and the cache;
-                nothing is written if ``None``.
-            steps: optimizer steps to reach (default: the spec's ``train.steps``).
+                nothing is written if ``None``. It must be new or empty: a directory holding a
+                run is continued with :meth:`resume`, or replaced with ``overwrite``.
+            overwrite: delete the run in ``out`` first (only a charseq run is ever deleted).
+            steps: optimizer steps to reach. It becomes the spec's ``train.steps`` (checkpoints
+                record it), so a later ``fit`` goes on from :attr:`step` towards it.
             callbacks: :class:`~charseq.callbacks.Callback` objects told of progress.
             handle_signals: let Ctrl-C / SIGTERM stop training with a checkpoint.
         """
         from charseq.train import Trainer, check_precision
 
+        spec = self.spec
         if steps is not None:
-            self.spec = self.spec.override({"train.steps": steps}, self.registry)
-        check_precision(self.spec, self.device)  # before reading any corpus
+            spec = spec.override({"train.steps": steps}, self.registry)
+        check_precision(spec, self.device)  # before reading any corpus
+        run_dir = None if out is None else Path(out)
+        created = run_dir is not None and not run_dir.exists()
+        if run_dir is not None:
+            prepare_run_dir(run_dir, overwrite)
+        before = (self.spec, self.model, self.tokenizer.is_fitted)
+        self.spec = spec
         with ExitStack() as stack:
-            cache = Path(out) / "cache" if out else Path(stack.enter_context(_tempdir()))
-            _, splits, corpus = self._corpus(text, files, include, encoding, normalize, cache)
-            if self.model is None:
-                torch.manual_seed(self.spec.train.seed)
-                self.model = self.build_model()
-            trainer = Trainer(
-                self,
-                splits,
-                out_dir=out,
-                callbacks=callbacks,
-                corpus=corpus,
-                handle_signals=handle_signals,
-            )
-            self.result = trainer.run()
+            started = False
+            try:
+                cache = run_dir / "cache" if run_dir else Path(stack.enter_context(_tempdir()))
+                _, splits, corpus = self._corpus(text, files, include, encoding, normalize, cache)
+                if self.model is None:
+                    torch.manual_seed(spec.train.seed)
+                    self.model = self.build_model()
+                trainer = Trainer(
+                    self,
+                    splits,
+                    out_dir=run_dir,
+                    callbacks=callbacks,
+                    corpus=corpus,
+                    handle_signals=handle_signals,
+                )
+                started = True
+                self.result = trainer.run()
+            except BaseException as error:
+                if run_dir is not None and not (run_dir / LATEST_FILE).exists():
+                    _clear_run_dir(run_dir, remove=created)  # no checkpoint: no run
+                if not started:
+                    self._undo_start(before, error)
+                raise
         return self
+
+    def _undo_start(self, before: tuple[PipelineSpec, Any, bool], error: BaseException) -> None:
+        """Leave the pipeline as it was before a fit that failed to start; say so when the
+        corpus did not fit a vocabulary fixed earlier."""
+        self.spec, self.model, fitted = before
+        if not fitted:  # the tokenizer was fitted on this corpus in place: a fresh one instead
+            self.tokenizer = _build(self.registry, "tokenizer", self.spec.tokenizer)
+        elif isinstance(error, CharseqError) and hasattr(error, "unknown"):
+            error.args = (_FIXED_VOCABULARY + str(error),)  # an UnknownCharacterError
 
     @classmethod
     def resume(
@@ -302,10 +339,12 @@ class Pipeline:
         recorded = manifest.get("corpus", {})
         if text is None and files is None:
             if recorded.get("kind") != "files":
-                raise CheckpointError(
-                    f"{path} was trained on text given in memory, not on files it can name: "
-                    "pass the text (or --data)"
+                what = (
+                    "was trained on text given in memory, not on files it can name"
+                    if recorded.get("kind") == "text"
+                    else "records no corpus (a weights-only export, written by Pipeline.save)"
                 )
+                raise CheckpointError(f"{path} {what}: {_GIVE_CORPUS}")
             files = recorded["sources"]
         ids, splits, info = self._corpus(
             text,
@@ -436,11 +475,12 @@ class Pipeline:
     ) -> Generation:
         """Check a generation request and prepare it, before any generation."""
         model = self._require_model()
-        if (
-            isinstance(max_new_tokens, bool)
-            or not isinstance(max_new_tokens, int)
-            or not 0 <= max_new_tokens <= MAX_NEW_TOKENS
-        ):
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+            raise GenerationError(
+                f"max_new_tokens must be an int, got {type(max_new_tokens).__name__} "
+                f"{max_new_tokens!r}"
+            )
+        if not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
             raise GenerationError(
                 f"max_new_tokens must be in [0, {MAX_NEW_TOKENS}] (MAX_NEW_TOKENS, a guard "
                 f"against a mistyped length), got {max_new_tokens!r}"
@@ -487,6 +527,11 @@ class Pipeline:
             return sampler
         if sampler is None:
             return _build(self.registry, "sampler", self.spec.sampler)
+        if not isinstance(sampler, str | Mapping):
+            raise GenerationError(
+                f"sampler must be a name, a table with a name and options, or a Sampler, got "
+                f"{type(sampler).__name__} {sampler!r}"
+            )
         section = {"name": sampler} if isinstance(sampler, str) else dict(sampler)
         spec = PipelineSpec.from_dict({"sampler": section}, self.registry).sampler
         return _build(self.registry, "sampler", spec)
@@ -543,9 +588,15 @@ class Pipeline:
         """Write a checkpoint directory (safetensors weights + JSON manifest), atomically.
 
         It holds weights only: enough to sample and evaluate. Training runs
-        (:meth:`fit` with ``out``) write checkpoints that also resume exactly.
+        (:meth:`fit` with ``out``) write checkpoints that also resume exactly; ``save`` never
+        replaces one of those (an earlier ``save`` it does replace).
         """
         model = self._require_model()
+        if _resumable(Path(directory)):
+            raise CheckpointError(
+                f"{directory} is a training checkpoint (it resumes a run); save writes weights "
+                "only and would replace it: save to another directory"
+            )
         return write_checkpoint(directory, {"model": model.state_dict()}, self.manifest())
 
     @classmethod
@@ -578,7 +629,7 @@ class Pipeline:
         pipe.model = model
         pipe.step = int(manifest.get("step", 0))
         pipe.normalize = manifest.get("normalize", manifest.get("corpus", {}).get("normalize"))
-        pipe.device = torch.device(device) if device is not None else _default_device()
+        pipe.device = _checked_device(device) if device is not None else _default_device()
         model.to(pipe.device)
         return pipe
 
@@ -622,10 +673,34 @@ def _check_plugins_present(registry: Registry, manifest: dict[str, Any]) -> None
             source = " ".join(
                 str(part) for part in (owner.get("distribution"), owner.get("version")) if part
             )
-            raise CheckpointError(
+            message = (
                 f"this checkpoint needs {kind} {name!r} from {source or 'an unknown plugin'}: "
                 f"install the plugin that provides {kind} {name!r}"
             )
+            if registry.failures:  # perhaps it is installed but failed to load
+                failed = "; ".join(map(str, registry.failures))
+                message += f"; plugins that failed to load: {failed}"
+            raise CheckpointError(message)
+
+
+def _checked_device(device: torch.device | str) -> torch.device:
+    """``device`` as a torch device, if this machine has it."""
+    try:
+        checked = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise CharseqError(f"unknown device {device!r}: {error}") from None
+    if checked.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is a CPU-only build" if torch.version.cuda is None else "no CUDA GPU"
+            raise CharseqError(f"device {str(checked)!r} was asked for, but {why}; use 'cpu'")
+        if checked.index is not None and checked.index >= torch.cuda.device_count():
+            raise CharseqError(
+                f"device {str(checked)!r} was asked for, but there are "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
+    if checked.type == "mps" and not torch.backends.mps.is_available():
+        raise CharseqError(f"device {str(checked)!r} was asked for, but MPS is not available")
+    return checked
 
 
 def _default_device() -> torch.device:
@@ -635,6 +710,39 @@ def _default_device() -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+_GIVE_CORPUS = (
+    "give the corpus (Pipeline.resume(..., text=... or files=...), "
+    "evaluate_checkpoint(..., files=...), or --data on the command line)"
+)
+_FIXED_VOCABULARY = (
+    "this pipeline's vocabulary was fixed before this fit (by an earlier fit, or by the "
+    "checkpoint it was loaded from), and the corpus has tokens outside it; a new "
+    "Pipeline.from_spec(...) fits a vocabulary of its own. "
+)
+
+
+def _resumable(directory: Path) -> bool:
+    """Whether ``directory`` is a checkpoint with a training state."""
+    if not (directory / MANIFEST_FILE).is_file():
+        return False
+    try:
+        return isinstance(read_manifest(directory).get("trainer"), dict)
+    except CheckpointError:
+        return False  # not a readable checkpoint: write_checkpoint says what it is
+
+
+def _clear_run_dir(run_dir: Path, *, remove: bool) -> None:
+    """Delete what a failed start wrote into ``run_dir`` (the directory too if ``remove``)."""
+    if remove:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for child in run_dir.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _tempdir() -> Any:

@@ -286,9 +286,23 @@ class PipelineSpec:
             raise SpecError("", f"{path}: a spec file must end in .toml or .json")
         path.write_text(self.to_toml() if path.suffix == ".toml" else self.to_json(), "utf-8")
 
-    def replace(self, **changes: Any) -> PipelineSpec:
-        """A copy with some sections replaced (see also :meth:`override`)."""
-        return attrs.evolve(self, **changes)
+    def replace(self, registry: Registry | None = None, **changes: Any) -> PipelineSpec:
+        """A copy with whole sections replaced, validated as :meth:`from_dict` validates.
+
+        Each section is given as a section object (``attrs.evolve(spec.train, steps=300)``)
+        or as a table like :meth:`from_dict`'s (options it leaves out take their defaults).
+        To set single options, see :meth:`override`.
+        """
+        data = self.to_dict()
+        for section, value in changes.items():
+            if section not in _SECTIONS:
+                raise SpecError(section, f"unknown section{did_you_mean(section, _SECTIONS)}")
+            if isinstance(value, ComponentSpec):
+                value = value.to_dict()
+            elif attrs.has(type(value)):
+                value = options_to_dict(value)
+            data[section] = value
+        return PipelineSpec.from_dict(data, registry)
 
     def override(
         self, settings: Mapping[str, Any], registry: Registry | None = None

@@ -13,6 +13,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -136,6 +137,12 @@ class Trainer:
     def run(self) -> TrainResult:
         """Train until ``train.steps``, ``train.max_seconds``, early stopping or a signal."""
         train = self.spec.train
+        if self.step >= train.steps:
+            warnings.warn(
+                f"nothing to train: the model is at step {self.step} and train.steps is "
+                f"{train.steps} (the step count to reach); pass a higher steps=...",
+                stacklevel=3,  # the caller of fit / resume
+            )
         self._remember_good_state()
         for callback in self.callbacks:
             callback.on_fit_start(self)

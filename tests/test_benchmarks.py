@@ -100,6 +100,14 @@ def test_the_generation_speed_benchmark_runs():
     assert records["charseq-batch"]["batch"] == 2
 
 
+def test_the_deferred_gradient_probe_runs_and_agrees_with_unroll():
+    check, *records = _json_lines("deferred_grad.py", "--config", "tiny", "--rounds", "1")
+    assert check["check_max_error"] < 1e-9  # the script raises before printing otherwise
+    assert [r["contender"] for r in records] == ["unroll", "deferred"]
+    assert all(r["chars_per_s"] > 0 for r in records)
+    assert {"vs_unroll", "forward_s", "through_time_s", "batched_s"} <= records[1].keys()
+
+
 def test_the_scaling_benchmark_runs():
     records = _json_lines("scaling.py", "--sizes", "20000", "40000", "--steps", "1")
     assert [r["corpus_bytes"] for r in records] == [20000, 40000]

@@ -629,6 +629,27 @@ def test_check_component_reports_and_raises():
     assert outcomes["check_batch_independence"] == "expected failure: mixes rows"
 
 
+def test_check_component_takes_a_bare_factory_while_one_is_being_written():
+    elman, leaky = TOYS.get("cell", "elman").factory, TOYS.get("cell", "leaky").factory
+    assert isinstance(elman, type)  # a Cell subclass says its kind
+    assert check_component(elman)["check_gradcheck"] == "passed"
+    with pytest.raises(CheckError, match=r"(?s)1 of \d+ checks failed .*check_batch_independence"):
+        check_component(lambda i, h: leaky(i, h), kind="cell")
+    with pytest.raises(TypeError, match="cannot tell which kind"):
+        check_component(lambda i, h: leaky(i, h))
+
+
+def test_without_the_testing_extra_the_kit_says_how_to_install_it():
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['hypothesis'] = None; import charseq.testing"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "charseq.testing needs the 'testing' extra" in done.stderr
+    assert 'pip install "charseq[testing]"' in done.stderr
+
+
 def test_check_plugin_installed():
     registered = {f"{c.kind}:{c.name}" for c in check_plugin_installed("charseq")}
     assert {"cell:lstm", "tokenizer:char", "sampler:beam"} <= registered

@@ -222,16 +222,36 @@ def test_describe_lists_options_with_defaults_and_help():
 def test_charseq_plugins_reports_the_failed_plugin(third_party):
     reset_registry()
     try:
-        with pytest.warns(UserWarning):
-            listing = json.loads(CliRunner().invoke(cli, ["plugins", "--json"]).output)
+        result = CliRunner().invoke(cli, ["plugins", "--json"])
+        listing = json.loads(result.stdout)  # the warning goes to stderr, as one plain line
+        assert result.stderr.splitlines() == [
+            "warning: charseq: plugin 'broken' from charseq-thirdparty 1.2.3 failed: "
+            "ImportError: no module named nope"
+        ]
         assert [f["plugin"] for f in listing["failed"]] == ["broken"]
         assert "fancy" in {c["name"] for c in listing["components"]}
-        with pytest.warns(UserWarning):
-            reset_registry()
-            text = CliRunner().invoke(cli, ["plugins"]).output
+        reset_registry()
+        text = CliRunner().invoke(cli, ["plugins"]).stdout
         assert "failed: plugin 'broken' from charseq-thirdparty 1.2.3" in text
     finally:
         reset_registry()
+
+
+def test_a_checkpoint_needing_a_missing_plugin_names_the_plugins_that_failed(third_party, tmp_path):
+    from charseq import Pipeline
+    from charseq.checkpoint import CheckpointError
+
+    with pytest.warns(UserWarning, match="broken"):
+        registry = Registry.load()
+    spec = {"cell": {"hidden_size": 8, "num_layers": 1}, "train": {"steps": 1, "batch_size": 2}}
+    pipe = Pipeline.from_spec(spec, registry=registry, device="cpu").fit("abcd " * 40)
+    export = pipe.save(tmp_path / "export")
+    manifest = json.loads((export / "manifest.json").read_text())
+    manifest["plugins"]["cell"] = {"name": "indrnn", "distribution": "charseq-indrnn"}
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="needs cell 'indrnn' from charseq-indrnn") as error:
+        Pipeline.load(export, registry=registry)
+    assert "plugins that failed to load: plugin 'broken'" in str(error.value)
 
 
 def test_an_uninstalled_checkout_is_told_to_install(monkeypatch):

@@ -302,6 +302,16 @@ def test_compile_applies_to_step_loops_only(cell, compiled):
     assert ("train.compile: the first step compiles" in out.getvalue()) == compiled
 
 
+def test_the_progress_bar_shows_the_last_evaluation_and_the_best():
+    out = io.StringIO()
+    bar = ProgressBar(file=out)
+    pipe = Pipeline.from_spec(spec(steps=6), device="cpu")
+    pipe.fit(TEXT, callbacks=[bar])
+    assert bar.postfix["best"] == f"{pipe.result.best_val_bpc:.3f}"
+    assert f"best={bar.postfix['best']}" in out.getvalue()  # shown after the last evaluation
+    assert "val_bpc=nan" not in out.getvalue()
+
+
 def test_a_callback_can_stop_training_with_its_own_reason():
     class StopAtThree(Callback):
         def on_step_end(self, trainer, step, metrics):

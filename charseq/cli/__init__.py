@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -22,8 +25,18 @@ def main() -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="charseq")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """charseq: pluggable character-level sequence models."""
+    ctx.with_resource(_plain_warnings())
+
+
+@contextmanager
+def _plain_warnings() -> Iterator[None]:
+    """Warnings as one plain line on stderr (not Python's file:line and source line)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *_: click.echo(f"warning: {message}", err=True)
+        yield
 
 
 def _fail(error: Exception) -> None:
@@ -227,26 +240,11 @@ def _spec(spec_path, preset, settings, steps, max_seconds):
 
 def _prepare_run_dir(out: Path, overwrite: bool) -> Path:
     """Check the run directory before any work: new or empty, or a run we may replace."""
-    if out.exists() and not out.is_dir():
-        raise CharseqError(f"--out {out} is a file, not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise CharseqError(
-                f"--out {out} already holds a run; continue it with --resume {out}, replace it "
-                "with --overwrite, or choose another --out"
-            )
-        if not (out / "latest.json").is_file():
-            raise CharseqError(
-                f"--out {out} is not empty and is not a charseq run; refusing to --overwrite it"
-            )
-        shutil.rmtree(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise CharseqError(f"cannot write to --out {out}: {error.strerror or error}") from None
+    from charseq.checkpoint import prepare_run_dir
+
+    prepare_run_dir(
+        out, overwrite, argument="--out", resume=f"--resume {out}", replace="--overwrite"
+    )
     return out
 
 

@@ -22,7 +22,15 @@ Hypothesis under the active settings profile; sizes stay tiny so the whole kit r
 Nothing else in charseq imports this package.
 """
 
-from charseq.testing import strategies
+try:
+    import hypothesis  # noqa: F401  (the testing extra)
+except ImportError as error:  # pragma: no cover - the test suite has it
+    raise ImportError(
+        "charseq.testing needs the 'testing' extra (Hypothesis): pip install "
+        '"charseq[testing]", or pip install -e ".[testing]" in a checkout'
+    ) from error
+
+from charseq.testing import strategies  # noqa: E402
 from charseq.testing._base import CheckError, CheckSkipped, get_tags
 from charseq.testing.cells import (
     ElmanCell,

@@ -12,6 +12,7 @@ from typing import Any
 
 from charseq.errors import PluginLoadError, did_you_mean
 from charseq.hookspecs import PROJECT
+from charseq.interfaces import Cell, Sampler, Tokenizer
 from charseq.registry import Component, Registry
 from charseq.testing._base import (
     CHECKED_KINDS,
@@ -37,8 +38,21 @@ def all_checks(kind: str | None = None) -> list[Callable[..., None]]:
     return [check for k in kinds for check in CHECKS[k]]
 
 
-def _key(component: Component) -> str:
+def _key(component: Component | Subject) -> str:
     return f"{component.kind}:{component.name}"
+
+
+_BASES = {"cell": Cell, "tokenizer": Tokenizer, "sampler": Sampler}
+
+
+def _subject(component: Any, kind: str | None) -> Subject:
+    """A Component, ``"kind:name"`` string or factory as a :class:`Subject`; a factory's kind is
+    ``kind`` or, for a class, the plugin interface it subclasses."""
+    if isinstance(component, str | Component):
+        (component,) = _components([component])
+    elif kind is None and isinstance(component, type):
+        kind = next((k for k, base in _BASES.items() if issubclass(component, base)), None)
+    return as_subject(component, kind)
 
 
 def _components(components: Iterable[Component | str]) -> list[Component]:
@@ -59,7 +73,7 @@ def _components(components: Iterable[Component | str]) -> list[Component]:
 
 
 def _expected(
-    expected_failed_checks: ExpectedFailures | None, components: list[Component]
+    expected_failed_checks: ExpectedFailures | None, components: list[Component | Subject]
 ) -> dict[str, Mapping[str, str]]:
     """Validate ``{"kind:name": {"check_x": "reason"}}``; typos fail loudly, not silently."""
     expected = dict(expected_failed_checks or {})
@@ -135,14 +149,21 @@ def _skip_reason(check: Callable[..., None], subject: Subject) -> str | None:
 
 
 def check_component(
-    component: Component | str, expected_failed_checks: Mapping[str, str] | None = None
+    component: Component | str | Callable[..., Any],
+    expected_failed_checks: Mapping[str, str] | None = None,
+    *,
+    kind: str | None = None,
 ) -> dict[str, str]:
     """Run every check that applies to ``component``; raise one error listing all failures.
 
     Args:
-        component: a registry Component or a ``"kind:name"`` string.
+        component: a registry Component, a ``"kind:name"`` string, or a factory (handy while
+            writing one): a :class:`~charseq.Cell`, :class:`~charseq.Tokenizer` or
+            :class:`~charseq.Sampler` subclass, or any callable with ``kind`` given.
         expected_failed_checks: ``{"check_x": "reason"}``: those checks still run, but their
             failure is reported as expected instead of raised.
+        kind: what a factory builds (``"cell"``, ``"tokenizer"``, ``"sampler"``), where its
+            class does not say.
 
     Returns:
         ``{check name: outcome}`` with outcomes ``"passed"``, ``"skipped: <why>"``,
@@ -151,16 +172,16 @@ def check_component(
     Raises:
         CheckError: naming every check that failed unexpectedly, with each one's message.
     """
-    (resolved,) = _components([component])
-    expected = _expected({_key(resolved): expected_failed_checks or {}}, [resolved])
-    expected_here = expected.get(_key(resolved), {})
+    subject = _subject(component, kind)
+    expected = _expected({_key(subject): expected_failed_checks or {}}, [subject])
+    expected_here = expected.get(_key(subject), {})
     outcomes: dict[str, str] = {}
     failures: list[str] = []
-    for check in CHECKS[resolved.kind]:
+    for check in CHECKS[subject.kind]:
         name = check.__name__
         reason = expected_here.get(name)
         try:
-            check(resolved)
+            check(subject)
         except unittest.SkipTest as skip:
             outcomes[name] = f"skipped: {skip}"
         except AssertionError as error:
@@ -172,9 +193,8 @@ def check_component(
         else:
             outcomes[name] = "passed" if reason is None else f"passed (expected to fail: {reason})"
     if failures:
-        label = as_subject(resolved).label
         raise CheckError(
-            f"{len(failures)} of {len(outcomes)} checks failed for {label}:\n\n"
+            f"{len(failures)} of {len(outcomes)} checks failed for {subject.label}:\n\n"
             + "\n\n".join(failures)
         )
     return outcomes

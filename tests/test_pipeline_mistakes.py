@@ -1,0 +1,145 @@
+"""What a user's mistakes do: a clear, specific error, and nothing already written is lost."""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+import pytest
+import torch
+
+from charseq import Pipeline, PipelineSpec, SpecError
+from charseq.checkpoint import CheckpointError
+from charseq.errors import CharseqError
+from charseq.evaluate import evaluate_checkpoint
+from tests._helpers import SMALL, TEXT
+
+RUN = {**SMALL, "train": {**SMALL["train"], "steps": 6, "eval_every": 3, "keep_last": 2}}
+
+
+def _names(directory):
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_fit_refuses_a_directory_holding_a_run_and_leaves_it_as_it_was(tmp_path):
+    out = tmp_path / "run"
+    Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    latest = (out / "latest.json").read_text()
+    other = {**RUN, "cell": {**RUN["cell"], "name": "gru"}}
+    with pytest.raises(CheckpointError, match="already holds a run; continue it with Pipeline.re"):
+        Pipeline.from_spec(other, device="cpu").fit(TEXT, out=out)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert (out / "latest.json").read_text() == latest
+
+
+def test_fit_with_overwrite_replaces_a_run_but_never_a_directory_that_is_not_one(tmp_path):
+    out = tmp_path / "run"
+    Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out)
+    other = {**RUN, "cell": {**RUN["cell"], "name": "gru"}, "train": {**RUN["train"], "steps": 3}}
+    Pipeline.from_spec(other, device="cpu").fit(TEXT, out=out, overwrite=True)
+    assert _names(out) == ["best", "latest.json", "metrics.jsonl", "step-00000003"]
+    assert Pipeline.load(out).spec.cell.name == "gru"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(CheckpointError, match="not a charseq run; refusing to replace it"):
+        Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=mine, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_a_failed_start_leaves_no_run_behind_and_the_pipeline_as_it_was(tmp_path):
+    out = tmp_path / "run"
+    pipe = Pipeline.from_spec(RUN, device="cpu")
+    with pytest.raises(CharseqError, match="too few for a training part"):
+        pipe.fit("ab", out=out, steps=99)
+    assert not out.exists()  # created by the call, removed with what it held
+    assert not pipe.tokenizer.is_fitted and pipe.model is None
+    assert pipe.spec.train.steps == RUN["train"]["steps"]
+    pipe.fit(TEXT, out=out)  # the same pipeline and directory now work
+    assert (out / "latest.json").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CharseqError, match="too few for a training part"):
+        Pipeline.from_spec(RUN, device="cpu").fit("ab", out=empty)
+    assert empty.is_dir() and _names(empty) == []  # it was there before: kept, emptied
+
+
+def test_a_corpus_outside_a_fixed_vocabulary_says_where_the_vocabulary_came_from():
+    pipe = Pipeline.from_spec(RUN, device="cpu").fit(TEXT)
+    with pytest.raises(CharseqError, match="vocabulary was fixed before this fit") as error:
+        pipe.fit("xyz " * 200)
+    assert "'x'" in str(error.value)
+
+
+def test_fit_warns_when_the_model_is_already_at_the_step_count_to_reach():
+    pipe = Pipeline.from_spec(RUN, device="cpu").fit(TEXT)
+    with pytest.warns(UserWarning, match="nothing to train: the model is at step 6 and train.st"):
+        pipe.fit(TEXT)
+    assert pipe.step == 6
+    pipe.fit(TEXT, steps=8)
+    assert pipe.step == 8
+
+
+def test_save_never_replaces_a_training_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    pipe = Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out)
+    manifest = (out / "best" / "manifest.json").read_text()
+    other = Pipeline.from_spec({**RUN, "train": {**RUN["train"], "steps": 2}}, device="cpu")
+    other.fit(TEXT)
+    with pytest.raises(CheckpointError, match="is a training checkpoint .*save to another dir"):
+        other.save(out / "best")
+    assert (out / "best" / "manifest.json").read_text() == manifest
+    assert Pipeline.resume(out / "best", text=TEXT, steps=7).step == 7
+    export = pipe.save(tmp_path / "export")
+    other.save(export)  # an earlier export is replaced
+    assert json.loads((export / "manifest.json").read_text())["step"] == 2
+
+
+def test_evaluating_an_export_asks_for_the_corpus_and_says_why(tmp_path):
+    pipe = Pipeline.from_spec(RUN, device="cpu").fit(TEXT)
+    export = pipe.save(tmp_path / "export")
+    with pytest.raises(CheckpointError, match="records no corpus .*weights-only export"):
+        evaluate_checkpoint(export)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    assert evaluate_checkpoint(export, files=[corpus], split="all")["tokens"] > 0
+
+
+def test_spec_replace_validates_like_from_dict():
+    spec = PipelineSpec.from_dict(RUN)
+    longer = spec.replace(train=attrs.evolve(spec.train, steps=300))
+    assert longer.train.steps == 300 and longer.cell == spec.cell
+    assert spec.replace(train={"steps": 5}).train.steps == 5  # a table: others take defaults
+    assert spec.replace(cell={"name": "gru"}).cell.name == "gru"
+    with pytest.raises(SpecError, match="trian: unknown section; did you mean 'train'"):
+        spec.replace(trian={"steps": 5})
+    with pytest.raises(SpecError, match="train.steps: expected int, got str '5'"):
+        spec.replace(train={"steps": "5"})
+    with pytest.raises(ValueError, match="must be a number, got str '5'"):
+        attrs.evolve(spec.train, steps="5")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ({"sampler": 3}, "sampler must be a name, a table with a name and options, or a Sampler"),
+        ({"max_new_tokens": 10.0}, "max_new_tokens must be an int, got float 10.0"),
+        ({"max_new_tokens": "10"}, "max_new_tokens must be an int, got str '10'"),
+    ],
+)
+def test_generation_arguments_of_the_wrong_type(call, message):
+    pipe = Pipeline.from_spec(RUN, device="cpu").fit(TEXT, steps=1)
+    with pytest.raises(ValueError, match=message):
+        pipe.generate(**{"prime": "the ", "max_new_tokens": 5, **call})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_a_device_this_machine_does_not_have_is_refused_up_front(tmp_path):
+    with pytest.raises(CharseqError, match="device 'cuda' was asked for, but"):
+        Pipeline.from_spec(RUN, device="cuda")
+    export = Pipeline.from_spec(RUN, device="cpu").fit(TEXT, steps=1).save(tmp_path / "e")
+    with pytest.raises(CharseqError, match="device 'cuda:0' was asked for, but"):
+        Pipeline.load(export, device="cuda:0")
+    with pytest.raises(CharseqError, match="unknown device 'gpu'"):
+        Pipeline.from_spec(RUN, device="gpu")
