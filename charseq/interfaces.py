@@ -176,7 +176,14 @@ class Sampler(abc.ABC):
 
     Token-by-token strategies subclass :class:`TokenSampler` and only write :meth:`select`.
     Search strategies (beam) write :meth:`sample` and use :meth:`Decoder.reorder`.
+
+    Attributes:
+        deterministic: ``True`` for a sampler whose ids depend on the logits alone, never on
+            the random generator (greedy, beam search); generating several samples from one
+            prime with it then warns that they are identical.
     """
+
+    deterministic: bool = False
 
     @abc.abstractmethod
     def sample(

@@ -11,6 +11,7 @@ import hashlib
 import shutil
 import tempfile
 import unicodedata
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -151,6 +152,7 @@ class Pipeline:
         out: str | Path | None = None,
         overwrite: bool = False,
         steps: int | None = None,
+        max_seconds: float | None = None,
         callbacks: Sequence[Callback] = (),
         handle_signals: bool = False,
     ) -> Pipeline:
@@ -180,14 +182,14 @@ class Pipeline:
             overwrite: delete the run in ``out`` first (only a charseq run is ever deleted).
             steps: optimizer steps to reach. It becomes the spec's ``train.steps`` (checkpoints
                 record it), so a later ``fit`` goes on from :attr:`step` towards it.
+            max_seconds: a training-time budget (default: the spec's ``train.max_seconds``);
+                it becomes the spec's, like ``steps``.
             callbacks: :class:`~charseq.callbacks.Callback` objects told of progress.
             handle_signals: let Ctrl-C / SIGTERM stop training with a checkpoint.
         """
         from charseq.train import Trainer, check_precision
 
-        spec = self.spec
-        if steps is not None:
-            spec = spec.override({"train.steps": steps}, self.registry)
+        spec = _with_budget(self.spec, self.registry, steps, max_seconds)
         check_precision(spec, self.device)  # before reading any corpus
         run_dir = None if out is None else Path(out)
         created = run_dir is not None and not run_dir.exists()
@@ -257,10 +259,7 @@ class Pipeline:
         manifest = read_manifest(path)
         training_state(path, manifest)
         pipe = cls.load(path, registry=registry, device=device)
-        changes = {"train.steps": steps, "train.max_seconds": max_seconds}
-        changes = {k: v for k, v in changes.items() if v is not None}
-        if changes:
-            pipe.spec = pipe.spec.override(changes, pipe.registry)
+        pipe.spec = _with_budget(pipe.spec, pipe.registry, steps, max_seconds)
         run_dir = path.parent
         with ExitStack() as stack:
             cache = run_dir / "cache" if text is None else Path(stack.enter_context(_tempdir()))
@@ -490,6 +489,13 @@ class Pipeline:
         if not isinstance(prime, str):
             raise GenerationError(f"prime must be a str, got {type(prime).__name__}")
         sampler_object = self._sampler(sampler)
+        if batch > 1 and sampler_object.deterministic:
+            warnings.warn(
+                f"{type(sampler_object).__name__} is deterministic: the {batch} samples from one "
+                "prime are identical (beam search's num_return_sequences gives different "
+                "sequences)",
+                stacklevel=3,  # the caller of generate / stream
+            )
         prime_ids = torch.tensor(self._encode(prime, "the prime", unknown), dtype=torch.long)
         constraints = Constraints(stop=stop, allowed=allowed, acrostic=acrostic)
         compiled = constraints.compile(self.tokenizer, prime) if constraints.active else None
@@ -721,6 +727,15 @@ _FIXED_VOCABULARY = (
     "checkpoint it was loaded from), and the corpus has tokens outside it; a new "
     "Pipeline.from_spec(...) fits a vocabulary of its own. "
 )
+
+
+def _with_budget(
+    spec: PipelineSpec, registry: Registry, steps: int | None, max_seconds: float | None
+) -> PipelineSpec:
+    """``spec`` with ``train.steps`` and ``train.max_seconds`` set where given."""
+    changes = {"train.steps": steps, "train.max_seconds": max_seconds}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return spec.override(changes, registry) if changes else spec
 
 
 def _resumable(directory: Path) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import attrs
 import pytest
@@ -143,3 +144,22 @@ def test_a_device_this_machine_does_not_have_is_refused_up_front(tmp_path):
         Pipeline.load(export, device="cuda:0")
     with pytest.raises(CharseqError, match="unknown device 'gpu'"):
         Pipeline.from_spec(RUN, device="gpu")
+
+
+@pytest.mark.parametrize("sampler", ["greedy", {"name": "beam", "num_beams": 2}])
+def test_several_samples_of_a_deterministic_sampler_warn_that_they_are_identical(sampler):
+    pipe = Pipeline.from_spec(RUN, device="cpu").fit(TEXT, steps=1)
+    with pytest.warns(UserWarning, match="is deterministic: the 2 samples from one prime are"):
+        texts = pipe.generate("the ", 5, sampler=sampler, num_samples=2)
+    assert texts[0] == texts[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one sample, or a random sampler: no warning
+        pipe.generate("the ", 5, sampler=sampler)
+        pipe.generate("the ", 5, sampler="temperature", num_samples=2, seed=0)
+
+
+def test_fit_takes_a_time_budget_like_resume():
+    pipe = Pipeline.from_spec({**RUN, "train": {**RUN["train"], "steps": 10_000}}, device="cpu")
+    pipe.fit(TEXT, max_seconds=0.5)
+    assert pipe.result.reason == "time" and 0 < pipe.step < 10_000
+    assert pipe.spec.train.max_seconds == 0.5

@@ -267,6 +267,8 @@ def gumbel_max(scores: Tensor, noise: Tensor) -> Tensor:
 class GreedySampler(TokenSampler):
     """Always the most likely next id (the lowest such id on a tie)."""
 
+    deterministic = True
+
     def select(self, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return logits.argmax(dim=-1)  # (B, V) -> (B,)
 
@@ -416,6 +418,8 @@ class BeamSampler(Sampler):
     descending within each row. A score of ``-inf`` marks a sequence the model gives probability
     0 (when fewer than ``num_return_sequences`` others are possible, e.g. with masked logits).
     """
+
+    deterministic = True
 
     def __init__(
         self, *, num_beams: int = 4, length_penalty: float = 1.0, num_return_sequences: int = 1
