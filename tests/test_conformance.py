@@ -32,6 +32,7 @@ from charseq.testing import (
     check_component,
     check_decode_encode_round_trip,
     check_detach_state,
+    check_deterministic_sampler_ignores_the_generator,
     check_dtype_device,
     check_fused_matches_step,
     check_fused_stack_matches_layers,
@@ -518,6 +519,15 @@ class UnpenalisedBeamScores(BeamSampler):
         return charseq.SamplerOutput(out.ids, out.scores * length)
 
 
+class ClaimsDeterminism(TokenSampler):
+    """Says it is deterministic, yet draws from the generator."""
+
+    deterministic = True
+
+    def select(self, logits, generator=None):
+        return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
+
+
 def lax_beam(num_beams=4, length_penalty=1.0, num_return_sequences=1):
     """Quietly returns num_beams sequences when asked for more."""
     returned = min(num_return_sequences, num_beams)
@@ -561,6 +571,7 @@ TOYS.register(_Plugin(), "toys")
         (InterleavedBeams, check_num_return_sequences, "alone it gets"),
         (lax_beam, check_num_return_sequences, "num_return_sequences=3 was accepted"),
         (UnpenalisedBeamScores, check_beam_length_penalty, "length_penalty=1.0"),
+        (ClaimsDeterminism, check_deterministic_sampler_ignores_the_generator, "seeds 0 and 7"),
     ],
     ids=[
         "argmin-greedy",
@@ -573,6 +584,7 @@ TOYS.register(_Plugin(), "toys")
         "interleaved-beams",
         "lax-num-return-sequences",
         "unpenalised-beam-scores",
+        "claims-determinism",
     ],
 )
 def test_kit_rejects_broken_sampler(sampler, check, message):

@@ -184,7 +184,8 @@ def get_tags(component: Any, kind: str | None = None) -> dict[str, Any]:
         ``greedy``: it always takes the arg-max (its name is ``greedy``);
         ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``repetition_penalty``,
         ``num_beams``, ``length_penalty``, ``num_return_sequences``: it has that option;
-        ``token_sampler``: it is a :class:`charseq.TokenSampler`.
+        ``token_sampler``: it is a :class:`charseq.TokenSampler`;
+        ``deterministic``: it says so (:attr:`charseq.Sampler.deterministic`).
     """
     return dict(as_subject(component, kind).tags)
 
@@ -211,6 +212,7 @@ def _compute_tags(subject: Subject) -> dict[str, Any]:
         tags = {
             "greedy": subject.name == "greedy",
             "token_sampler": isinstance(built, TokenSampler),
+            "deterministic": bool(getattr(built, "deterministic", False)),
             **{option: option in names for option in _SAMPLER_OPTIONS},
         }
     refine = getattr(built, TAGS_METHOD, None)

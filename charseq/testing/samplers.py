@@ -282,6 +282,21 @@ def check_sampler_reproducible(subject: Subject) -> None:
             )
 
 
+@register_check("sampler", requires=("deterministic",))
+def check_deterministic_sampler_ignores_the_generator(subject: Subject) -> None:
+    """A sampler that says it is ``deterministic`` gives the same ids for any generator seed
+    (``generate`` then warns that several samples of one prime are identical)."""
+    sampler = _make(subject)
+    model = tiny_model()
+    batch = _batch(subject, 2)
+    first, second = (_run(sampler, model, 8, num_samples=batch, seed=s) for s in (0, 7))
+    require(
+        torch.equal(first.ids, second.ids),
+        f"generator seeds 0 and 7 gave {first.ids.tolist()} and {second.ids.tolist()}",
+        "set deterministic = False on a sampler that draws from the generator.",
+    )
+
+
 @register_check("sampler", requires=("greedy",))
 def check_greedy_is_argmax(subject: Subject) -> None:
     """A greedy sampler takes the arg-max of the logits at every step."""
