@@ -68,6 +68,17 @@ class Tokenizer(abc.ABC):
     def decode(self, ids: Iterable[int]) -> str:
         """Ids to text."""
 
+    def stream_decoder(self) -> Callable[[Sequence[int], bool], str] | None:
+        """A decoder for ids that arrive a few at a time, or ``None`` (the default).
+
+        For a tokenizer whose text for an id can depend on the ids after it (bytes of one
+        UTF-8 character), return a function ``decode(ids, final)`` that keeps state between
+        calls and returns the text the ids so far have fixed (``final=True``: all of it); its
+        pieces joined equal :meth:`decode` of all the ids. Streaming uses it; without one,
+        streaming decodes the new ids and waits while they end in U+FFFD (at most 4 ids).
+        """
+        return None
+
     @abc.abstractmethod
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state (the vocabulary); :meth:`load_state_dict` restores it."""

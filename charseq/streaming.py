@@ -69,6 +69,7 @@ class _TextStream:
         self.sent_len = 0
         self.stopped = False
         self._single: dict[int, str] = {}  # decode([id]), the common case, once per id
+        self._stream = tokenizer.stream_decoder()  # the tokenizer's own incremental decoding
 
     @property
     def sent(self) -> str:
@@ -85,11 +86,14 @@ class _TextStream:
 
     def push(self, token: int) -> str:
         self.ids.append(token)
-        self.pending.append(token)
-        decoded = self._decode_pending()
-        if decoded.endswith("\ufffd") and len(self.pending) < 4:
-            return ""  # perhaps the first bytes of a character
-        self.pending = []
+        if self._stream is not None:
+            decoded = self._stream([token], False)
+        else:
+            self.pending.append(token)
+            decoded = self._decode_pending()
+            if decoded.endswith("\ufffd") and len(self.pending) < 4:
+                return ""  # perhaps the first bytes of a character
+            self.pending = []
         if not self.stop:  # nothing to hold back or cut
             self.pieces.append(decoded)
             self.sent_len += len(decoded)

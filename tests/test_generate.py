@@ -6,12 +6,15 @@ import threading
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from charseq import Pipeline
-from charseq.builtins.tokenizers import UnknownCharacterError
-from charseq.constraints import GenerationError
+from charseq.builtins.tokenizers import ByteTokenizer, UnknownCharacterError
+from charseq.constraints import GenerationError, apply_stop
 from charseq.generate import STEPPED_PRIME, Decoder, generate_ids
 from charseq.pipeline import MAX_NEW_TOKENS
+from charseq.streaming import _TextStream
 from tests._helpers import SMALL, TEXT, forward_calls, step_calls
 
 SAMPLERS = ["greedy", {"name": "temperature", "temperature": 1.5}, {"name": "beam", "num_beams": 3}]
@@ -85,6 +88,25 @@ def test_a_byte_tokenizer_streams_whole_characters():
     pieces = list(pipe.stream("caf", 40, sampler={"name": "temperature"}, seed=1))
     assert "".join(pieces) == pipe.generate("caf", 40, sampler={"name": "temperature"}, seed=1)
     assert pipe.generate("naïve ", 5, sampler="greedy")  # a non-ASCII prime encodes fine
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ids=st.lists(st.sampled_from([0x41, 0x80, 0x98, 0x9F, 0xC3, 0xA9, 0xE2, 0xF0]), max_size=24),
+    stop=st.sampled_from([(), ("A",), ("\u00e9A",)]),
+)
+def test_streamed_bytes_join_to_their_decoding(ids, stop):
+    """Whatever bytes a model writes (halves of characters, invalid sequences), the pieces are
+    the decoded text, cut at a stop string, never text sent twice or taken back."""
+    tokenizer = ByteTokenizer()
+    stream = _TextStream(tokenizer, stop)
+    pieces = []
+    for token in ids:
+        pieces.append(stream.push(token))
+        if stream.stopped:
+            break
+    pieces.append(stream.finish(stream.ids))
+    assert "".join(pieces) == apply_stop(tokenizer.decode(stream.ids), stop)
 
 
 def test_a_long_prime_is_consumed_in_one_fused_pass(pipe):

@@ -11,9 +11,10 @@ a dict lookup for ``word``), so a corpus of a few megabytes encodes in well unde
 
 from __future__ import annotations
 
+import codecs
 import collections
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -425,6 +426,18 @@ class ByteTokenizer(Tokenizer):
         array = _as_id_array(ids)
         _check_ids(array, 256)
         return array.astype(np.uint8).tobytes().decode("utf-8", "replace")
+
+    def stream_decoder(self) -> Callable[[Sequence[int], bool], str]:
+        """UTF-8 decoding of bytes that arrive a few at a time: a character's first bytes wait
+        for the rest, and an invalid sequence is replaced once it is known to be invalid."""
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+        def decode(ids: Sequence[int], final: bool = False) -> str:
+            array = _as_id_array(ids)
+            _check_ids(array, 256)
+            return decoder.decode(array.astype(np.uint8).tobytes(), final)
+
+        return decode
 
     def state_dict(self) -> dict[str, Any]:
         return {"type": self.kind}
