@@ -423,8 +423,8 @@ def evaluate_ids(
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits, state = model(x, None if reset else state)
             loss = nn.functional.cross_entropy(
-                logits.flatten(0, 1).float(),
-                y.flatten(),
+                logits.flatten(0, 1).float(),  # (B, T, V) -> (B*T, V)
+                y.flatten(),  # (B, T) -> (B*T,)
                 ignore_index=IGNORE_INDEX,
                 reduction="sum",
             )

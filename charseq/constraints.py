@@ -270,14 +270,14 @@ class ConstraintState:
             if bool(forcing.any()):
                 forced = self.flat[self.pointer.clamp(min=0)]  # (B,)
                 keep = torch.zeros_like(logits, dtype=torch.bool)
-                keep.scatter_(1, forced.unsqueeze(1), True)
-                keep |= ~forcing.unsqueeze(1)
+                keep.scatter_(1, forced.unsqueeze(1), True)  # (B, V): only the forced id
+                keep |= ~forcing.unsqueeze(1)  # (B,) -> (B, 1): rows not forced keep all
                 logits = logits.masked_fill(~keep, float("-inf"))
         return logits
 
     def advance(self, ids: Tensor) -> None:
         """Record the ids ``(B,)`` just fed to the model."""
-        ids = ids.view(-1).to(self.device)
+        ids = ids.view(-1).to(self.device)  # (B,)
         if self.flat.numel():
             forcing = self.pointer >= 0
             moved = torch.where(forcing, self.pointer + 1, self.pointer)
@@ -289,7 +289,8 @@ class ConstraintState:
             self.pointer = torch.where(begin, next_start, moved)
             self.line = torch.where(begin, self.line + 1, self.line)
         if self.longest:
-            self.tail = torch.cat([self.tail, ids.unsqueeze(1)], dim=1)[:, -self.longest :]
+            tail = torch.cat([self.tail, ids.unsqueeze(1)], dim=1)  # (B, L) + (B, 1)
+            self.tail = tail[:, -self.longest :]  # the last L ids: (B, L)
             for stop in self.stops:
                 n = stop.numel()
                 if self.tail.shape[1] >= n:

@@ -195,7 +195,7 @@ class Pipeline:
         created = run_dir is not None and not run_dir.exists()
         if run_dir is not None:
             prepare_run_dir(run_dir, overwrite)
-        before = (self.spec, self.model, self.tokenizer.is_fitted)
+        before = (self.spec, self.model, self.tokenizer.is_fitted, self.normalize)
         self.spec = spec
         with ExitStack() as stack:
             started = False
@@ -223,10 +223,12 @@ class Pipeline:
                 raise
         return self
 
-    def _undo_start(self, before: tuple[PipelineSpec, Any, bool], error: BaseException) -> None:
+    def _undo_start(
+        self, before: tuple[PipelineSpec, Any, bool, str | None], error: BaseException
+    ) -> None:
         """Leave the pipeline as it was before a fit that failed to start; say so when the
         corpus did not fit a vocabulary fixed earlier."""
-        self.spec, self.model, fitted = before
+        self.spec, self.model, fitted, self.normalize = before
         if not fitted:  # the tokenizer was fitted on this corpus in place: a fresh one instead
             self.tokenizer = _build(self.registry, "tokenizer", self.spec.tokenizer)
         elif isinstance(error, CharseqError) and hasattr(error, "unknown"):
@@ -367,7 +369,7 @@ class Pipeline:
         token after the first is predicted from all that precede it, in bounded memory.
         """
         model = self._require_model()
-        ids = np.asarray(self.tokenizer.encode(text))
+        ids = np.asarray(self._encode(text, "the text to evaluate", None))  # normalised as trained
         if ids.size < 2:
             raise CharseqError("evaluate needs a text of at least 2 tokens")
         return evaluate_ids(

@@ -122,7 +122,7 @@ def score_ids(
             lo = max(start - begin, 0)
             logprobs = logits[0, lo:].double().log_softmax(dim=-1)  # (T', V)
             targets = both[0, begin + lo + 1 : end + 1]  # (T',)
-            pieces.append(logprobs.gather(1, targets.unsqueeze(1)).squeeze(1))
+            pieces.append(logprobs.gather(1, targets.unsqueeze(1)).squeeze(1))  # (T',)
     finally:
         model.train(was_training)
     values = torch.cat(pieces).cpu()  # (N,)

@@ -216,7 +216,10 @@ class Trainer:
             hidden = self.model.initial_state(x.shape[0])  # one compiled graph for every batch
         with self._autocast():
             logits, hidden = self.forward(x, hidden)  # (B, T, V)
-        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        loss = torch.nn.functional.cross_entropy(
+            logits.float().flatten(0, 1),
+            y.flatten(),  # (B*T, V) against (B*T,)
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if train.grad_clip > 0:
@@ -371,7 +374,7 @@ class Trainer:
                 f"the loss diverged {self.divergences} times (last {loss}) even with the learning "
                 f"rate lowered to {self.lr_scale:g}x; lower optimizer.lr or raise train.grad_clip"
             )
-        good = self._good
+        good, diverged_at = self._good, self.step + 1  # the step whose loss diverged
         self.model.load_state_dict(good["model"])
         self.optimizer.load_state_dict(good["optimizer"])
         self.batches.load_state_dict(good["batches"])
@@ -379,7 +382,7 @@ class Trainer:
         self.hidden = None
         self.lr_scale *= 0.5
         message = (
-            f"step {self.step}: the loss diverged ({loss:.4g}); restored the state of step "
+            f"step {diverged_at}: the loss diverged ({loss:.4g}); restored the state of step "
             f"{good['step']} and lowered the learning rate to {self.lr_scale:g}x"
         )
         for callback in self.callbacks:

@@ -17,6 +17,10 @@ from charseq.constraints import (
 from tests._helpers import SMALL, TEXT, step_calls
 
 VOCAB = sorted(set(TEXT))
+# The constraints hold for every sampler, the deterministic ones included, which warn that
+# several samples of one prime are identical.
+pytestmark = pytest.mark.filterwarnings("ignore:.* is deterministic:UserWarning")
+
 SAMPLERS = {
     "greedy": "greedy",
     "temperature": {"name": "temperature", "temperature": 2.0},

@@ -201,6 +201,7 @@ def test_primes_and_scored_texts_are_normalised_as_the_corpus_was(tmp_path):
     for p in (pipe, loaded):
         assert p.generate("\ufb01", 5, sampler="greedy") == p.generate("fi", 5, sampler="greedy")
         assert p.score("the ﬁsh").total_nats == p.score("the fish").total_nats
+        assert p.evaluate("the ﬁsh ﬁns") == p.evaluate("the fish fins")
     plain = Pipeline.from_spec(spec, device="cpu").fit(files=corpus, out=tmp_path / "plain")
     assert plain.normalize is None and Pipeline.load(tmp_path / "plain").normalize is None
 

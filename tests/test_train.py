@@ -138,7 +138,8 @@ def test_the_divergence_guard_restores_and_lowers_the_rate():
     poison = PoisonOnce(at=6)
     pipe = Pipeline.from_spec(spec(steps=10), device="cpu").fit(TEXT, callbacks=[poison])
     [message] = poison.messages
-    assert "diverged (nan)" in message and "restored the state of step 4" in message
+    # poisoned after step 6, so step 7's loss is the one that diverges
+    assert message.startswith("step 7: the loss diverged (nan); restored the state of step 4")
     assert "0.5x" in message
     assert pipe.result.step == 10
     assert all(torch.isfinite(p).all() for p in pipe.model.parameters())

@@ -134,12 +134,9 @@ class LSTMInference(_Inference):
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         h, c = state
         H = self.hidden_size
-        xh1 = np.concatenate((x, h, self._one)) if self.bias else np.concatenate((x, h))
-        gates = np.dot(xh1, self.matrix)  # (I+H+1,) -> (4H,): i, f, o, g
+        gates = np.dot(self._with_one(x, h), self.matrix)  # (I+H+1,) -> (4H,): i, f, o, g
         np.tanh(gates, out=gates)
-        ifo = gates[: 3 * H]  # sigmoid(a) = 0.5 * tanh(a / 2) + 0.5, the halving in the matrix
-        ifo *= 0.5
-        ifo += 0.5
+        _sigmoid_from_halved(gates[: 3 * H])  # i, f, o; the halving is in the matrix
         c = gates[H : 2 * H] * c  # f * c
         c += gates[:H] * gates[3 * H :]  # + i * g
         h = np.tanh(c)

@@ -462,7 +462,9 @@ class BeamSampler(Sampler):
         scores[:, 0] = 0.0
         parents, tokens = [], []  # per step: which beam each beam extends, and its new id
         for t in range(max_new_tokens):
-            logprobs = _at_least_float(decoder.logits).log_softmax(dim=-1).view(batch, k, vocab)
+            logprobs = _at_least_float(decoder.logits).log_softmax(dim=-1)  # (B*K, V)
+            logprobs = logprobs.view(batch, k, vocab)  # (B*K, V) -> (B, K, V)
+            # every beam's score plus each next id's: (B, K, V) -> (B, K*V), beam-major
             candidates = (scores.unsqueeze(-1) + logprobs).view(batch, k * vocab)
             scores, flat = _ranked(candidates)  # stable: ties go to the lower beam, then id
             scores, flat = scores[:, :k], flat[:, :k]  # (B, K)
