@@ -12,6 +12,7 @@ import torch
 
 from charseq.batches import evaluate_ids
 from charseq.checkpoint import CheckpointError, read_manifest, resolve_checkpoint
+from charseq.errors import CharseqError
 from charseq.pipeline import Pipeline
 
 SPLITS = ("train", "val", "test", "all")
@@ -36,7 +37,7 @@ def evaluate_checkpoint(
         ``{"split", "nats", "bpc", "tokens", "checkpoint", "step"}``.
     """
     if split not in SPLITS:
-        raise CheckpointError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+        raise CharseqError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
     path = resolve_checkpoint(checkpoint)
     manifest = read_manifest(path)
     pipe = Pipeline.load(path, device=device)

@@ -42,8 +42,3 @@ def detach_state(state: State) -> State:
 def select_state(state: State, index: Tensor) -> State:
     """Rows ``index`` of every tensor in ``state`` (reorders or repeats sequences, as beams do)."""
     return tuple(s.index_select(0, index) for s in state)
-
-
-def as_state(state: Tensor | State) -> State:
-    """A lone tensor is a one-element state."""
-    return (state,) if isinstance(state, Tensor) else tuple(state)

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import attrs
 
-from charseq.errors import SpecError, did_you_mean
+from charseq.errors import CharseqError, SpecError, did_you_mean
 
 _MISSING = object()
 
@@ -48,7 +48,7 @@ def option(
     return attrs.field(default=default, validator=checks, metadata={"help": help})
 
 
-class OptionError(ValueError):
+class OptionError(CharseqError, ValueError):
     """An option's value is out of range; ``option`` names it (for the spec path)."""
 
     def __init__(self, option: str, message: str) -> None:

@@ -331,11 +331,6 @@ def presets() -> list[str]:
     return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-def default_spec(registry: Registry | None = None) -> PipelineSpec:
-    """char-rnn's defaults: char tokenizer, 2x128 LSTM, Adam 2e-3, sampling at temperature 1."""
-    return PipelineSpec.from_dict({}, registry)
-
-
 def _component(registry: Registry, kind: str, value: Any) -> ComponentSpec:
     name, options = _split_name(kind, value)
     component = _lookup(registry, kind, name)

@@ -163,3 +163,15 @@ def test_fit_takes_a_time_budget_like_resume():
     pipe.fit(TEXT, max_seconds=0.5)
     assert pipe.result.reason == "time" and 0 < pipe.step < 10_000
     assert pipe.spec.train.max_seconds == 0.5
+
+
+def test_an_unknown_split_is_named_before_the_checkpoint_is_read(tmp_path):
+    with pytest.raises(CharseqError, match="unknown split 'dev'; splits: train, val, test, all"):
+        evaluate_checkpoint(tmp_path / "no-such-run", split="dev")
+
+
+def test_an_option_out_of_range_is_a_charseq_error():
+    from charseq.builtins.cells import LSTMCell
+
+    with pytest.raises(CharseqError, match="forget_bias"):
+        LSTMCell(4, 8, forget_bias=1.0, bias=False)
