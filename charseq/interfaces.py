@@ -226,13 +226,23 @@ class TokenSampler(Sampler):
         Ends early once ``decoder.all_finished`` (every sequence produced a stop string). The
         last choice is yielded but not fed back to the decoder (nothing reads its logits).
         """
+        choose = self._chooser(decoder, max_new_tokens, generator)
         for t in range(max_new_tokens):
-            ids = self.select(decoder.logits, generator)  # (B,)
+            ids = choose(decoder.logits)  # (B, V) -> (B,)
             yield ids
-            if t + 1 < max_new_tokens:
-                decoder.advance(ids)
-                if getattr(decoder, "all_finished", False):
-                    return
+            if t + 1 == max_new_tokens:  # the last choice is returned, not fed back
+                return
+            decoder.advance(ids)
+            if getattr(decoder, "all_finished", False):  # every sequence hit a stop string
+                return
+
+    def _chooser(
+        self, decoder: Decoder, max_new_tokens: int, generator: torch.Generator | None
+    ) -> Callable[[Tensor], Tensor]:
+        """What :meth:`steps` calls once per step on the logits: :meth:`select`, unless a
+        sampler prepares something for the whole run (the built-in temperature sampler draws
+        the noise of many steps at once and tracks the ids each sequence has)."""
+        return lambda logits: self.select(logits, generator)
 
     def sample(
         self, decoder: Decoder, max_new_tokens: int, generator: torch.Generator | None = None

@@ -27,7 +27,7 @@ prime is not part of it, unlike in Hugging Face, whose ``input_ids`` include the
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -366,16 +366,16 @@ class TemperatureSampler(TokenSampler):
         """The temperature where :meth:`_scores` leaves it out, else 1."""
         return self.temperature if self._folds_temperature(seen) else 1.0
 
-    def steps(
-        self, decoder: Decoder, max_new_tokens: int, generator: torch.Generator | None = None
-    ) -> Iterator[Tensor]:
-        """As :meth:`TokenSampler.steps`, with the noise of many steps drawn at once and each
-        sequence's chosen ids kept for the repetition penalty."""
+    def _chooser(
+        self, decoder: Decoder, max_new_tokens: int, generator: torch.Generator | None
+    ) -> Callable[[Tensor], Tensor]:
+        """Each step's choice for :meth:`TokenSampler.steps`, with the noise of many steps drawn
+        at once and each sequence's chosen ids kept for the repetition penalty."""
         logits = decoder.logits  # (B, V)
         seen = None
         if self.repetition_penalty != 1.0:
             seen = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
-        noise = noise_steps(
+        noise = noise_steps(  # an iterator: one (B, V) tensor per step
             logits.shape,
             max_new_tokens,
             generator,
@@ -383,17 +383,14 @@ class TemperatureSampler(TokenSampler):
             device=logits.device,
             scale=self._noise_scale(seen),
         )
-        last = max_new_tokens - 1
-        for t, step_noise in enumerate(noise):
-            ids = gumbel_max(self._scores(decoder.logits, seen), step_noise)  # (B,)
-            yield ids
-            if t == last:  # the last choice is returned, not fed back
-                return
+
+        def choose(logits: Tensor) -> Tensor:
+            ids = gumbel_max(self._scores(logits, seen), next(noise))  # (B,)
             if seen is not None:
-                seen.scatter_(1, ids.unsqueeze(1), True)
-            decoder.advance(ids)
-            if getattr(decoder, "all_finished", False):  # every sequence hit a stop string
-                return
+                seen.scatter_(1, ids.unsqueeze(1), True)  # penalised from the next step on
+            return ids
+
+        return choose
 
     def __repr__(self) -> str:
         return (
