@@ -829,3 +829,10 @@ def test_signature_defaults_match_the_options_class(cls, options):
     parameters = inspect.signature(cls).parameters
     declared = {f.name: f.default for f in attrs.fields(options)}
     assert {k: p.default for k, p in parameters.items()} == declared
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(samplers, extraglobs={"torch": torch})
+    assert result.attempted > 0 and result.failed == 0

@@ -265,7 +265,19 @@ def gumbel_max(scores: Tensor, noise: Tensor) -> Tensor:
 
 
 class GreedySampler(TokenSampler):
-    """Always the most likely next id (the lowest such id on a tie)."""
+    r"""Always the most likely next id (the lowest such id on a tie).
+
+    .. math::
+        y_t = \arg\max_k z_{t,k}
+
+    Shape:
+        - logits :math:`(B, V)`; ids :math:`(B,)`.
+
+    Example::
+
+        >>> GreedySampler().select(torch.tensor([[0.1, 2.0, 2.0], [3.0, 0.0, 1.0]]))
+        tensor([1, 0])
+    """
 
     deterministic = True
 
@@ -277,7 +289,7 @@ class GreedySampler(TokenSampler):
 
 
 class TemperatureSampler(TokenSampler):
-    """Draw each next id from the softmax of the processed logits (char-rnn's sampling).
+    r"""Draw each next id from the softmax of the processed logits (char-rnn's sampling).
 
     The options are applied in :data:`PROCESSOR_ORDER`: repetition penalty, temperature, top-k,
     top-p, min-p (see :func:`process_logits`). Each id is drawn by the Gumbel-max trick
@@ -294,6 +306,23 @@ class TemperatureSampler(TokenSampler):
         repetition_penalty: ids this sampler already chose in a sequence have a positive logit
             divided by it and a negative one multiplied by it (> 0); 1 is off. The prime is not
             penalised.
+
+    .. math::
+        y_t = \arg\max_k \left(s_{t,k} + G_{t,k}\right), \qquad
+        G_{t,k} = -\log E_{t,k},\; E_{t,k} \sim \mathrm{Exp}(1)
+
+    where :math:`s_t` are the processed logits (:math:`z_t / \tau` with the temperature alone),
+    so :math:`P(y_t = k) = \mathrm{softmax}(s_t)_k`.
+
+    Shape:
+        - logits :math:`(B, V)`; ids :math:`(B,)`; ``seen`` (for the penalty) :math:`(B, V)`.
+
+    Example::
+
+        >>> logits = torch.tensor([[0.0, 4.0, 4.5]]).expand(1000, -1)  # 1000 rows alike
+        >>> ids = TemperatureSampler(top_k=2).select(logits, torch.Generator().manual_seed(0))
+        >>> sorted(set(ids.tolist()))  # id 0 (0.7% of the softmax) is cut by top-k
+        [1, 2]
     """
 
     def __init__(
@@ -414,6 +443,32 @@ class BeamSampler(Sampler):
     are ``b * R`` to ``b * R + R - 1``), and their scores ``(B * num_return_sequences,)``,
     descending within each row. A score of ``-inf`` marks a sequence the model gives probability
     0 (when fewer than ``num_return_sequences`` others are possible, e.g. with masked logits).
+
+    Args:
+        num_beams: sequences kept at each step (>= 1); 1 is greedy decoding.
+        length_penalty: the exponent of the length the score is divided by.
+        num_return_sequences: how many of the best sequences to return per row
+            (<= ``num_beams``).
+
+    Shape:
+        - returned ids :math:`(B R, T)` and scores :math:`(B R,)`, with :math:`R` =
+          ``num_return_sequences``.
+
+    Example::
+
+        >>> from charseq.generate import generate_ids
+        >>> from charseq.model import CharModel
+        >>> from charseq.builtins.cells import GRUCell
+        >>> _ = torch.manual_seed(0)
+        >>> model = CharModel(5, 4, [GRUCell(4, 8)])
+        >>> beam = BeamSampler(num_beams=4, num_return_sequences=2)
+        >>> out = generate_ids(model, torch.tensor([0]), beam, max_new_tokens=6)
+        >>> out.ids.shape, out.scores.shape  # 2 sequences of 6 ids for the one prime
+        (torch.Size([2, 6]), torch.Size([2]))
+        >>> bool(out.scores[0] >= out.scores[1])  # best first
+        True
+
+    ``Pipeline.generate("a", 6, sampler=beam)`` returns the two as texts.
     """
 
     deterministic = True

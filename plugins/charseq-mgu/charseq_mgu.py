@@ -39,6 +39,13 @@ class MGUCell(charseq.Cell):
         bias: :math:`[b_f; b_h]`, shape ``(2H,)``, or ``None``.
 
     All weights start from :math:`\mathcal{U}(-1/\sqrt{H}, 1/\sqrt{H})`, as in ``torch.nn.GRUCell``.
+
+    Example::
+
+        >>> cell = MGUCell(8, 16)
+        >>> h, state = cell.step(torch.randn(4, 8), cell.initial_state(4))
+        >>> h.shape
+        torch.Size([4, 16])
     """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
@@ -49,10 +56,10 @@ class MGUCell(charseq.Cell):
         for weight in self.parameters():
             nn.init.uniform_(weight, -(hidden_size**-0.5), hidden_size**-0.5)
 
-    def initial_state(self, batch_size, device=None, dtype=None):
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> charseq.State:
         return (torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype),)
 
-    def step(self, x_t, state):
+    def step(self, x_t: torch.Tensor, state: charseq.State) -> tuple[torch.Tensor, charseq.State]:
         (h,) = state  # (B, H)
         gate_x, cand_x = nn.functional.linear(x_t, self.weight_ih, self.bias).chunk(2, dim=1)
         u_f, u_h = self.weight_hh.chunk(2, dim=0)  # (H, H) each

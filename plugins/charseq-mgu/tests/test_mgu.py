@@ -36,3 +36,12 @@ def test_without_bias():
     assert cell.bias is None and len(list(cell.parameters())) == 2
     out, _ = cell(torch.randn(2, 5, 3))
     assert out.shape == (2, 5, 2)
+
+
+def test_docstring_example():
+    import doctest
+
+    import charseq_mgu
+
+    result = doctest.testmod(charseq_mgu)
+    assert result.attempted > 0 and result.failed == 0
