@@ -538,7 +538,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     )
 
 
-def prepare_run_dir(
+def check_run_dir(
     out: Path,
     overwrite: bool,
     *,
@@ -546,33 +546,58 @@ def prepare_run_dir(
     resume: str = "Pipeline.resume",
     replace: str = "overwrite=True",
 ) -> None:
-    """Make ``out`` ready for a new run, before any work: new or empty, or (with ``overwrite``)
-    a charseq run, which is deleted. Anything else is refused, so no run is mixed into another.
+    """Refuse ``out`` for a new run unless it is new or empty, or (with ``overwrite``) a charseq
+    run; changes nothing. So no run is ever mixed into another, or anything else replaced.
 
     ``argument``, ``resume`` and ``replace`` name the ways out in the caller's terms (the
     command line's ``--out``, ``--resume``, ``--overwrite``).
     """
     if out.exists() and not out.is_dir():
         raise CheckpointError(f"{argument} {out} is a file, not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise CheckpointError(
-                f"{argument} {out} already holds a run; continue it with {resume}, replace it "
-                f"with {replace}, or choose another {argument}"
-            )
-        if not (out / LATEST_FILE).is_file():
-            raise CheckpointError(
-                f"{argument} {out} is not empty and is not a charseq run; refusing to replace it"
-            )
-        shutil.rmtree(out)
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / LATEST_FILE).is_file():
+        raise CheckpointError(
+            f"{argument} {out} is not empty and is not a charseq run; choose a new or empty "
+            "directory (nothing else is ever replaced)"
+        )
+    if not overwrite:
+        raise CheckpointError(
+            f"{argument} {out} already holds a run; continue it with {resume}, replace it "
+            f"with {replace}, or choose another {argument}"
+        )
+
+
+def prepare_run_dir(
+    out: Path, overwrite: bool, *, argument: str = "out", **words: str
+) -> Path | None:
+    """:func:`check_run_dir`, then make ``out`` an empty, writable directory. A run it replaces
+    is moved aside, not deleted: the caller deletes what it returns once the new run has a
+    checkpoint, or moves it back (:func:`restore_run_dir`) if the new run fails before one.
+    """
+    check_run_dir(out, overwrite, argument=argument, **words)
+    aside = None
+    if out.is_dir() and any(out.iterdir()):  # a run, and overwrite
+        aside = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+        shutil.rmtree(aside, ignore_errors=True)
+        out.rename(aside)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
         probe.write_text("")
         probe.unlink()
     except OSError as error:
+        if aside is not None:
+            restore_run_dir(out, aside)
         reason = error.strerror or error
         raise CheckpointError(f"cannot write to {argument} {out}: {reason}") from None
+    return aside
+
+
+def restore_run_dir(out: Path, aside: Path) -> None:
+    """Put the run :func:`prepare_run_dir` moved aside back in ``out``."""
+    shutil.rmtree(out, ignore_errors=True)
+    aside.rename(out)
 
 
 # -- atomic file-system helpers ---------------------------------------------------------------

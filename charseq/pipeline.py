@@ -32,6 +32,7 @@ from charseq.checkpoint import (
     read_manifest,
     read_tensors,
     resolve_checkpoint,
+    restore_run_dir,
     write_checkpoint,
 )
 from charseq.constraints import (
@@ -193,11 +194,12 @@ class Pipeline:
         check_precision(spec, self.device)  # before reading any corpus
         run_dir = None if out is None else Path(out)
         created = run_dir is not None and not run_dir.exists()
-        if run_dir is not None:
-            prepare_run_dir(run_dir, overwrite)
+        replaced = None if run_dir is None else prepare_run_dir(run_dir, overwrite)
         before = (self.spec, self.model, self.tokenizer.is_fitted, self.normalize)
         self.spec = spec
         with ExitStack() as stack:
+            if replaced is not None:  # the replaced run goes once this call ends, unless put back
+                stack.callback(shutil.rmtree, replaced, ignore_errors=True)
             started = False
             try:
                 cache = run_dir / "cache" if run_dir else Path(stack.enter_context(_tempdir()))
@@ -218,6 +220,8 @@ class Pipeline:
             except BaseException as error:
                 if run_dir is not None and not (run_dir / LATEST_FILE).exists():
                     _clear_run_dir(run_dir, remove=created)  # no checkpoint: no run
+                    if replaced is not None:  # and the run it was to replace comes back
+                        restore_run_dir(run_dir, replaced)
                 if not started:
                     self._undo_start(before, error)
                 raise

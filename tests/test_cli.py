@@ -110,9 +110,25 @@ def test_an_existing_run_is_never_overwritten_by_accident(corpus, tmp_path):
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.txt").write_text("years of work")
-    result = run("train", "--data", str(corpus), "--out", str(precious), "--overwrite", *SMALL)
-    assert result.exit_code == 1 and "not a charseq run; refusing" in result.output
-    assert (precious / "thesis.txt").read_text() == "years of work"
+    for flags in ((), ("--overwrite",)):
+        result = run("train", "--data", str(corpus), "--out", str(precious), *flags, *SMALL)
+        assert result.exit_code == 1 and "is not empty and is not a charseq run" in result.output
+        assert (precious / "thesis.txt").read_text() == "years of work"
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(corpus, tmp_path):
+    out = tmp_path / "run"
+    assert (
+        run("train", "--data", str(corpus), "--out", str(out), "--steps", "2", *SMALL).exit_code
+        == 0
+    )
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("abc")
+    result = run("train", "--data", str(tiny), "--out", str(out), "--overwrite", *SMALL)
+    assert result.exit_code == 1 and "too few for a training part" in result.output
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # nothing aside
 
 
 def test_an_unwritable_output_fails_before_training(corpus, tmp_path):

@@ -44,9 +44,23 @@ def test_fit_with_overwrite_replaces_a_run_but_never_a_directory_that_is_not_one
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
-    with pytest.raises(CheckpointError, match="not a charseq run; refusing to replace it"):
-        Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=mine, overwrite=True)
-    assert (mine / "notes.txt").read_text() == "keep me"
+    for overwrite in (False, True):
+        with pytest.raises(CheckpointError, match="is not empty and is not a charseq run; choose"):
+            Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=mine, overwrite=overwrite)
+        assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_overwrite_puts_the_old_run_back_when_the_new_one_fails_to_start(tmp_path):
+    out = tmp_path / "run"
+    Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(CharseqError, match="too few for a training part"):
+        Pipeline.from_spec(RUN, device="cpu").fit("ab", out=out, overwrite=True)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing left aside
+    Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out, overwrite=True, steps=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the old run is gone now
+    assert json.loads((out / "latest.json").read_text())["latest"] == "step-00000003"
 
 
 def test_a_failed_start_leaves_no_run_behind_and_the_pipeline_as_it_was(tmp_path):
