@@ -28,6 +28,7 @@ from charseq.checkpoint import (
     LATEST_FILE,
     MANIFEST_FILE,
     CheckpointError,
+    CheckpointStore,
     prepare_run_dir,
     read_manifest,
     read_tensors,
@@ -264,6 +265,7 @@ class Pipeline:
         path = resolve_checkpoint(checkpoint)
         manifest = read_manifest(path)
         training_state(path, manifest)
+        _check_latest_of_its_run(path, manifest)
         pipe = cls.load(path, registry=registry, device=device)
         pipe.spec = _with_budget(pipe.spec, pipe.registry, steps, max_seconds)
         run_dir = path.parent
@@ -733,6 +735,21 @@ _FIXED_VOCABULARY = (
     "checkpoint it was loaded from), and the corpus has tokens outside it; a new "
     "Pipeline.from_spec(...) fits a vocabulary of its own. "
 )
+
+
+def _check_latest_of_its_run(path: Path, manifest: dict[str, Any]) -> None:
+    """Refuse to resume an older checkpoint of a run in that run: the new steps would be
+    written beside the later ones, mixing two histories in one directory."""
+    latest = CheckpointStore(path.parent).latest()
+    if latest is None:
+        return
+    step, last = manifest.get("step", 0), read_manifest(latest).get("step", 0)
+    if step < last:
+        raise CheckpointError(
+            f"{path} is step {step}, older than its run's latest checkpoint ({latest.name}, step "
+            f"{last}); resuming it there would mix two histories in {path.parent}. Copy it into "
+            "a directory of its own and resume that copy, or resume the run itself"
+        )
 
 
 def _with_budget(

@@ -319,3 +319,17 @@ def test_sample_set_passes_any_sampler_option(checkpoint):
     ]:
         result = CliRunner().invoke(cli, ["sample", str(path), "--sampler", "beam", "--set", bad])
         assert result.exit_code == 1 and message in result.output, result.output
+
+
+def test_resume_refuses_an_out_of_its_own(corpus, tmp_path):
+    out = tmp_path / "run"
+    assert (
+        run("train", "--data", str(corpus), "--out", str(out), "--steps", "2", *SMALL).exit_code
+        == 0
+    )
+    for flags in (("--out", str(tmp_path / "other")), ("--overwrite",)):
+        result = run("train", "--resume", str(out), "--steps", "3", *flags)
+        assert (
+            result.exit_code == 1 and "--resume writes into the run it continues" in result.output
+        )
+    assert not (tmp_path / "other").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 
 import attrs
@@ -189,3 +190,18 @@ def test_an_option_out_of_range_is_a_charseq_error():
 
     with pytest.raises(CharseqError, match="forget_bias"):
         LSTMCell(4, 8, forget_bias=1.0, bias=False)
+
+
+def test_an_older_checkpoint_of_a_run_is_not_resumed_into_that_run(tmp_path):
+    out = tmp_path / "run"
+    Pipeline.from_spec({**RUN, "train": {**RUN["train"], "keep_last": 3}}, device="cpu").fit(
+        TEXT, out=out
+    )
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(CheckpointError, match="step 3, older than its run's latest checkpoint"):
+        Pipeline.resume(out / "step-00000003", text=TEXT, steps=5)
+    assert sorted(p.name for p in out.iterdir()) == before
+    copy = tmp_path / "branch" / "step-00000003"
+    shutil.copytree(out / "step-00000003", copy)  # a copy of its own resumes
+    assert Pipeline.resume(copy, text=TEXT, steps=5).step == 5
+    assert Pipeline.resume(out, text=TEXT, steps=8).step == 8  # and the run itself goes on

@@ -138,6 +138,11 @@ def train(
         if resume_dir:
             if spec_path or preset or settings:
                 raise CharseqError("--resume continues a run as it was: drop --spec/--preset/--set")
+            given = click.get_current_context().get_parameter_source("out_dir")
+            if given is click.core.ParameterSource.COMMANDLINE or overwrite:
+                raise CharseqError(
+                    "--resume writes into the run it continues: drop --out and --overwrite"
+                )
             pipe = Pipeline.resume(
                 resume_dir,
                 files=list(data_paths) or None,
