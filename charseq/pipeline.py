@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy as copy_module
 import hashlib
+import os
 import shutil
 import tempfile
 import unicodedata
@@ -41,7 +42,7 @@ from charseq.constraints import (
     GenerationError,
     apply_stop,
 )
-from charseq.corpus import Splits, find_sources, ids_dtype, prepare_corpus, split_ids
+from charseq.corpus import STDIN, Splits, find_sources, ids_dtype, prepare_corpus, split_ids
 from charseq.errors import CharseqError, SpecError
 from charseq.interfaces import Sampler, Tokenizer
 from charseq.model import CharModel
@@ -323,7 +324,7 @@ class Pipeline:
         self.normalize = normalize
         info = {
             "kind": "files",
-            "sources": [str(source) for source in sources],
+            "sources": [_absolute(source) for source in sources],  # readable from any directory
             "include": list(include),
             "encoding": encoding,
             "normalize": normalize,
@@ -735,6 +736,11 @@ _FIXED_VOCABULARY = (
     "checkpoint it was loaded from), and the corpus has tokens outside it; a new "
     "Pipeline.from_spec(...) fits a vocabulary of its own. "
 )
+
+
+def _absolute(source: str | Path) -> str:
+    """A corpus source as a checkpoint records it: an absolute path, or ``"-"`` (stdin)."""
+    return STDIN if os.fspath(source) == STDIN else str(Path(source).resolve())
 
 
 def _check_latest_of_its_run(path: Path, manifest: dict[str, Any]) -> None:

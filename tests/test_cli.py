@@ -85,6 +85,10 @@ def test_train_eval_sample_and_resume(corpus, tmp_path):
     assert scores["split"] == "val" and scores["bpc"] == pytest.approx(
         scores["nats"] / 0.693147, 1e-4
     )
+    other = tmp_path / "other.txt"
+    other.write_text("that is the question. to be or not to be. " * 3)
+    scores = json.loads(run("eval", str(out), "--data", str(other), "--json").output)
+    assert scores["split"] == "all" and scores["tokens"] == len(other.read_text()) - 1
 
     result = run("train", "--resume", str(out), "--steps", "8", "--no-progress")
     assert result.exit_code == 0, result.output
@@ -333,3 +337,15 @@ def test_resume_refuses_an_out_of_its_own(corpus, tmp_path):
             result.exit_code == 1 and "--resume writes into the run it continues" in result.output
         )
     assert not (tmp_path / "other").exists()
+
+
+def test_a_run_reads_its_corpus_again_from_any_directory(corpus, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert (
+        run("train", "--data", "corpus.txt", "--out", "run", "--steps", "2", *SMALL).exit_code == 0
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = run("eval", str(out))
+    assert result.exit_code == 0 and result.output.startswith("test: "), result.output

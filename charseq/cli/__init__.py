@@ -200,9 +200,8 @@ def train(
 @click.option(
     "--split",
     type=click.Choice(["train", "val", "test", "all"]),
-    default="test",
-    show_default=True,
-    help="Which part of the corpus (split as in training).",
+    default=None,
+    help="Which part of the corpus, split as in training (default: test; all of a --data text).",
 )
 @click.option("--device", default=None, help="cpu, cuda, mps (default: the best found).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
@@ -210,6 +209,8 @@ def evaluate(checkpoint, data_paths, split, device, as_json) -> None:
     """Report nats/char and bits per character (BPC) of a checkpoint on a split."""
     from charseq.evaluate import evaluate_checkpoint
 
+    if split is None:
+        split = "all" if data_paths else "test"
     try:
         scores = evaluate_checkpoint(
             checkpoint, files=list(data_paths) or None, split=split, device=device
