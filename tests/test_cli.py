@@ -349,3 +349,28 @@ def test_a_run_reads_its_corpus_again_from_any_directory(corpus, tmp_path, monke
     monkeypatch.chdir(elsewhere)
     result = run("eval", str(out))
     assert result.exit_code == 0 and result.output.startswith("test: "), result.output
+
+
+def test_sample_into_a_closed_pipe_or_interrupted_exits_quietly(corpus, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    assert (
+        run("train", "--data", str(corpus), "--out", str(out), "--steps", "2", *SMALL).exit_code
+        == 0
+    )
+    command = [sys.executable, "-m", "charseq", "sample", str(out), "--length", "1000000"]
+    reader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.read(10)
+    reader.stdout.close()  # as `| head -c 10` does
+    _, err = reader.communicate(timeout=120)
+    assert (reader.returncode, err) == (0, b"")
+    writer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    writer.stdout.read(10)  # generating now
+    time.sleep(0.2)
+    writer.send_signal(signal.SIGINT)
+    _, err = writer.communicate(timeout=120)
+    assert writer.returncode == 130 and b"Aborted" not in err and b"Traceback" not in err

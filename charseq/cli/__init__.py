@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -41,6 +44,24 @@ def _plain_warnings() -> Iterator[None]:
 
 def _fail(error: Exception) -> None:
     raise click.ClickException(str(error)) from None
+
+
+def _quiet_exits(command: Callable[..., None]) -> Callable[..., None]:
+    """Ctrl-C exits with status 130 (as ``train`` does) and a reader that stops early
+    (``| head``) ends the command quietly, with status 0: no traceback, no 'Aborted!'."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise SystemExit(130) from None
+        except BrokenPipeError:
+            # Python's advice: point stdout at devnull so the flush at exit cannot fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(0) from None
+
+    return run
 
 
 @cli.command()
@@ -205,6 +226,7 @@ def train(
 )
 @click.option("--device", default=None, help="cpu, cuda, mps (default: the best found).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@_quiet_exits
 def evaluate(checkpoint, data_paths, split, device, as_json) -> None:
     """Report nats/char and bits per character (BPC) of a checkpoint on a split."""
     from charseq.evaluate import evaluate_checkpoint
@@ -333,6 +355,7 @@ forces the first character of each line (e.g. --acrostic 春夏秋冬 for a 藏�
     help="What to do with prime characters outside the vocabulary (default: the tokenizer's).",
 )
 @click.option("--device", default=None, help="cpu, cuda, mps (default: the best found).")
+@_quiet_exits
 def sample(
     checkpoint,
     prime,
@@ -410,6 +433,7 @@ def sample(
 )
 @click.option("--device", default=None, help="cpu, cuda, mps (default: the best found).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@_quiet_exits
 def score(checkpoint, file, prime, top, unknown, device, as_json) -> None:
     """Score FILE (or - for stdin) under a checkpoint: total nats, BPC, surprising positions."""
     from charseq.pipeline import Pipeline
