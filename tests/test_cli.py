@@ -243,6 +243,8 @@ def test_sample_constraints_and_samples(checkpoint):
     assert result.exit_code == 0 and result.output.count("--- sample") == 3
     beam = run("sample", str(path), "--length", "20", "--sampler", "beam", "--num-beams", "3")
     assert beam.output == pipe.generate("", 20, sampler={"name": "beam", "num_beams": 3}) + "\n"
+    implied = run("sample", str(path), "--length", "20", "--num-beams", "3")  # means beam
+    assert implied.exit_code == 0 and implied.output == beam.output
 
 
 @pytest.mark.parametrize(

@@ -332,7 +332,7 @@ forces the first character of each line (e.g. --acrostic 春夏秋冬 for a 藏�
 @click.option("--top-p", type=float, help="Nucleus sampling mass (temperature sampler).")
 @click.option("--min-p", type=float, help="Drop characters below min-p x the top probability.")
 @click.option("--repetition-penalty", type=float, help="Penalise characters already generated.")
-@click.option("--num-beams", type=int, help="Beam width (beam sampler).")
+@click.option("--num-beams", type=int, help="Beam width (implies --sampler beam).")
 @click.option("--num-return-sequences", type=int, help="Best sequences per sample (beam).")
 @click.option("--seed", type=int, help="Random seed for reproducible output (char-rnn: -seed).")
 @click.option(
@@ -398,6 +398,8 @@ def sample(
     }
     try:
         pipe = Pipeline.load(checkpoint, device=device)
+        if sampler is None and (num_beams or num_return_sequences):
+            sampler = "beam"  # --num-beams means beam search
         section = pipe.spec.sampler.to_dict() if sampler is None else {"name": sampler}
         section.update({k: v for k, v in options.items() if v is not None})
         for setting in settings:
