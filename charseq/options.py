@@ -183,6 +183,7 @@ def _coerce(value: Any, expected: Any, path: str) -> Any:
     if expected is bool:
         if isinstance(value, bool):
             return value
+        raise SpecError(path, f"expected bool (true or false), got {_describe(value)}")
     elif expected is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

@@ -376,3 +376,17 @@ def test_sample_into_a_closed_pipe_or_interrupted_exits_quietly(corpus, tmp_path
     writer.send_signal(signal.SIGINT)
     _, err = writer.communicate(timeout=120)
     assert writer.returncode == 130 and b"Aborted" not in err and b"Traceback" not in err
+
+
+def test_sample_ends_a_line_once_and_score_refuses_a_negative_top(tmp_path):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("to be\nor not\nto be\n" * 60)
+    out = tmp_path / "run"
+    assert (
+        run("train", "--data", str(lines), "--out", str(out), "--steps", "2", *SMALL).exit_code == 0
+    )
+    result = run("sample", str(out), "--length", "300", "--stop", "\n", "--seed", "0")
+    assert result.exit_code == 0 and len(result.output) <= 300  # the stop string was written
+    assert result.output.endswith("\n") and result.output.count("\n") == 1  # no blank line
+    result = run("score", str(out), str(lines), "--top", "-1")
+    assert result.exit_code == 2 and "-1 is not in the range x>=0" in result.output

@@ -29,7 +29,7 @@ from charseq.spec import CellLayout, ModelSpec, TrainSpec
         ({"cell": {"hidden_size": "12"}}, "cell.hidden_size: expected int, got str '12'"),
         ({"cell": {"hidden_size": 1.5}}, "cell.hidden_size: expected int, got float 1.5"),
         ({"cell": {"dropout": 1.0}}, "cell.dropout: must be < 1.0, got 1.0"),
-        ({"cell": {"bias": "yes"}}, "cell.bias: expected bool, got str 'yes'"),
+        ({"cell": {"bias": "yes"}}, "cell.bias: expected bool (true or false), got str 'yes'"),
         ({"cell": "lstm", "celll": {}}, "celll: unknown section; did you mean 'cell'?"),
         ({"tokenizer": "chra"}, "tokenizer.name: unknown tokenizer 'chra'; did you mean 'char'?"),
         ({"tokenizer": {"name": "char", "unknown": "skp"}}, "tokenizer.unknown: must be one of"),

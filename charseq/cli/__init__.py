@@ -410,10 +410,13 @@ def sample(
         if num_samples == 1 and (num_return_sequences or 1) == 1:
             pieces = pipe.stream(prime, length, sampler=section, **kwargs)  # checked here
             click.echo(prime, nl=False)
+            last = prime
             for piece in pieces:
                 click.echo(piece, nl=False)
                 sys.stdout.flush()
-            click.echo()
+                last = piece or last
+            if not last.endswith("\n"):  # end the line, unless the text did (--stop '\n')
+                click.echo()
             return
         texts = pipe.generate(prime, length, sampler=section, num_samples=num_samples, **kwargs)
     except CharseqError as error:
@@ -427,7 +430,13 @@ def sample(
 @click.argument("checkpoint", type=click.Path(file_okay=False))
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @click.option("--prime", default="", help="Context before the text (not scored).")
-@click.option("--top", default=10, show_default=True, help="Surprising positions to list.")
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Surprising positions to list.",
+)
 @click.option(
     "--unknown",
     type=click.Choice(["error", "skip", "replace"]),
