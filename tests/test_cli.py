@@ -390,3 +390,18 @@ def test_sample_ends_a_line_once_and_score_refuses_a_negative_top(tmp_path):
     assert result.output.endswith("\n") and result.output.count("\n") == 1  # no blank line
     result = run("score", str(out), str(lines), "--top", "-1")
     assert result.exit_code == 2 and "-1 is not in the range x>=0" in result.output
+
+
+def test_print_spec_shows_every_option_of_the_resolved_spec_and_trains_nothing(
+    tmp_path, monkeypatch
+):
+    from charseq import PipelineSpec
+
+    monkeypatch.chdir(tmp_path)
+
+    result = run("train", "--preset", "char-rnn", "--set", "cell.hidden_size=256", "--print-spec")
+    assert result.exit_code == 0
+    spec = PipelineSpec.from_toml(result.output)
+    assert spec.cell.layout.hidden_size == 256 and spec.optimizer.name == "rmsprop"
+    assert spec.to_toml() == result.output  # every option spelled out
+    assert not (tmp_path / "runs").exists()

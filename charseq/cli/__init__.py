@@ -133,6 +133,11 @@ def plugins(as_json: bool) -> None:
 @click.option("--sample-every", type=int, default=0, help="Print a sample every N steps.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: the best found).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option(
+    "--print-spec",
+    is_flag=True,
+    help="Print the spec these options make (every option, as TOML) and exit without training.",
+)
 def train(
     spec_path,
     preset,
@@ -149,12 +154,18 @@ def train(
     sample_every,
     device,
     progress,
+    print_spec,
 ) -> None:
     """Train a model, writing checkpoints to a run directory (Ctrl-C saves and stops)."""
     from charseq.corpus import find_sources, python_source_files
     from charseq.pipeline import Pipeline
 
     try:
+        if print_spec:
+            if resume_dir:
+                raise CharseqError("--print-spec shows a new run's spec: drop --resume")
+            click.echo(_spec(spec_path, preset, settings, steps, max_seconds).to_toml(), nl=False)
+            return
         callbacks = _train_callbacks(progress, sample_every)
         if resume_dir:
             if spec_path or preset or settings:
