@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from charseq.corpus import CorpusError, CorpusTooSmallError
 from charseq.errors import warn
+from charseq.model import evaluating
 
 __all__ = [
     "IGNORE_INDEX",
@@ -412,12 +413,10 @@ def evaluate_ids(
         parameter = next(model.parameters(), None)
         device = parameter.device if parameter is not None else torch.device("cpu")
     device = torch.device(device)
-    was_training = model.training
-    model.eval()
     total = torch.zeros((), dtype=torch.float64, device=device)
     tokens = 0
     state = None
-    try:
+    with evaluating(model):
         for x, y, reset in batches:
             tokens += int((y != IGNORE_INDEX).sum())
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -429,7 +428,5 @@ def evaluate_ids(
                 reduction="sum",
             )
             total += loss.double()
-    finally:
-        model.train(was_training)
     nats = total.item() / tokens
     return {"nats": nats, "bpc": nats / math.log(2), "tokens": tokens}

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from charseq.errors import CharseqError
+from charseq.files import atomic_write
 
 FORMAT = "charseq-checkpoint"
 FORMAT_VERSION = 1
@@ -654,17 +655,8 @@ def _write_synced(path: Path, text: str) -> None:
 
 def _write_json(path: Path, data: Any) -> None:
     """Replace the JSON file ``path`` atomically: temporary file, fsync, rename, fsync dir."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(json.dumps(data, indent=2) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    with atomic_write(path) as file:
+        file.write((json.dumps(data, indent=2) + "\n").encode("utf-8"))
     _fsync_dir(path.parent)
 
 

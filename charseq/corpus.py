@@ -41,6 +41,7 @@ import attrs
 import numpy as np
 
 from charseq.errors import CharseqError, warn
+from charseq.files import atomic_write
 from charseq.interfaces import Tokenizer
 
 __all__ = [
@@ -790,7 +791,8 @@ def prepare_corpus(
                 "sizes": sizes,
                 "tokenizer": key_material["tokenizer"],
             }
-            _write_atomic(meta_path, json.dumps(meta, indent=1).encode("utf-8"))
+            with atomic_write(meta_path) as out:
+                out.write(json.dumps(meta, indent=1).encode("utf-8"))
     finally:
         if spool is not None:
             spool.unlink(missing_ok=True)
@@ -850,26 +852,17 @@ def _encode_to_file(
     errors: str,
 ) -> int:
     """Pass 2: encode piece by piece into a temporary file, then rename it to ``ids_path``."""
-    handle, name = tempfile.mkstemp(prefix=f".{ids_path.stem}-", suffix=".tmp", dir=ids_path.parent)
-    temporary = Path(name)
     tokens = 0
-    try:
-        with os.fdopen(handle, "wb") as out:
-            start = 0  # characters of the (normalised) text before this piece
-            for piece in _stream_text(items, codec, form, chunk_chars, errors):
-                try:
-                    ids = np.asarray(tokenizer.encode_array(piece))
-                except CharseqError as error:
-                    raise _in_corpus(error, items, start) from None
-                ids.astype(dtype, copy=False).tofile(out)
-                tokens += ids.size
-                start += len(piece)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, ids_path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_write(ids_path) as out:
+        start = 0  # characters of the (normalised) text before this piece
+        for piece in _stream_text(items, codec, form, chunk_chars, errors):
+            try:
+                ids = np.asarray(tokenizer.encode_array(piece))
+            except CharseqError as error:
+                raise _in_corpus(error, items, start) from None
+            ids.astype(dtype, copy=False).tofile(out)
+            tokens += ids.size
+            start += len(piece)
     return tokens
 
 
@@ -881,16 +874,3 @@ def _in_corpus(error: CharseqError, items: Sequence[tuple[Source, str]], start: 
     )
     error.args = (where + str(error), *error.args[1:])
     return error
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise

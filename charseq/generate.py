@@ -20,7 +20,7 @@ from torch import Tensor
 
 from charseq.constraints import CompiledConstraints, ConstraintState
 from charseq.interfaces import Sampler, SamplerOutput
-from charseq.model import CharModel, StackState, select
+from charseq.model import CharModel, StackState, evaluating, select
 
 STEPPED_PRIME = 8
 """The longest prime :meth:`Decoder.from_prime` feeds id by id on the CPU."""
@@ -171,11 +171,7 @@ def generate_ids(
             caller cuts the decoded text).
         on_token: called with each step's ids ``(B,)`` as a token-by-token sampler chooses them.
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         decoder = Decoder.from_prime(model, prime, num_samples, constraints)
         decoder.on_token = on_token
         return sampler.sample(decoder, max_new_tokens, generator)
-    finally:
-        model.train(was_training)

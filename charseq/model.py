@@ -10,7 +10,8 @@ the core's one loop over time).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -282,6 +283,17 @@ class _InferenceStep:
         if self.bias_array is not None:
             logits += self.bias_array
         return onerow.row(logits), state  # (1, V)
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the block, and back in the mode it was in after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def detach(state: StackState) -> StackState:

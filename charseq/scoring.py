@@ -16,7 +16,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from charseq.model import CharModel
+from charseq.model import CharModel, evaluating
 
 LN2 = math.log(2.0)
 
@@ -104,10 +104,8 @@ def score_ids(
     device = model.head.weight.device
     both = torch.cat([prime, ids]).to(device).view(1, -1)  # (1, P + N)
     total = both.shape[1]
-    was_training = model.training
-    model.eval()
     pieces: list[Tensor] = []
-    try:
+    with evaluating(model):
         if prime.numel() == 0:  # the first token: uniform odds, as generation starts
             first = torch.full((1,), -math.log(model.vocab_size), dtype=torch.float64)
             pieces.append(first.to(device))
@@ -123,8 +121,6 @@ def score_ids(
             logprobs = logits[0, lo:].double().log_softmax(dim=-1)  # (T', V)
             targets = both[0, begin + lo + 1 : end + 1]  # (T',)
             pieces.append(logprobs.gather(1, targets.unsqueeze(1)).squeeze(1))  # (T',)
-    finally:
-        model.train(was_training)
     values = torch.cat(pieces).cpu()  # (N,)
     logprobs = values.tolist()
     total_nats = -float(values.sum())

@@ -19,7 +19,7 @@ import torch
 from charseq.constraints import CompiledConstraints, apply_stop, cut_at_stop, held_back
 from charseq.generate import Decoder, generate_ids
 from charseq.interfaces import Sampler, SamplerOutput, Tokenizer, TokenSampler
-from charseq.model import CharModel
+from charseq.model import CharModel, evaluating
 
 
 @attrs.frozen
@@ -139,9 +139,7 @@ character here)."""
 
 def _stream_steps(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) -> Iterator[str]:
     model = job.model
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         with torch.no_grad():
             decoder = Decoder.from_prime(model, job.prime_ids, job.batch, job.constraints)
             steps = job.sampler.steps(decoder, max_new_tokens, job.generator)
@@ -163,8 +161,6 @@ def _stream_steps(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) ->
         rest = text.finish()
         if rest:
             yield rest
-    finally:
-        model.train(was_training)
 
 
 def _stream_thread(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) -> Iterator[str]:

@@ -10,7 +10,7 @@ gets the same error, e.g. ``adam.lr: must be > 0.0, got -1.0``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
@@ -19,6 +19,9 @@ from torch import nn
 from charseq.hookspecs import hookimpl
 from charseq.interfaces import OptimizerFactory
 from charseq.options import OptionError, build_options, option
+
+if TYPE_CHECKING:
+    from charseq.registry import Registrar
 
 Parameters = Iterable[nn.Parameter] | Iterable[dict[str, Any]]
 
@@ -172,6 +175,6 @@ FACTORIES: dict[str, tuple[OptimizerFactory, type]] = {
 
 
 @hookimpl
-def charseq_register_optimizers(registry: Any) -> None:
+def charseq_register_optimizers(registry: Registrar) -> None:
     for name, (factory, options) in FACTORIES.items():
         registry.add(name, factory, options=options)

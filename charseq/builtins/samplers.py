@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 import torch
@@ -40,6 +40,7 @@ from charseq.options import NoOptions, OptionError, build_options, option
 
 if TYPE_CHECKING:
     from charseq.generate import Decoder
+    from charseq.registry import Registrar
 
 PROCESSOR_ORDER: tuple[str, ...] = (
     "repetition_penalty",
@@ -565,7 +566,7 @@ def _at_least(vocab: int, length: int, count: int) -> bool:
 
 
 @hookimpl
-def charseq_register_samplers(registry: Any) -> None:
+def charseq_register_samplers(registry: Registrar) -> None:
     registry.add("greedy", GreedySampler, options=NoOptions, help="always the most likely id")
     registry.add(
         "temperature",

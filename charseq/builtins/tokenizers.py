@@ -15,7 +15,7 @@ import codecs
 import collections
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import numpy as np
@@ -24,6 +24,9 @@ from charseq.errors import CharseqError
 from charseq.hookspecs import hookimpl
 from charseq.interfaces import Tokenizer
 from charseq.options import NoOptions, OptionError, build_options, option
+
+if TYPE_CHECKING:
+    from charseq.registry import Registrar
 
 UnknownPolicy = Literal["error", "skip", "replace"]
 _POLICIES = ("error", "skip", "replace")
@@ -619,7 +622,7 @@ class WordTokenizer(_FittedVocabulary):
 
 
 @hookimpl
-def charseq_register_tokenizers(registry: Any) -> None:
+def charseq_register_tokenizers(registry: Registrar) -> None:
     registry.add(
         "char",
         CharTokenizer,
