@@ -15,6 +15,7 @@ from torch import nn
 
 import charseq
 from charseq.builtins.samplers import BeamSampler, TemperatureSampler
+from charseq.builtins.tokenizers import ByteTokenizer
 from charseq.errors import CharseqError
 from charseq.interfaces import Tokenizer, TokenSampler
 from charseq.loop import unroll
@@ -49,6 +50,7 @@ from charseq.testing import (
     check_sampler_reproducible,
     check_seeded_determinism,
     check_state_dict_round_trip,
+    check_stream_decoder_matches_decode,
     check_top_k_support,
     check_unknown_policy,
     check_vocab_json_round_trip,
@@ -402,9 +404,22 @@ def test_tags_narrow_the_texts_a_tokenizer_claims():
     check_decode_encode_round_trip(LowercaseOnly)
 
 
+class ChunkByChunkBytes(ByteTokenizer):
+    """Decodes each chunk of streamed bytes on its own, splitting characters across chunks."""
+
+    def stream_decoder(self):
+        return lambda ids, final=False: self.decode(ids)
+
+
 def test_kit_accepts_reference_tokenizer():
     for check in all_checks("tokenizer"):
         check(CharTokenizer)
+
+
+def test_the_byte_tokenizers_stream_decoder_passes_its_check():
+    check_stream_decoder_matches_decode(ByteTokenizer)
+    with pytest.raises(CheckSkipped, match="stream_decoder"):
+        check_stream_decoder_matches_decode(CharTokenizer)
 
 
 @pytest.mark.parametrize(
@@ -416,6 +431,7 @@ def test_kit_accepts_reference_tokenizer():
         (IntKeysInState, check_vocab_json_round_trip, "JSON round trip"),
         (CountsOneShort, check_ids_in_range, "outside range(vocab_size"),
         (SilentOnUnknown, check_unknown_policy, "without raising"),
+        (ChunkByChunkBytes, check_stream_decoder_matches_decode, "fed in chunks gave"),
     ],
     ids=lambda p: getattr(p, "__name__", None),
 )

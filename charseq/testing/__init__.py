@@ -77,6 +77,7 @@ from charseq.testing.samplers import (
 from charseq.testing.tokenizers import (
     check_decode_encode_round_trip,
     check_ids_in_range,
+    check_stream_decoder_matches_decode,
     check_tokenizer_api,
     check_unknown_policy,
     check_vocab_json_round_trip,
@@ -116,6 +117,7 @@ __all__ = [
     "check_sampler_reproducible",
     "check_seeded_determinism",
     "check_shapes",
+    "check_stream_decoder_matches_decode",
     "check_state_dict_round_trip",
     "check_tokenizer_api",
     "check_top_k_one_is_greedy",

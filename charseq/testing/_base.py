@@ -179,7 +179,8 @@ def get_tags(component: Any, kind: str | None = None) -> dict[str, Any]:
     Tokenizers:
         ``unknown_policy``: it has an ``unknown`` option ("error" / "skip" / "replace");
         ``texts``: the texts it round-trips: a Hypothesis strategy, or the name of one in
-        :data:`charseq.testing.strategies.TEXTS` (default ``"unicode"``).
+        :data:`charseq.testing.strategies.TEXTS` (default ``"unicode"``);
+        ``stream_decoder``: it has one (:meth:`charseq.Tokenizer.stream_decoder`).
     Samplers:
         ``greedy``: it always takes the arg-max (its name is ``greedy``);
         ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``repetition_penalty``,
@@ -204,7 +205,11 @@ def _compute_tags(subject: Subject) -> dict[str, Any]:
         }
     elif subject.kind == "tokenizer":
         built = subject.build()
-        tags = {"unknown_policy": "unknown" in names, "texts": "unicode"}
+        tags = {
+            "unknown_policy": "unknown" in names,
+            "texts": "unicode",
+            "stream_decoder": built.stream_decoder() is not None,
+        }
     else:
         from charseq.interfaces import TokenSampler
 

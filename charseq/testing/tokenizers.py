@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from hypothesis import example, given
+from hypothesis import strategies as st
 
 from charseq.errors import CharseqError
 from charseq.interfaces import Tokenizer
@@ -31,6 +32,7 @@ from charseq.testing.strategies import texts as text_strategy
 
 __all__ = [
     "check_decode_encode_round_trip",
+    "check_stream_decoder_matches_decode",
     "check_ids_in_range",
     "check_tokenizer_api",
     "check_unknown_policy",
@@ -248,6 +250,46 @@ def check_vocab_json_round_trip(subject: Subject, *, texts: Any = None) -> None:
 _POLICIES = ("error", "skip", "replace")
 _STRANGERS = ("\u03a9", "\u00e9", "\U0001f600", "\x00", "~")
 _KNOWN = "ab ab\n"
+
+
+@register_check("tokenizer", requires=("stream_decoder",))
+def check_stream_decoder_matches_decode(subject: Subject) -> None:
+    """A ``stream_decoder``'s pieces join to ``decode`` of all the ids, for any ids in the
+    vocabulary (a model writes sequences no text encodes to) fed in any chunks."""
+    wide = "é😀ü中 "  # characters of 2, 4, 2 and 3 UTF-8 bytes
+    try:
+        tokenizer = _fitted(subject, _MANY_SYMBOLS + _CORPUS + wide)
+        known = tokenizer.encode(wide * 2)  # what a text encodes to, cut below at every width
+    except CharseqError:  # a tokenizer for narrower texts
+        tokenizer, known = _fitted(subject, _MANY_SYMBOLS + _CORPUS), []
+    size = tokenizer.vocab_size
+
+    @kit_settings()
+    @given(
+        ids=st.lists(st.integers(0, size - 1), max_size=40),
+        cuts=st.lists(st.integers(1, 5), min_size=1, max_size=40),
+    )
+    @example(ids=known, cuts=[1])
+    @example(ids=known, cuts=[2])
+    @example(ids=known, cuts=[3])
+    def drawn(ids: list[int], cuts: list[int]) -> None:
+        decode = tokenizer.stream_decoder()
+        pieces, start = [], 0
+        for width in cuts * (len(ids) // len(cuts) + 1):
+            if start >= len(ids):
+                break
+            pieces.append(decode(ids[start : start + width], False))
+            start += width
+        pieces.append(decode([], True))
+        require(
+            "".join(pieces) == tokenizer.decode(ids),
+            f"ids {ids} fed in chunks gave {''.join(pieces)!r}; decode gives "
+            f"{tokenizer.decode(ids)!r}",
+            "return from each call only the text the ids so far have fixed, and the rest when "
+            "final=True (for UTF-8 bytes: codecs.getincrementaldecoder).",
+        )
+
+    drawn()
 
 
 @register_check("tokenizer", requires=("unknown_policy",))
