@@ -583,22 +583,68 @@ def prepare_run_dir(
         shutil.rmtree(aside, ignore_errors=True)
         out.rename(aside)
     try:
+        make_writable_dir(out, argument=argument)
+    except CheckpointError:
+        if aside is not None:
+            restore_run_dir(out, aside)
+        raise
+    return aside
+
+
+def make_writable_dir(out: Path, *, argument: str = "out") -> None:
+    """Create ``out`` (and its parents) if needed, and check that files can be written in it."""
+    try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
         probe.write_text("")
         probe.unlink()
     except OSError as error:
-        if aside is not None:
-            restore_run_dir(out, aside)
         reason = error.strerror or error
         raise CheckpointError(f"cannot write to {argument} {out}: {reason}") from None
-    return aside
 
 
 def restore_run_dir(out: Path, aside: Path) -> None:
     """Put the run :func:`prepare_run_dir` moved aside back in ``out``."""
     shutil.rmtree(out, ignore_errors=True)
     aside.rename(out)
+
+
+def clear_run_dir(run_dir: Path, *, remove: bool) -> None:
+    """Delete what a run that failed before its first checkpoint wrote into ``run_dir`` (the
+    directory itself too if ``remove``)."""
+    if remove:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for child in run_dir.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def is_training_checkpoint(directory: Path) -> bool:
+    """Whether ``directory`` is a checkpoint with a training state (one that resumes)."""
+    if not (directory / MANIFEST_FILE).is_file():
+        return False
+    try:
+        return isinstance(read_manifest(directory).get("trainer"), dict)
+    except CheckpointError:
+        return False  # not a readable checkpoint: write_checkpoint says what it is
+
+
+def check_latest_of_its_run(path: Path, manifest: Mapping[str, Any]) -> None:
+    """Refuse to resume an older checkpoint of a run in that run: the new steps would be
+    written beside the later ones, mixing two histories in one directory."""
+    latest = CheckpointStore(path.parent).latest()
+    if latest is None:
+        return
+    step, last = manifest.get("step", 0), read_manifest(latest).get("step", 0)
+    if step < last:
+        raise CheckpointError(
+            f"{path} is step {step}, older than its run's latest checkpoint ({latest.name}, step "
+            f"{last}); resuming it there would mix two histories in {path.parent}. Copy it into "
+            "a directory of its own and resume that copy, or resume the run itself"
+        )
 
 
 # -- atomic file-system helpers ---------------------------------------------------------------

@@ -27,9 +27,10 @@ from charseq.batches import evaluate_ids
 from charseq.callbacks import Callback
 from charseq.checkpoint import (
     LATEST_FILE,
-    MANIFEST_FILE,
     CheckpointError,
-    CheckpointStore,
+    check_latest_of_its_run,
+    clear_run_dir,
+    is_training_checkpoint,
     prepare_run_dir,
     read_manifest,
     read_tensors,
@@ -220,10 +221,11 @@ class Pipeline:
                 started = True
                 self.result = trainer.run()
             except BaseException as error:
-                if run_dir is not None and not (run_dir / LATEST_FILE).exists():
-                    _clear_run_dir(run_dir, remove=created)  # no checkpoint: no run
-                    if replaced is not None:  # and the run it was to replace comes back
+                if run_dir is not None and not (run_dir / LATEST_FILE).exists():  # no run
+                    if replaced is not None:  # the run it was to replace comes back
                         restore_run_dir(run_dir, replaced)
+                    else:
+                        clear_run_dir(run_dir, remove=created)
                 if not started:
                     self._undo_start(before, error)
                 raise
@@ -266,7 +268,7 @@ class Pipeline:
         path = resolve_checkpoint(checkpoint)
         manifest = read_manifest(path)
         training_state(path, manifest)
-        _check_latest_of_its_run(path, manifest)
+        check_latest_of_its_run(path, manifest)
         pipe = cls.load(path, registry=registry, device=device)
         pipe.spec = _with_budget(pipe.spec, pipe.registry, steps, max_seconds)
         run_dir = path.parent
@@ -607,7 +609,7 @@ class Pipeline:
         replaces one of those (an earlier ``save`` it does replace).
         """
         model = self._require_model()
-        if _resumable(Path(directory)):
+        if is_training_checkpoint(Path(directory)):
             raise CheckpointError(
                 f"{directory} is a training checkpoint (it resumes a run); save writes weights "
                 "only and would replace it: save to another directory"
@@ -743,21 +745,6 @@ def _absolute(source: str | Path) -> str:
     return STDIN if os.fspath(source) == STDIN else str(Path(source).resolve())
 
 
-def _check_latest_of_its_run(path: Path, manifest: dict[str, Any]) -> None:
-    """Refuse to resume an older checkpoint of a run in that run: the new steps would be
-    written beside the later ones, mixing two histories in one directory."""
-    latest = CheckpointStore(path.parent).latest()
-    if latest is None:
-        return
-    step, last = manifest.get("step", 0), read_manifest(latest).get("step", 0)
-    if step < last:
-        raise CheckpointError(
-            f"{path} is step {step}, older than its run's latest checkpoint ({latest.name}, step "
-            f"{last}); resuming it there would mix two histories in {path.parent}. Copy it into "
-            "a directory of its own and resume that copy, or resume the run itself"
-        )
-
-
 def _with_budget(
     spec: PipelineSpec, registry: Registry, steps: int | None, max_seconds: float | None
 ) -> PipelineSpec:
@@ -765,28 +752,6 @@ def _with_budget(
     changes = {"train.steps": steps, "train.max_seconds": max_seconds}
     changes = {k: v for k, v in changes.items() if v is not None}
     return spec.override(changes, registry) if changes else spec
-
-
-def _resumable(directory: Path) -> bool:
-    """Whether ``directory`` is a checkpoint with a training state."""
-    if not (directory / MANIFEST_FILE).is_file():
-        return False
-    try:
-        return isinstance(read_manifest(directory).get("trainer"), dict)
-    except CheckpointError:
-        return False  # not a readable checkpoint: write_checkpoint says what it is
-
-
-def _clear_run_dir(run_dir: Path, *, remove: bool) -> None:
-    """Delete what a failed start wrote into ``run_dir`` (the directory too if ``remove``)."""
-    if remove:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return
-    for child in run_dir.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
 
 
 def _tempdir() -> Any:

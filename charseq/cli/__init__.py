@@ -281,17 +281,11 @@ def _spec(spec_path, preset, settings, steps, max_seconds):
 def _prepare_run_dir(out: Path, overwrite: bool) -> Path:
     """Check the run directory before any work, in the command line's terms: new or empty, or
     a run we may replace (``fit`` replaces it, keeping it until the new run has a checkpoint)."""
-    from charseq.checkpoint import check_run_dir
+    from charseq.checkpoint import check_run_dir, make_writable_dir
 
     check_run_dir(out, overwrite, argument="--out", resume=f"--resume {out}", replace="--overwrite")
     if not out.exists():
-        try:
-            out.mkdir(parents=True)
-            probe = out / ".write-test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as error:
-            raise CharseqError(f"cannot write to --out {out}: {error.strerror or error}") from None
+        make_writable_dir(out, argument="--out")
     return out
 
 
