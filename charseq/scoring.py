@@ -72,9 +72,11 @@ class Score:
 
     def summary(self) -> str:
         """A few human-readable lines: totals, then the most surprising positions."""
+        chars = all(len(token) == 1 for token in self.tokens)  # else words or other pieces
+        unit, per, bits = ("characters", "char", "BPC") if chars else ("tokens", "token", "bits")
         lines = [
-            f"{len(self.tokens)} characters: {self.total_nats:.4f} nats in all, "
-            f"{self.nats:.4f} nats/char, {self.bpc:.4f} BPC"
+            f"{len(self.tokens)} {unit}: {self.total_nats:.4f} nats in all, "
+            f"{self.nats:.4f} nats/{per}, {self.bpc:.4f} {bits}{'' if chars else '/token'}"
         ]
         if self.surprising:
             lines.append("most surprising:")

@@ -77,3 +77,16 @@ def test_bad_score_input(pipe):
     with pytest.raises(UnknownCharacterError, match=r"the text to score has 1 character.*'Z'"):
         pipe.score("the Zoo")
     assert len(pipe.score("the Zoo", unknown="skip")) == 6
+
+
+def test_the_summary_names_word_tokens_as_tokens():
+    from charseq import Pipeline
+
+    spec = {
+        "tokenizer": {"name": "word"},
+        "cell": {"hidden_size": 8, "num_layers": 1},
+        "train": {"steps": 2, "batch_size": 2, "seq_len": 8},
+    }
+    pipe = Pipeline.from_spec(spec, device="cpu").fit("the cat sat on the mat . " * 50)
+    first = pipe.score("the cat sat").summary().splitlines()[0]
+    assert first.startswith("5 tokens: ") and "nats/token" in first and "bits/token" in first
