@@ -28,6 +28,26 @@ class UnknownComponentError(CharseqError, LookupError):
     """No component of that kind and name is registered."""
 
 
+class TokenizerError(CharseqError, ValueError):
+    """A tokenizer was misused: not fitted, fitted on nothing, given an id outside its vocabulary,
+    or given a state that is not its own."""
+
+
+class UnknownCharacterError(TokenizerError):
+    """The text holds characters (or words) outside the vocabulary and the policy is ``"error"``.
+
+    Raised by the built-in tokenizers; a plugin tokenizer raises it too, so that charseq can say
+    where the text came from and how to get past the characters.
+
+    Attributes:
+        unknown: each unknown token mapped to its positions (character offsets) in the text.
+    """
+
+    def __init__(self, message: str, unknown: dict[str, list[int]]) -> None:
+        super().__init__(message)
+        self.unknown = unknown
+
+
 class DuplicateComponentError(CharseqError):
     """Two plugins registered the same name in the same kind."""
 

@@ -12,7 +12,6 @@ import os
 import shutil
 import tempfile
 import unicodedata
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -44,7 +43,7 @@ from charseq.constraints import (
     apply_stop,
 )
 from charseq.corpus import STDIN, Splits, find_sources, ids_dtype, prepare_corpus, split_ids
-from charseq.errors import CharseqError, SpecError
+from charseq.errors import CharseqError, SpecError, UnknownCharacterError, warn
 from charseq.interfaces import Sampler, Tokenizer
 from charseq.model import CharModel
 from charseq.registry import Registry, get_registry
@@ -239,8 +238,8 @@ class Pipeline:
         self.spec, self.model, fitted, self.normalize = before
         if not fitted:  # the tokenizer was fitted on this corpus in place: a fresh one instead
             self.tokenizer = _build(self.registry, "tokenizer", self.spec.tokenizer)
-        elif isinstance(error, CharseqError) and hasattr(error, "unknown"):
-            error.args = (_FIXED_VOCABULARY + str(error),)  # an UnknownCharacterError
+        elif isinstance(error, UnknownCharacterError):
+            error.args = (_FIXED_VOCABULARY + str(error),)
 
     @classmethod
     def resume(
@@ -501,11 +500,10 @@ class Pipeline:
             raise GenerationError(f"prime must be a str, got {type(prime).__name__}")
         sampler_object = self._sampler(sampler)
         if batch > 1 and sampler_object.deterministic:
-            warnings.warn(
+            warn(
                 f"{type(sampler_object).__name__} is deterministic: the {batch} samples from one "
                 "prime are identical (beam search's num_return_sequences gives different "
-                "sequences)",
-                stacklevel=3,  # the caller of generate / stream
+                "sequences)"
             )
         prime_ids = torch.tensor(self._encode(prime, "the prime", unknown), dtype=torch.long)
         constraints = Constraints(stop=stop, allowed=allowed, acrostic=acrostic)
@@ -525,9 +523,7 @@ class Pipeline:
             text = unicodedata.normalize(self.normalize, text)  # as the corpus was
         try:
             return tokenizer.encode(text)
-        except CharseqError as error:
-            if not hasattr(error, "unknown"):  # the tokenizer's UnknownCharacterError
-                raise
+        except UnknownCharacterError as error:
             message = str(error)
             if message.startswith("the text "):
                 message = what + message[len("the text") :]

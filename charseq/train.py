@@ -13,7 +13,6 @@ import math
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -33,7 +32,7 @@ from charseq.checkpoint import (
     read_tensors,
     restore_rng,
 )
-from charseq.errors import CharseqError
+from charseq.errors import CharseqError, warn
 from charseq.model import StackState, detach
 from charseq.schedules import lr_factor
 
@@ -138,10 +137,9 @@ class Trainer:
         """Train until ``train.steps``, ``train.max_seconds``, early stopping or a signal."""
         train = self.spec.train
         if self.step >= train.steps:
-            warnings.warn(
+            warn(
                 f"nothing to train: the model is at step {self.step} and train.steps is "
-                f"{train.steps} (the step count to reach); pass a higher steps=...",
-                stacklevel=3,  # the caller of fit / resume
+                f"{train.steps} (the step count to reach); pass a higher steps=..."
             )
         self._remember_good_state()
         for callback in self.callbacks:

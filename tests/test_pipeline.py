@@ -213,3 +213,8 @@ def test_warnings_point_at_the_callers_line():
         pipe.fit("abc abc abc")  # too small: the splits and the batch shrink, with warnings
     assert len(caught) >= 2
     assert {Path(w.filename).resolve() for w in caught} == {Path(__file__).resolve()}
+    with pytest.warns(UserWarning, match="nothing to train") as caught:
+        pipe.fit("abc abc abc")  # already at train.steps
+    with pytest.warns(UserWarning, match="is deterministic") as more:
+        pipe.generate("a", 3, sampler="greedy", num_samples=2)
+    assert {Path(w.filename).resolve() for w in [*caught, *more]} == {Path(__file__).resolve()}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 import numpy as np
 
-from charseq.errors import CharseqError
+from charseq.errors import TokenizerError, UnknownCharacterError
 from charseq.hookspecs import hookimpl
 from charseq.interfaces import Tokenizer
 from charseq.options import NoOptions, OptionError, build_options, option
@@ -35,25 +35,8 @@ _MAX_POSITIONS = 5  # positions named per unknown character
 _TABLE_LIMIT = 1 << 19  # code points below this get a dense code point -> id table (4 MiB)
 
 
-class TokenizerError(CharseqError, ValueError):
-    """A tokenizer was misused: not fitted, fitted on nothing, given an id outside its vocabulary,
-    or given a state that is not its own."""
-
-
 class NotFittedError(TokenizerError):
     """The tokenizer has no vocabulary yet: call ``fit(text)`` (or ``load_state_dict``) first."""
-
-
-class UnknownCharacterError(TokenizerError):
-    """The text holds characters (or words) outside the vocabulary and the policy is ``"error"``.
-
-    Attributes:
-        unknown: each unknown token mapped to its positions (character offsets) in the text.
-    """
-
-    def __init__(self, message: str, unknown: dict[str, list[int]]) -> None:
-        super().__init__(message)
-        self.unknown = unknown
 
 
 # -- options ------------------------------------------------------------------------------------
