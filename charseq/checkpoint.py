@@ -27,6 +27,7 @@ import math
 import os
 import random
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -557,7 +558,7 @@ def check_run_dir(
         raise CheckpointError(f"{argument} {out} is a file, not a directory")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    if not (out / LATEST_FILE).is_file():
+    if not _is_run(out):
         raise CheckpointError(
             f"{argument} {out} is not empty and is not a charseq run; choose a new or empty "
             "directory (nothing else is ever replaced)"
@@ -577,13 +578,17 @@ def prepare_run_dir(
     checkpoint, or moves it back (:func:`restore_run_dir`) if the new run fails before one.
     """
     check_run_dir(out, overwrite, argument=argument, **words)
-    aside = None
+    aside, target = None, out
     if out.is_dir() and any(out.iterdir()):  # a run, and overwrite
-        aside = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-        shutil.rmtree(aside, ignore_errors=True)
-        out.rename(aside)
+        target = out.resolve()  # the run itself, where out is a link to it
+        if Path.cwd().resolve().is_relative_to(target):
+            raise CheckpointError(
+                f"{argument} {out} holds the current directory; replace it from elsewhere"
+            )
+        aside = target.with_name(f".{target.name}.replaced-{secrets.token_hex(4)}")
+        target.rename(aside)
     try:
-        make_writable_dir(out, argument=argument)
+        make_writable_dir(target, argument=argument)
     except CheckpointError:
         if aside is not None:
             restore_run_dir(out, aside)
@@ -605,8 +610,19 @@ def make_writable_dir(out: Path, *, argument: str = "out") -> None:
 
 def restore_run_dir(out: Path, aside: Path) -> None:
     """Put the run :func:`prepare_run_dir` moved aside back in ``out``."""
-    shutil.rmtree(out, ignore_errors=True)
-    aside.rename(out)
+    target = out.resolve()
+    shutil.rmtree(target, ignore_errors=True)
+    aside.rename(target)
+
+
+def _is_run(directory: Path) -> bool:
+    """Whether ``directory`` holds a charseq run: a ``latest.json`` naming a checkpoint in it."""
+    if not (directory / LATEST_FILE).is_file():
+        return False
+    try:
+        return CheckpointStore(directory).latest() is not None
+    except CheckpointError:
+        return False
 
 
 def clear_run_dir(run_dir: Path, *, remove: bool) -> None:

@@ -182,7 +182,9 @@ class Pipeline:
                 ``metrics.jsonl`` (unless a callback is a ``MetricsLog``) and the cache;
                 nothing is written if ``None``. It must be new or empty: a directory holding a
                 run is continued with :meth:`resume`, or replaced with ``overwrite``.
-            overwrite: delete the run in ``out`` first (only a charseq run is ever deleted).
+            overwrite: replace the run in ``out`` (only a charseq run is ever replaced). It is
+                kept aside until the new run's first checkpoint, and put back if the new run
+                fails before one.
             steps: optimizer steps to reach. It becomes the spec's ``train.steps`` (checkpoints
                 record it), so a later ``fit`` goes on from :attr:`step` towards it.
             max_seconds: a training-time budget (default: the spec's ``train.max_seconds``);
@@ -196,12 +198,12 @@ class Pipeline:
         check_precision(spec, self.device)  # before reading any corpus
         run_dir = None if out is None else Path(out)
         created = run_dir is not None and not run_dir.exists()
+        before = (self.spec, self.model, _unfitted_copy(self.tokenizer), self.normalize)
         replaced = None if run_dir is None else prepare_run_dir(run_dir, overwrite)
-        before = (self.spec, self.model, self.tokenizer.is_fitted, self.normalize)
         self.spec = spec
         with ExitStack() as stack:
-            if replaced is not None:  # the replaced run goes once this call ends, unless put back
-                stack.callback(shutil.rmtree, replaced, ignore_errors=True)
+            if replaced is not None:  # the replaced run goes once the new one has a checkpoint
+                stack.callback(_drop_replaced, replaced, run_dir)
             started = False
             try:
                 cache = run_dir / "cache" if run_dir else Path(stack.enter_context(_tempdir()))
@@ -222,7 +224,7 @@ class Pipeline:
             except BaseException as error:
                 if run_dir is not None and not (run_dir / LATEST_FILE).exists():  # no run
                     if replaced is not None:  # the run it was to replace comes back
-                        restore_run_dir(run_dir, replaced)
+                        _put_back(run_dir, replaced)
                     else:
                         clear_run_dir(run_dir, remove=created)
                 if not started:
@@ -231,13 +233,13 @@ class Pipeline:
         return self
 
     def _undo_start(
-        self, before: tuple[PipelineSpec, Any, bool, str | None], error: BaseException
+        self, before: tuple[PipelineSpec, Any, Tokenizer | None, str | None], error: BaseException
     ) -> None:
         """Leave the pipeline as it was before a fit that failed to start; say so when the
         corpus did not fit a vocabulary fixed earlier."""
-        self.spec, self.model, fitted, self.normalize = before
-        if not fitted:  # the tokenizer was fitted on this corpus in place: a fresh one instead
-            self.tokenizer = _build(self.registry, "tokenizer", self.spec.tokenizer)
+        self.spec, self.model, unfitted, self.normalize = before
+        if unfitted is not None:  # this fit may have fitted it in place: the copy from before
+            self.tokenizer = unfitted
         elif isinstance(error, UnknownCharacterError):
             error.args = (_FIXED_VOCABULARY + str(error),)
 
@@ -739,6 +741,26 @@ _FIXED_VOCABULARY = (
 def _absolute(source: str | Path) -> str:
     """A corpus source as a checkpoint records it: an absolute path, or ``"-"`` (stdin)."""
     return STDIN if os.fspath(source) == STDIN else str(Path(source).resolve())
+
+
+def _unfitted_copy(tokenizer: Tokenizer) -> Tokenizer | None:
+    """A copy of a tokenizer a fit is about to fit in place, or ``None`` if it is fitted."""
+    return None if tokenizer.is_fitted else copy_module.deepcopy(tokenizer)
+
+
+def _drop_replaced(replaced: Path, run_dir: Path) -> None:
+    """Delete the run a new one replaced, once the new one has a checkpoint."""
+    if replaced.exists() and (run_dir / LATEST_FILE).exists():
+        shutil.rmtree(replaced, ignore_errors=True)
+
+
+def _put_back(run_dir: Path, replaced: Path) -> None:
+    """Move a replaced run back; if that fails, say where it is rather than hide the error
+    that stopped the new run."""
+    try:
+        restore_run_dir(run_dir, replaced)
+    except OSError as error:
+        warn(f"could not put the replaced run back in {run_dir} ({error}); it is in {replaced}")
 
 
 def _with_budget(

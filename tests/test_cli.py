@@ -405,3 +405,13 @@ def test_print_spec_shows_every_option_of_the_resolved_spec_and_trains_nothing(
     assert spec.cell.layout.hidden_size == 256 and spec.optimizer.name == "rmsprop"
     assert spec.to_toml() == result.output  # every option spelled out
     assert not (tmp_path / "runs").exists()
+
+
+def test_beam_options_keep_a_beam_spec_of_the_checkpoint(corpus, tmp_path):
+    out = tmp_path / "run"
+    beam = ["--set", "sampler.name=beam", "--set", "sampler.num_beams=8"]
+    args = ["train", "--data", str(corpus), "--out", str(out), "--steps", "2", *beam, *SMALL]
+    assert run(*args).exit_code == 0
+    result = run("sample", str(out), "--length", "5", "--num-return-sequences", "6")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("--- sample") == 6  # num_beams=8 kept from the checkpoint

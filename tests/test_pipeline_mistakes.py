@@ -205,3 +205,53 @@ def test_an_older_checkpoint_of_a_run_is_not_resumed_into_that_run(tmp_path):
     shutil.copytree(out / "step-00000003", copy)  # a copy of its own resumes
     assert Pipeline.resume(copy, text=TEXT, steps=5).step == 5
     assert Pipeline.resume(out, text=TEXT, steps=8).step == 8  # and the run itself goes on
+
+
+def test_overwrite_through_a_link_replaces_the_run_it_points_to(tmp_path):
+    real = tmp_path / "big" / "run1"
+    Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=real)
+    link = tmp_path / "latest"
+    link.symlink_to(real, target_is_directory=True)
+    Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=link, overwrite=True, steps=3)
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert json.loads((real / "latest.json").read_text())["latest"] == "step-00000003"
+    assert sorted(p.name for p in real.parent.iterdir()) == ["run1"]  # the old run is gone
+
+
+def test_the_current_directory_is_never_replaced(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out)
+    monkeypatch.chdir(out)
+    with pytest.raises(CheckpointError, match="holds the current directory"):
+        Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=".", overwrite=True)
+    assert (out / "latest.json").is_file()
+
+
+def test_a_replaced_run_that_cannot_be_put_back_is_kept_and_the_error_is_the_first(
+    tmp_path, monkeypatch
+):
+    out = tmp_path / "run"
+    Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out)
+
+    def fails(*_):
+        raise OSError("device busy")
+
+    monkeypatch.setattr("charseq.pipeline.restore_run_dir", fails)
+    with (
+        pytest.warns(UserWarning, match="could not put the replaced run back"),
+        pytest.raises(CharseqError, match="too few for a training part"),
+    ):
+        Pipeline.from_spec(RUN, device="cpu").fit("ab", out=out, overwrite=True)
+    [aside] = [p for p in tmp_path.iterdir() if p.name.startswith(".run.replaced-")]
+    assert (aside / "latest.json").is_file()  # the old run, intact, where the warning says
+
+
+def test_a_failed_start_gives_back_the_callers_own_tokenizer():
+    from charseq.builtins.tokenizers import CharTokenizer
+
+    mine = CharTokenizer(unknown="skip")
+    pipe = Pipeline(PipelineSpec.from_dict(RUN), mine, device="cpu")
+    with pytest.raises(CharseqError, match="too few for a training part"):
+        pipe.fit("ab")
+    assert type(pipe.tokenizer) is CharTokenizer and pipe.tokenizer.unknown == "skip"
+    assert not pipe.tokenizer.is_fitted

@@ -58,7 +58,11 @@ def _quiet_exits(command: Callable[..., None]) -> Callable[..., None]:
             raise SystemExit(130) from None
         except BrokenPipeError:
             # Python's advice: point stdout at devnull so the flush at exit cannot fail again
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, sys.stdout.fileno())
+            finally:
+                os.close(devnull)
             raise SystemExit(0) from None
 
     return run
@@ -403,7 +407,8 @@ def sample(
     }
     try:
         pipe = Pipeline.load(checkpoint, device=device)
-        if sampler is None and (num_beams or num_return_sequences):
+        beam_options = num_beams or num_return_sequences
+        if sampler is None and beam_options and pipe.spec.sampler.name != "beam":
             sampler = "beam"  # --num-beams means beam search
         section = pipe.spec.sampler.to_dict() if sampler is None else {"name": sampler}
         section.update({k: v for k, v in options.items() if v is not None})
