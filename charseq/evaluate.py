@@ -34,7 +34,8 @@ def evaluate_checkpoint(
     token after the first is predicted from all that precede it.
 
     Returns:
-        ``{"split", "nats", "bpc", "tokens", "checkpoint", "step"}``.
+        ``{"split", "nats", "bpc", "tokens", "checkpoint", "step", "tokenizer"}`` (the
+        tokenizer's name: what a token is).
     """
     if split not in SPLITS:
         raise CharseqError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
@@ -58,4 +59,11 @@ def evaluate_checkpoint(
         scores = evaluate_ids(
             pipe.model, ids, batch_size=1, seq_len=seq_len, warmup=0, device=pipe.device
         )
-    return {"split": split, **scores, "checkpoint": str(path), "step": pipe.step}
+    tokenizer = pipe.spec.tokenizer.name
+    return {
+        "split": split,
+        **scores,
+        "checkpoint": str(path),
+        "step": pipe.step,
+        "tokenizer": tokenizer,
+    }

@@ -415,3 +415,13 @@ def test_beam_options_keep_a_beam_spec_of_the_checkpoint(corpus, tmp_path):
     result = run("sample", str(out), "--length", "5", "--num-return-sequences", "6")
     assert result.exit_code == 0, result.output
     assert result.output.count("--- sample") == 6  # num_beams=8 kept from the checkpoint
+
+
+def test_eval_names_what_its_tokens_are(corpus, tmp_path):
+    for name, unit in (("char", "characters"), ("word", "tokens")):
+        out = tmp_path / name
+        args = ["--set", f"tokenizer.name={name}", *SMALL]
+        train = ["train", "--data", str(corpus), "--out", str(out), "--steps", "2", *args]
+        assert run(*train).exit_code == 0
+        result = run("eval", str(out), "--split", "all")
+        assert result.exit_code == 0 and result.output.rstrip().endswith(unit), result.output

@@ -259,8 +259,12 @@ def evaluate(checkpoint, data_paths, split, device, as_json) -> None:
     else:
         click.echo(
             f"{scores['split']}: {scores['nats']:.4f} nats/char, {scores['bpc']:.4f} BPC "
-            f"over {scores['tokens']} characters"
+            f"over {scores['tokens']} {_UNITS.get(scores['tokenizer'], 'tokens')}"
         )
+
+
+_UNITS = {"char": "characters", "byte": "bytes"}
+"""What a token of the built-in tokenizers is, for messages; any other is a token."""
 
 
 def _spec(spec_path, preset, settings, steps, max_seconds):
