@@ -409,9 +409,7 @@ class ByteTokenizer(Tokenizer):
             ) from None
 
     def decode(self, ids: Iterable[int]) -> str:
-        array = _as_id_array(ids)
-        _check_ids(array, 256)
-        return array.astype(np.uint8).tobytes().decode("utf-8", "replace")
+        return _id_bytes(ids).decode("utf-8", "replace")
 
     def stream_decoder(self) -> Callable[[Sequence[int], bool], str]:
         """UTF-8 decoding of bytes that arrive a few at a time: a character's first bytes wait
@@ -419,9 +417,7 @@ class ByteTokenizer(Tokenizer):
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
         def decode(ids: Sequence[int], final: bool = False) -> str:
-            array = _as_id_array(ids)
-            _check_ids(array, 256)
-            return decoder.decode(array.astype(np.uint8).tobytes(), final)
+            return decoder.decode(_id_bytes(ids), final)
 
         return decode
 
@@ -433,6 +429,13 @@ class ByteTokenizer(Tokenizer):
 
     def __repr__(self) -> str:
         return "ByteTokenizer()"
+
+
+def _id_bytes(ids: Iterable[int]) -> bytes:
+    """Byte ids, checked to be in ``range(256)``, as the bytes they stand for."""
+    array = _as_id_array(ids)
+    _check_ids(array, 256)
+    return array.astype(np.uint8).tobytes()
 
 
 # -- word ---------------------------------------------------------------------------------------
