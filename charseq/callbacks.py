@@ -38,6 +38,10 @@ class Callback:
     def on_fit_end(self, trainer: Trainer, step: int, reason: str) -> None:
         """After the last step; ``reason`` says why training stopped."""
 
+    def on_exception(self, trainer: Trainer, step: int, error: BaseException) -> None:
+        """When training raises ``error`` after :meth:`on_fit_start` (instead of
+        :meth:`on_fit_end`); the error then propagates. Release what ``on_fit_start`` took."""
+
 
 class ProgressBar(Callback):
     """A tqdm bar: step, loss, val BPC, chars/s and ETA; notices go above the bar."""
@@ -80,6 +84,9 @@ class ProgressBar(Callback):
         self.bar.write(message, file=self.file or sys.stderr)
 
     def on_fit_end(self, trainer: Trainer, step: int, reason: str) -> None:
+        self.bar.close()
+
+    def on_exception(self, trainer: Trainer, step: int, error: BaseException) -> None:
         self.bar.close()
 
 

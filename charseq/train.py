@@ -144,6 +144,15 @@ class Trainer:
         self._remember_good_state()
         for callback in self.callbacks:
             callback.on_fit_start(self)
+        try:
+            return self._run()
+        except BaseException as error:
+            for callback in self.callbacks:
+                callback.on_exception(self, self.step, error)
+            raise
+
+    def _run(self) -> TrainResult:
+        train = self.spec.train
         reason = "steps"
         evaluated_at = checkpointed_at = None
         with self._signals():

@@ -313,6 +313,30 @@ def test_the_progress_bar_shows_the_last_evaluation_and_the_best():
     assert "val_bpc=nan" not in out.getvalue()
 
 
+def test_a_callback_error_closes_the_progress_bar_and_reaches_the_caller():
+    class Boom(Callback):
+        def on_step_end(self, trainer, step, metrics):
+            if step == 2:
+                raise RuntimeError("boom")
+
+    class Record(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_fit_end(self, trainer, step, reason):
+            self.seen.append(("end", step))
+
+        def on_exception(self, trainer, step, error):
+            self.seen.append(("exception", step, str(error)))
+
+    bar, record = ProgressBar(file=io.StringIO()), Record()
+    pipe = Pipeline.from_spec(spec(steps=50), device="cpu")
+    with pytest.raises(RuntimeError, match="boom"):
+        pipe.fit(TEXT, callbacks=[bar, Boom(), record])
+    assert record.seen == [("exception", 2, "boom")]  # not on_fit_end
+    assert bar.bar.disable  # tqdm marks a closed bar disabled
+
+
 def test_a_callback_can_stop_training_with_its_own_reason():
     class StopAtThree(Callback):
         def on_step_end(self, trainer, step, metrics):
