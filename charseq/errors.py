@@ -6,7 +6,8 @@ import difflib
 import os
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -16,12 +17,37 @@ class CharseqError(Exception):
 
 
 class SpecError(CharseqError, ValueError):
-    """A spec is invalid. ``path`` names the offending entry, e.g. ``cell.hidden_size``."""
+    """A spec is invalid. ``path`` names the offending entry, e.g. ``cell.hidden_size``.
+
+    A spec with several mistakes raises one error naming them all: ``problems`` holds one
+    :class:`SpecError` per mistake (just this one when there is one), and ``path`` is the first's.
+    """
 
     def __init__(self, path: str, message: str) -> None:
         self.path = path
         self.message = message
+        self.problems: list[SpecError] = [self]
         super().__init__(f"{path}: {message}" if path else message)
+
+    @classmethod
+    def of(cls, problems: list[SpecError]) -> SpecError:
+        """One error for ``problems`` (at least one): itself when alone, else a list of them."""
+        flat = [p for problem in problems for p in problem.problems]
+        if len(flat) == 1:
+            return flat[0]
+        lines = "\n".join(f"  {problem}" for problem in flat)
+        error = cls("", f"{len(flat)} problems in the spec:\n{lines}")
+        error.path, error.problems = flat[0].path, flat
+        return error
+
+
+@contextmanager
+def collecting(problems: list[SpecError]) -> Iterator[None]:
+    """Append a :class:`SpecError` raised inside the block to ``problems`` and go on."""
+    try:
+        yield
+    except SpecError as error:
+        problems.append(error)
 
 
 class UnknownComponentError(CharseqError, LookupError):

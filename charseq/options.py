@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import attrs
 
-from charseq.errors import CharseqError, SpecError, did_you_mean
+from charseq.errors import CharseqError, SpecError, collecting, did_you_mean
 
 _MISSING = object()
 
@@ -112,18 +112,23 @@ def build_options(cls: type, data: Mapping[str, Any], path: str) -> Any:
     """Check ``data`` against the options class ``cls`` and build an instance.
 
     Raises :class:`SpecError` naming ``path.key`` for an unknown key (with the nearest valid
-    name), a value of the wrong type, or a value the field's validator rejects.
+    name), a value of the wrong type, or a value the field's validator rejects; one error for
+    all the unknown keys and wrong types at once.
     """
     fields = {f.name: f for f in option_fields(cls)}
     kwargs = {}
+    problems: list[SpecError] = []
     for key, value in data.items():
-        field = fields.get(key)
-        if field is None:
-            hint = did_you_mean(key, fields) or (
-                f" (options: {', '.join(fields)})" if fields else " (this component takes none)"
-            )
-            raise SpecError(_join(path, key), f"unknown option{hint}")
-        kwargs[key] = _coerce(value, field.type, _join(path, key))
+        with collecting(problems):
+            field = fields.get(key)
+            if field is None:
+                hint = did_you_mean(key, fields) or (
+                    f" (options: {', '.join(fields)})" if fields else " (this component takes none)"
+                )
+                raise SpecError(_join(path, key), f"unknown option{hint}")
+            kwargs[key] = _coerce(value, field.type, _join(path, key))
+    if problems:
+        raise SpecError.of(problems)
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as error:

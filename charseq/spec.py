@@ -31,7 +31,7 @@ from typing import Any, Literal
 import attrs
 import tomli_w
 
-from charseq.errors import SpecError, UnknownComponentError, did_you_mean
+from charseq.errors import SpecError, UnknownComponentError, collecting, did_you_mean
 from charseq.options import OptionError, build_options, option, option_fields, options_to_dict
 from charseq.registry import Registry, get_registry
 
@@ -173,6 +173,7 @@ class TrainSpec:
 
 
 _SECTIONS = ("tokenizer", "cell", "model", "optimizer", "sampler", "train")
+_TABLES = ("model", "train")  # sections of options; the others name a component
 _DEFAULT_NAMES = {
     "tokenizer": "char",
     "cell": "lstm",
@@ -203,21 +204,29 @@ class PipelineSpec:
         if not isinstance(data, Mapping):
             raise SpecError("", f"a spec must be a table/dict, got {type(data).__name__}")
         registry = get_registry() if registry is None else registry
-        for key in data:
-            if key not in _SECTIONS:
-                raise SpecError(
-                    key,
-                    f"unknown section{did_you_mean(key, _SECTIONS)} "
-                    f"(sections: {', '.join(_SECTIONS)})",
-                )
-        return cls(
-            tokenizer=_component(registry, "tokenizer", data.get("tokenizer")),
-            cell=_cell(registry, data.get("cell")),
-            model=build_options(ModelSpec, _table(data.get("model", {}), "model"), "model"),
-            optimizer=_component(registry, "optimizer", data.get("optimizer")),
-            sampler=_component(registry, "sampler", data.get("sampler")),
-            train=build_options(TrainSpec, _table(data.get("train", {}), "train"), "train"),
-        )
+        problems: list[SpecError] = [
+            SpecError(
+                key,
+                f"unknown section{did_you_mean(key, _SECTIONS)} (sections: {', '.join(_SECTIONS)})",
+            )
+            for key in data
+            if key not in _SECTIONS
+        ]
+        builders = {
+            "tokenizer": lambda value: _component(registry, "tokenizer", value),
+            "cell": lambda value: _cell(registry, value),
+            "model": lambda value: build_options(ModelSpec, _table(value, "model"), "model"),
+            "optimizer": lambda value: _component(registry, "optimizer", value),
+            "sampler": lambda value: _component(registry, "sampler", value),
+            "train": lambda value: build_options(TrainSpec, _table(value, "train"), "train"),
+        }
+        sections = {}
+        for section, build in builders.items():  # every section checked: all mistakes at once
+            with collecting(problems):
+                sections[section] = build(data.get(section, {} if section in _TABLES else None))
+        if problems:
+            raise SpecError.of(problems)
+        return cls(**sections)
 
     @classmethod
     def from_toml(cls, source: str | Path, registry: Registry | None = None) -> PipelineSpec:
@@ -342,19 +351,24 @@ def _cell(registry: Registry, value: Any) -> CellSpec:
     component = _lookup(registry, "cell", name)
     layout_keys = {f.name for f in option_fields(CellLayout)}
     plugin_keys = {f.name for f in option_fields(component.options)}
+    problems = []
     for key in options:
         if key not in layout_keys | plugin_keys:
             hint = did_you_mean(key, layout_keys | plugin_keys)
-            raise SpecError(f"cell.{key}", f"unknown option{hint or ' for cell ' + repr(name)}")
-    return CellSpec(
-        name=name,
-        layout=build_options(
-            CellLayout, {k: v for k, v in options.items() if k in layout_keys}, "cell"
-        ),
-        options=build_options(
-            component.options, {k: v for k, v in options.items() if k not in layout_keys}, "cell"
-        ),
-    )
+            problems.append(
+                SpecError(f"cell.{key}", f"unknown option{hint or ' for cell ' + repr(name)}")
+            )
+    known = {k: v for k, v in options.items() if k in layout_keys | plugin_keys}
+    parts = {}
+    for part, keys, cls in (
+        ("layout", layout_keys, CellLayout),
+        ("options", plugin_keys - layout_keys, component.options),
+    ):
+        with collecting(problems):
+            parts[part] = build_options(cls, {k: v for k, v in known.items() if k in keys}, "cell")
+    if problems:
+        raise SpecError.of(problems)
+    return CellSpec(name=name, **parts)
 
 
 def _split_name(kind: str, value: Any) -> tuple[str, dict[str, Any]]:

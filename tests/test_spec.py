@@ -53,6 +53,34 @@ def test_bad_specs_name_the_path_and_the_fix(data, message):
     assert str(caught.value).startswith(message), str(caught.value)
 
 
+def test_every_mistake_in_a_spec_is_named_at_once():
+    data = {
+        "cel": {},
+        "cell": {"hiden_size": 3, "dropout": "a"},
+        "sampler": {"name": "beam", "num_beam": 3},
+        "train": {"stepz": 3, "batch_size": "x"},
+    }
+    with pytest.raises(SpecError) as caught:
+        PipelineSpec.from_dict(data)
+    error = caught.value
+    paths = [problem.path for problem in error.problems]
+    assert paths == [
+        "cel",
+        "cell.hiden_size",
+        "cell.dropout",
+        "sampler.num_beam",
+        "train.stepz",
+        "train.batch_size",
+    ]
+    assert error.path == "cel"  # the first
+    assert str(error).startswith("6 problems in the spec:\n  cel: unknown section")
+    assert "train.batch_size: expected int, got str 'x'" in str(error)
+    # one mistake is reported as itself, not as a list of one
+    with pytest.raises(SpecError) as caught:
+        PipelineSpec.from_dict({"train": {"stepz": 3}})
+    assert caught.value.problems == [caught.value]
+
+
 def test_defaults_are_char_rnn_like():
     spec = PipelineSpec.from_dict({})
     assert (spec.tokenizer.name, spec.cell.name, spec.optimizer.name) == ("char", "lstm", "adam")
