@@ -1,0 +1,41 @@
+"""Checking the arguments that say how a corpus is read: encoding, normalisation, piece size."""
+
+from __future__ import annotations
+
+import codecs
+from typing import Literal
+
+from charseq.corpus.errors import CorpusError
+
+Normalization = Literal["NFC", "NFKC"]
+_NORMALIZATIONS = ("NFC", "NFKC")
+
+
+def check_encoding(encoding: str) -> str:
+    try:
+        return codecs.lookup(encoding).name
+    except (LookupError, TypeError):
+        raise CorpusError(
+            f"unknown encoding {encoding!r}; pass a Python codec name such as 'utf-8', "
+            "'latin-1' or 'utf-16'"
+        ) from None
+
+
+def check_normalize(normalize: str | None) -> str | None:
+    if normalize is None:
+        return None
+    form = str(normalize).upper()
+    if form not in _NORMALIZATIONS:
+        raise CorpusError(f"normalize must be None, 'NFC' or 'NFKC', got {normalize!r}")
+    return form
+
+
+def check_chunk(chunk_chars: int) -> int:
+    if isinstance(chunk_chars, bool) or not isinstance(chunk_chars, int) or chunk_chars < 1:
+        raise CorpusError(f"chunk_chars must be a positive int, got {chunk_chars!r}")
+    return chunk_chars
+
+
+def nul_means_binary(codec: str, errors: str) -> bool:
+    """Whether a NUL byte makes a file 'binary' for this codec and error handler."""
+    return errors == "strict" and not codec.startswith(("utf-16", "utf-32"))

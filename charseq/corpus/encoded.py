@@ -1,0 +1,364 @@
+"""Encoding a corpus once into a cached, memory-mapped id array, and cutting it into splits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from charseq.corpus.arguments import (
+    Normalization,
+    check_chunk,
+    check_encoding,
+    check_normalize,
+)
+from charseq.corpus.errors import CorpusError, CorpusTooSmallError, EmptyCorpusError
+from charseq.corpus.sources import STDIN, Source, find_sources
+from charseq.corpus.text import _READ_BLOCK, CHUNK_CHARS, _stream_text
+from charseq.errors import CharseqError, warn
+from charseq.files import atomic_write
+from charseq.interfaces import Tokenizer
+
+_CACHE_FORMAT = 1
+
+
+def ids_dtype(vocab_size: int) -> np.dtype:
+    """The smallest dtype for ids in ``range(vocab_size)``: uint8, uint16 or int32."""
+    if vocab_size <= 1 << 8:
+        return np.dtype(np.uint8)
+    if vocab_size <= 1 << 16:
+        return np.dtype(np.uint16)
+    return np.dtype(np.int32)
+
+
+@attrs.frozen(eq=False)
+class Splits:
+    """Contiguous train / val / test parts of an encoded corpus (views of its ids, not copies).
+
+    Attributes:
+        train, val, test: the ids of each part (a part with fraction 0 is empty).
+        bounds: ``{"train": [0, a], "val": [a, b], "test": [b, n]}``, JSON-ready, for the
+            checkpoint.
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    bounds: dict[str, list[int]]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """The part called ``name`` (``"train"``, ``"val"`` or ``"test"``)."""
+        if name not in self.bounds:
+            raise CorpusError(f"no split {name!r}; the splits are 'train', 'val' and 'test'")
+        return getattr(self, name)
+
+
+@attrs.frozen(eq=False)
+class EncodedCorpus:
+    """A corpus encoded to ids, memory-mapped read-only from the cache.
+
+    Attributes:
+        ids: the ids, a read-only :class:`numpy.memmap` of dtype :func:`ids_dtype`.
+        hash: SHA-256 (hex) of the corpus's raw bytes, all sources concatenated in order (for a
+            single file, what ``sha256sum`` prints).
+        path: the cached ``.ids`` file.
+        key: the cache key (hash of the content, the sizes of the sources, the encoding, the
+            normalisation and the tokenizer's class and fitted state).
+        vocab_size: the tokenizer's vocabulary size.
+        sources: the names of the sources, in order.
+        reused: whether the ids came from the cache rather than from encoding now.
+    """
+
+    ids: np.ndarray
+    hash: str
+    path: Path
+    key: str
+    vocab_size: int
+    sources: tuple[str, ...] = ()
+    reused: bool = False
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def split(self, val: float = 0.05, test: float = 0.05) -> Splits:
+        """Contiguous parts: the first ``1 - val - test`` for training, then val, then test.
+
+        Boundaries are ``floor(n * (1 - val - test))`` and ``floor(n * (1 - test))``, with the
+        fractions taken as the decimals they are written as (so ``val=0.1, test=0`` gives
+        nanoGPT's ``int(n * 0.9)`` split). A part with a positive fraction gets at least 2
+        tokens (one input and its target), taken from training, with a warning.
+
+        Raises:
+            CorpusError: a fraction outside [0, 1), or ``val + test >= 1``.
+            CorpusTooSmallError: too few tokens for these parts, with the minimum needed.
+        """
+        return split_ids(self.ids, val=val, test=test)
+
+
+def split_ids(ids: np.ndarray, val: float = 0.05, test: float = 0.05) -> Splits:
+    """:meth:`EncodedCorpus.split` for any 1-D array of ids."""
+    n = int(len(ids))
+    fractions = {"val": _fraction("val", val), "test": _fraction("test", test)}
+    if fractions["val"] + fractions["test"] >= 1:
+        raise CorpusError(
+            f"val + test must be below 1 so that some text is left to train on; "
+            f"got val={val}, test={test}"
+        )
+    if n == 0:
+        raise EmptyCorpusError("the corpus is empty: there is nothing to split")
+    train_end = math.floor(n * (1 - fractions["val"] - fractions["test"]))
+    val_end = math.floor(n * (1 - fractions["test"]))
+    sizes = {"train": train_end, "val": val_end - train_end, "test": n - val_end}
+    grown = []
+    for name in ("val", "test"):
+        if fractions[name] > 0 and sizes[name] < 2:
+            sizes["train"] -= 2 - sizes[name]
+            sizes[name] = 2
+            grown.append(name)
+    if sizes["train"] < 2:
+        needed = 2 + sum(2 for f in fractions.values() if f > 0)
+        raise CorpusTooSmallError(
+            f"the corpus has {n} tokens: too few for a training part of at least 2 tokens plus "
+            f"val ({val}) and test ({test}) parts of at least 2 each; it needs at least "
+            f"{needed} tokens, or set train.val_fraction = 0 and train.test_fraction = 0"
+        )
+    if grown:
+        warn(
+            f"the corpus has only {n} tokens; the {' and '.join(grown)} part(s) get 2 tokens, "
+            "the least that can be evaluated"
+        )
+    a = sizes["train"]
+    b = a + sizes["val"]
+    bounds = {"train": [0, a], "val": [a, b], "test": [b, n]}
+    return Splits(train=ids[:a], val=ids[a:b], test=ids[b:], bounds=bounds)
+
+
+def _fraction(name: str, value: Any) -> Fraction:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CorpusError(f"{name} must be a number in [0, 1), got {value!r}")
+    if not 0 <= value < 1:
+        raise CorpusError(f"{name} must be in [0, 1), got {value!r}")
+    return Fraction(str(value)) if isinstance(value, float) else Fraction(value)
+
+
+def prepare_corpus(
+    sources: Source | Iterable[Source],
+    tokenizer: Tokenizer,
+    cache_dir: str | os.PathLike[str],
+    *,
+    encoding: str = "utf-8",
+    normalize: Normalization | None = None,
+    errors: str | None = None,
+    chunk_chars: int = CHUNK_CHARS,
+) -> EncodedCorpus:
+    """Encode ``sources`` with ``tokenizer`` into a memory-mapped id array cached in ``cache_dir``.
+
+    Pass 1 streams the sources, hashing their raw bytes (SHA-256) and, if the tokenizer is not
+    fitted, fitting it with :meth:`~charseq.interfaces.Tokenizer.fit_chunks` on the pieces of
+    :func:`iter_text`. The cache key is a hash of that content hash, the sources' sizes, the
+    encoding, the normalisation and the tokenizer's class and fitted state, so a changed file or
+    a different vocabulary never reuses old ids. If ``cache_dir/<key>.ids`` and its JSON sidecar
+    ``<key>.json`` exist and agree, they are used as they are; otherwise pass 2 encodes the text
+    piece by piece into a temporary file, renamed into place when complete. Standard input
+    (``"-"``) is first spooled to a temporary file in ``cache_dir`` so it can be read twice.
+
+    Memory: one piece of ``chunk_chars`` characters with its encoding (about 40 bytes per
+    character for the ``char`` tokenizer: ~10 MB at the default), the tokenizer's vocabulary
+    (plus a count per distinct token while fitting ``word``), and O(1) more, whatever the corpus
+    size; the ids stay on disk.
+
+    Args:
+        sources: files and ``"-"``, as :func:`find_sources` returns them (a directory here is
+            expanded by :func:`find_sources` with its default ``include``).
+        tokenizer: fitted or not; fitted here on the whole corpus if not.
+        cache_dir: where the ``.ids`` and ``.json`` files live (created if missing).
+        encoding: the codec of the files (UTF-8 by default).
+        normalize: ``"NFC"``, ``"NFKC"`` or ``None``.
+        errors: the codec's error handler; by default ``"surrogateescape"`` for the ``byte``
+            tokenizer (raw bytes pass through unchanged) and ``"strict"`` for the others.
+        chunk_chars: characters per piece (see :func:`iter_text`).
+
+    Raises:
+        EmptyCorpusError: no bytes, or no token after encoding.
+        BinaryFileError, CorpusDecodeError, SourceNotFoundError: see :func:`iter_text`.
+    """
+    codec = check_encoding(encoding)
+    form = check_normalize(normalize)
+    chunk_chars = check_chunk(chunk_chars)
+    if errors is None:
+        errors = "surrogateescape" if getattr(tokenizer, "kind", None) == "byte" else "strict"
+    sources = find_sources(sources, encoding=codec)
+    cache = Path(cache_dir)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CorpusError(f"{cache}: cannot create the corpus cache: {error}") from None
+    spool: Path | None = None
+    try:
+        items: list[tuple[Source, str]] = []
+        for source in sources:
+            if os.fspath(source) == STDIN:
+                if spool is not None:
+                    raise CorpusError("standard input ('-') can be named only once")
+                spool = _spool_stdin(cache)
+                items.append((spool, "<stdin>"))
+            else:
+                items.append((Path(source), str(source)))
+        sizes = [os.path.getsize(path) for path, _ in items]
+        names = tuple(name for _, name in items)
+        if sum(sizes) == 0:
+            raise EmptyCorpusError(
+                f"the corpus is empty: {_list_names(names)} "
+                f"{'has' if len(names) == 1 else 'have'} no text"
+            )
+
+        hasher = hashlib.sha256()
+        if tokenizer.is_fitted:
+            for path, _ in items:
+                with open(path, "rb") as file:
+                    while block := file.read(_READ_BLOCK):
+                        hasher.update(block)
+        else:
+            pieces = _stream_text(items, codec, form, chunk_chars, errors, hasher.update)
+            tokenizer.fit_chunks(pieces)
+            for _ in pieces:  # make sure every byte was hashed, whatever fit_chunks did
+                pass
+        content = hasher.hexdigest()
+
+        state = tokenizer.state_dict()
+        vocab_size = int(tokenizer.vocab_size)
+        dtype = ids_dtype(vocab_size)
+        key_material = {
+            "format": _CACHE_FORMAT,
+            "content": content,
+            "sizes": sizes,
+            "encoding": codec,
+            "errors": errors,
+            "normalize": form,
+            "tokenizer": f"{type(tokenizer).__module__}.{type(tokenizer).__qualname__}",
+            "state": state,
+        }
+        blob = json.dumps(key_material, sort_keys=True, ensure_ascii=True, default=str)
+        key = hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+        ids_path, meta_path = cache / f"{key}.ids", cache / f"{key}.json"
+
+        tokens = _cached_tokens(ids_path, meta_path, key, dtype)
+        reused = tokens is not None
+        if tokens is None:
+            tokens = _encode_to_file(
+                items, tokenizer, dtype, ids_path, codec, form, chunk_chars, errors
+            )
+            if tokens == 0:
+                ids_path.unlink(missing_ok=True)
+                raise EmptyCorpusError(
+                    f"no token is left after encoding {_list_names(names)} (the tokenizer "
+                    "dropped every character); check the tokenizer's unknown policy"
+                )
+            meta = {
+                "format": _CACHE_FORMAT,
+                "key": key,
+                "hash": content,
+                "tokens": tokens,
+                "dtype": dtype.name,
+                "vocab_size": vocab_size,
+                "encoding": codec,
+                "errors": errors,
+                "normalize": form,
+                "sources": list(names),
+                "sizes": sizes,
+                "tokenizer": key_material["tokenizer"],
+            }
+            with atomic_write(meta_path) as out:
+                out.write(json.dumps(meta, indent=1).encode("utf-8"))
+    finally:
+        if spool is not None:
+            spool.unlink(missing_ok=True)
+    ids = np.memmap(ids_path, dtype=dtype, mode="r", shape=(tokens,))
+    return EncodedCorpus(
+        ids=ids,
+        hash=content,
+        path=ids_path,
+        key=key,
+        vocab_size=vocab_size,
+        sources=names,
+        reused=reused,
+    )
+
+
+def _list_names(names: Sequence[str]) -> str:
+    if len(names) <= 3:
+        return ", ".join(names)
+    return f"{', '.join(names[:3])} and {len(names) - 3} more"
+
+
+def _spool_stdin(cache: Path) -> Path:
+    """Copy standard input to a temporary file in ``cache`` (so it can be read twice)."""
+    handle, name = tempfile.mkstemp(prefix=".stdin-", suffix=".tmp", dir=cache)
+    with os.fdopen(handle, "wb") as out:
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is not None:
+            shutil.copyfileobj(stream, out, _READ_BLOCK)
+        else:  # a text-only stdin: store it as UTF-8
+            while text := sys.stdin.read(_READ_BLOCK):
+                out.write(text.encode("utf-8", "surrogateescape"))
+    return Path(name)
+
+
+def _cached_tokens(ids_path: Path, meta_path: Path, key: str, dtype: np.dtype) -> int | None:
+    """The token count of a complete cache entry for ``key``, or ``None`` if there is none."""
+    try:
+        meta = json.loads(meta_path.read_text("utf-8"))
+        tokens = int(meta["tokens"])
+        if meta.get("key") != key or meta.get("dtype") != dtype.name or tokens <= 0:
+            return None
+        if ids_path.stat().st_size != tokens * dtype.itemsize:
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return tokens
+
+
+def _encode_to_file(
+    items: Sequence[tuple[Source, str]],
+    tokenizer: Tokenizer,
+    dtype: np.dtype,
+    ids_path: Path,
+    codec: str,
+    form: str | None,
+    chunk_chars: int,
+    errors: str,
+) -> int:
+    """Pass 2: encode piece by piece into a temporary file, then rename it to ``ids_path``."""
+    tokens = 0
+    with atomic_write(ids_path) as out:
+        start = 0  # characters of the (normalised) text before this piece
+        for piece in _stream_text(items, codec, form, chunk_chars, errors):
+            try:
+                ids = np.asarray(tokenizer.encode_array(piece))
+            except CharseqError as error:
+                raise _in_corpus(error, items, start) from None
+            ids.astype(dtype, copy=False).tofile(out)
+            tokens += ids.size
+            start += len(piece)
+    return tokens
+
+
+def _in_corpus(error: CharseqError, items: Sequence[tuple[Source, str]], start: int) -> Exception:
+    """``error`` itself (same class and attributes), its message saying where in the corpus."""
+    where = (
+        f"while encoding {_list_names([name for _, name in items])}, in the text from "
+        f"character {start} on (positions below count from there): "
+    )
+    error.args = (where + str(error), *error.args[1:])
+    return error
