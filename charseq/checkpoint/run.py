@@ -1,0 +1,305 @@
+"""A run directory: the last K checkpoints and the best, ``latest.json``, and the rules for
+starting, replacing and resuming a run in it without losing one already there."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+import secrets
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from charseq.checkpoint.directory import (
+    MANIFEST_FILE,
+    CheckpointError,
+    _interrupted_hint,
+    _recover_leftovers,
+    _remove_dir,
+    _write_json,
+    copy_checkpoint,
+    read_manifest,
+    write_checkpoint,
+)
+
+LATEST_FILE = "latest.json"
+BEST_DIR = "best"
+_STEP_DIR = re.compile(r"step-(\d+)")
+
+
+class CheckpointStore:
+    """The checkpoints of one run: ``step-XXXXXXXX/`` directories, ``best/`` and ``latest.json``.
+
+    :meth:`save` writes ``run_dir/step-{step:08d}`` atomically, then ``latest.json``
+    (``{"latest": name, "best": name, "best_metric": x}``, replaced atomically), then refreshes
+    ``best/`` (an independent copy of the best step directory), then prunes step directories
+    beyond the ``keep_last`` highest steps, never deleting the latest or the best.
+    ``latest.json`` is the source of truth: a process killed at any point leaves it naming
+    complete checkpoints. One process writes a run directory at a time; any number may read.
+    """
+
+    def __init__(self, run_dir: str | Path, keep_last: int = 3) -> None:
+        if keep_last < 1:
+            raise ValueError(f"keep_last must be at least 1, got {keep_last}")
+        self.run_dir = Path(run_dir)
+        self.keep_last = keep_last
+
+    def save(
+        self,
+        step: int,
+        tensors: Mapping[str, Mapping[str, Tensor]] | nn.Module,
+        manifest: Mapping[str, Any],
+        metric: float | None = None,
+        lower_is_better: bool = True,
+    ) -> Path:
+        """Write the checkpoint of ``step``; ``metric`` (e.g. validation loss) picks the best."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _recover_leftovers(self.run_dir)
+        name = f"step-{step:08d}"
+        path = write_checkpoint(self.run_dir / name, tensors, manifest)
+        index = self._index()
+        best, best_metric = index.get("best"), index.get("best_metric")
+        if best is not None and not (self.run_dir / best).is_dir():  # deleted by hand
+            best, best_metric = None, None
+        if metric is not None and not math.isnan(metric):
+            previous = best_metric if best is not None and best != name else None
+            if previous is None or (metric < previous if lower_is_better else metric > previous):
+                best, best_metric = name, float(metric)
+        elif best == name:  # this step's checkpoint was rewritten without a metric
+            best, best_metric = None, None
+        _write_json(
+            self.run_dir / LATEST_FILE,
+            {"latest": name, "best": best, "best_metric": best_metric},
+        )
+        self._refresh_best(best)
+        self._prune(keep={name, best})
+        return path
+
+    def latest(self) -> Path | None:
+        """The latest checkpoint (as named by ``latest.json``), or None if there is none.
+
+        Without ``latest.json`` (a run killed during its first save) the highest complete step
+        directory is the latest.
+        """
+        index = self._index()
+        if index:
+            return self._named(index["latest"])
+        for path in reversed(self.checkpoints()):
+            with contextlib.suppress(CheckpointError):
+                read_manifest(path)
+                return path
+        return None
+
+    def best(self) -> Path | None:
+        """The step directory with the best metric, or None if no save had a metric."""
+        name = self._index().get("best")
+        return None if name is None else self._named(name)
+
+    def best_metric(self) -> float | None:
+        """The metric of :meth:`best`, or None."""
+        return self._index().get("best_metric")
+
+    def checkpoints(self) -> list[Path]:
+        """The step directories of this run, lowest step first."""
+        if not self.run_dir.is_dir():
+            return []
+        found = [p for p in self.run_dir.iterdir() if p.is_dir() and _STEP_DIR.fullmatch(p.name)]
+        return sorted(found, key=lambda p: int(p.name[5:]))
+
+    def _named(self, name: str) -> Path:
+        path = self.run_dir / name
+        if not path.is_dir():
+            raise CheckpointError(
+                f"{self.run_dir / LATEST_FILE} names {name}, which is missing from {self.run_dir}"
+            )
+        return path
+
+    def _index(self) -> dict[str, Any]:
+        path = self.run_dir / LATEST_FILE
+        if not path.is_file():
+            return {}
+        try:
+            index = json.loads(path.read_text("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"{path}: unreadable: {error}") from None
+        names = [index.get("latest"), index.get("best")] if isinstance(index, dict) else [None]
+        if not isinstance(names[0], str) or not all(
+            n is None or (isinstance(n, str) and _STEP_DIR.fullmatch(n)) for n in names
+        ):
+            raise CheckpointError(f"{path}: not a charseq {LATEST_FILE}")
+        return index
+
+    def _refresh_best(self, best: str | None) -> None:
+        target = self.run_dir / BEST_DIR
+        if best is None:
+            return
+        source = self.run_dir / best
+        with contextlib.suppress(OSError):
+            if (target / MANIFEST_FILE).read_bytes() == (source / MANIFEST_FILE).read_bytes():
+                return
+        copy_checkpoint(source, target)
+
+    def _prune(self, keep: set[str | None]) -> None:
+        steps = self.checkpoints()
+        keep = keep | {p.name for p in steps[-self.keep_last :]}
+        for path in steps:
+            if path.name not in keep:
+                _remove_dir(path)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint directory meant by ``path``: a checkpoint directory, or a run directory
+    (its latest checkpoint). The checkpoint's manifest is checked; errors say what ``path`` is.
+    """
+    path = Path(path)
+    if path.is_file() and path.name in (MANIFEST_FILE, LATEST_FILE):
+        path = path.parent
+    if not path.exists():
+        hint = _interrupted_hint(path)
+        raise CheckpointError(f"{path}: no such checkpoint or run directory{hint}")
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is a file; give a checkpoint directory or a run directory")
+    if (path / MANIFEST_FILE).is_file():
+        read_manifest(path)
+        return path
+    store = CheckpointStore(path)
+    if (path / LATEST_FILE).is_file() or store.checkpoints():
+        latest = store.latest()
+        if latest is None:
+            raise CheckpointError(f"{path}: run directory has no complete checkpoint yet")
+        read_manifest(latest)
+        return latest
+    raise CheckpointError(
+        f"{path}: neither a checkpoint (no {MANIFEST_FILE}) nor a run directory "
+        f"(no {LATEST_FILE}, no step-* checkpoints)"
+    )
+
+
+def check_run_dir(
+    out: Path,
+    overwrite: bool,
+    *,
+    argument: str = "out",
+    resume: str = "Pipeline.resume",
+    replace: str = "overwrite=True",
+) -> None:
+    """Refuse ``out`` for a new run unless it is new or empty, or (with ``overwrite``) a charseq
+    run; changes nothing. So no run is ever mixed into another, or anything else replaced.
+
+    ``argument``, ``resume`` and ``replace`` name the ways out in the caller's terms (the
+    command line's ``--out``, ``--resume``, ``--overwrite``).
+    """
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"{argument} {out} is a file, not a directory")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not _is_run(out):
+        raise CheckpointError(
+            f"{argument} {out} is not empty and is not a charseq run; choose a new or empty "
+            "directory (nothing else is ever replaced)"
+        )
+    if not overwrite:
+        raise CheckpointError(
+            f"{argument} {out} already holds a run; continue it with {resume}, replace it "
+            f"with {replace}, or choose another {argument}"
+        )
+
+
+def prepare_run_dir(
+    out: Path, overwrite: bool, *, argument: str = "out", **words: str
+) -> Path | None:
+    """:func:`check_run_dir`, then make ``out`` an empty, writable directory. A run it replaces
+    is moved aside, not deleted: the caller deletes what it returns once the new run has a
+    checkpoint, or moves it back (:func:`restore_run_dir`) if the new run fails before one.
+    """
+    check_run_dir(out, overwrite, argument=argument, **words)
+    aside, target = None, out
+    if out.is_dir() and any(out.iterdir()):  # a run, and overwrite
+        target = out.resolve()  # the run itself, where out is a link to it
+        if Path.cwd().resolve().is_relative_to(target):
+            raise CheckpointError(
+                f"{argument} {out} holds the current directory; replace it from elsewhere"
+            )
+        aside = target.with_name(f".{target.name}.replaced-{secrets.token_hex(4)}")
+        target.rename(aside)
+    try:
+        make_writable_dir(target, argument=argument)
+    except CheckpointError:
+        if aside is not None:
+            restore_run_dir(out, aside)
+        raise
+    return aside
+
+
+def make_writable_dir(out: Path, *, argument: str = "out") -> None:
+    """Create ``out`` (and its parents) if needed, and check that files can be written in it."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        reason = error.strerror or error
+        raise CheckpointError(f"cannot write to {argument} {out}: {reason}") from None
+
+
+def restore_run_dir(out: Path, aside: Path) -> None:
+    """Put the run :func:`prepare_run_dir` moved aside back in ``out``."""
+    target = out.resolve()
+    shutil.rmtree(target, ignore_errors=True)
+    aside.rename(target)
+
+
+def _is_run(directory: Path) -> bool:
+    """Whether ``directory`` holds a charseq run: a ``latest.json`` naming a checkpoint in it."""
+    if not (directory / LATEST_FILE).is_file():
+        return False
+    try:
+        return CheckpointStore(directory).latest() is not None
+    except CheckpointError:
+        return False
+
+
+def clear_run_dir(run_dir: Path, *, remove: bool) -> None:
+    """Delete what a run that failed before its first checkpoint wrote into ``run_dir`` (the
+    directory itself too if ``remove``)."""
+    if remove:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for child in run_dir.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def is_training_checkpoint(directory: Path) -> bool:
+    """Whether ``directory`` is a checkpoint with a training state (one that resumes)."""
+    if not (directory / MANIFEST_FILE).is_file():
+        return False
+    try:
+        return isinstance(read_manifest(directory).get("trainer"), dict)
+    except CheckpointError:
+        return False  # not a readable checkpoint: write_checkpoint says what it is
+
+
+def check_latest_of_its_run(path: Path, manifest: Mapping[str, Any]) -> None:
+    """Refuse to resume an older checkpoint of a run in that run: the new steps would be
+    written beside the later ones, mixing two histories in one directory."""
+    latest = CheckpointStore(path.parent).latest()
+    if latest is None:
+        return
+    step, last = manifest.get("step", 0), read_manifest(latest).get("step", 0)
+    if step < last:
+        raise CheckpointError(
+            f"{path} is step {step}, older than its run's latest checkpoint ({latest.name}, step "
+            f"{last}); resuming it there would mix two histories in {path.parent}. Copy it into "
+            "a directory of its own and resume that copy, or resume the run itself"
+        )

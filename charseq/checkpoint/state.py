@@ -1,0 +1,178 @@
+"""Nested state (an optimizer's ``state_dict``, the data cursor, the carried hidden state) as
+tensors plus plain JSON, and every global random number generator captured and restored."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from charseq.checkpoint.directory import CheckpointError
+
+
+def state_to_tensors(state: Any) -> tuple[dict[str, Tensor], Any]:
+    """Split nested state into ``(tensors, meta)``: a flat tensor dict and plain-JSON ``meta``.
+
+    ``state`` may nest dicts (any keys of the types below), lists and tuples of tensors,
+    ``None``, bools, ints, floats (NaN and infinities included) and strings; this covers
+    ``state_dict()`` of torch optimizers and LR schedulers, data cursors and hidden states.
+    :func:`state_from_tensors` rebuilds it exactly: types, dtypes, tuples and key types.
+    Tensors are named after their path (``state.0.exp_avg``) and are the state's own, not
+    copies: write them before the state changes. Other types raise ``TypeError``; mappings come
+    back as plain dicts.
+    """
+    tensors: dict[str, Tensor] = {}
+    return tensors, _encode(state, "", tensors)
+
+
+def state_from_tensors(tensors: Mapping[str, Tensor], meta: Any) -> Any:
+    """Rebuild the state split by :func:`state_to_tensors`; raises CheckpointError on a mismatch."""
+    try:
+        return _decode(meta, tensors)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"the saved state is malformed: {error}") from None
+
+
+def optimizer_state_to_tensors(state_dict: Mapping[str, Any]) -> tuple[dict[str, Tensor], Any]:
+    """``(tensors, meta)`` for an optimizer's ``state_dict()``; see :func:`state_to_tensors`."""
+    if not {"state", "param_groups"} <= set(state_dict):
+        raise TypeError("not an optimizer state_dict: it needs 'state' and 'param_groups'")
+    return state_to_tensors(dict(state_dict))
+
+
+def optimizer_state_from_tensors(tensors: Mapping[str, Tensor], meta: Any) -> dict[str, Any]:
+    """The optimizer ``state_dict`` saved by :func:`optimizer_state_to_tensors`, exactly."""
+    state = state_from_tensors(tensors, meta)
+    if not isinstance(state, dict) or not {"state", "param_groups"} <= set(state):
+        raise CheckpointError("the saved optimizer state is not an optimizer state_dict")
+    return state
+
+
+def _encode(value: Any, path: str, tensors: dict[str, Tensor]) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"__float__": repr(value)}
+    if isinstance(value, Tensor):
+        key, n = path or "tensor", 1
+        while key in tensors:  # keys that differ only in type (0 and "0") share a path
+            key, n = f"{path or 'tensor'}#{n}", n + 1
+        tensors[key] = value
+        return {"__tensor__": key}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v, _join(path, i), tensors) for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [_encode(v, _join(path, i), tensors) for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        if all(isinstance(k, str) and not k.startswith("__") for k in value):
+            return {k: _encode(v, _join(path, k), tensors) for k, v in value.items()}
+        return {
+            "__items__": [
+                [_encode(k, _join(path, "key"), tensors), _encode(v, _join(path, k), tensors)]
+                for k, v in value.items()
+            ]
+        }
+    where = path or "the top level"
+    raise TypeError(f"cannot store a {type(value).__name__} at {where} in a checkpoint")
+
+
+def _decode(meta: Any, tensors: Mapping[str, Tensor]) -> Any:
+    if isinstance(meta, list):
+        return [_decode(v, tensors) for v in meta]
+    if not isinstance(meta, dict):
+        return meta
+    if len(meta) == 1:
+        [(tag, body)] = meta.items()
+        if tag == "__tensor__":
+            if body not in tensors:
+                raise CheckpointError(f"saved state refers to a missing tensor {body!r}")
+            return tensors[body]
+        if tag == "__tuple__":
+            return tuple(_decode(v, tensors) for v in body)
+        if tag == "__items__":
+            return {_decode(k, tensors): _decode(v, tensors) for k, v in body}
+        if tag == "__float__":
+            return float(body)
+    return {k: _decode(v, tensors) for k, v in meta.items()}
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+# -- random number generators -----------------------------------------------------------------
+
+
+def capture_rng() -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The state of every global RNG as ``(tensors, meta)``: Python ``random``, numpy's global
+    generator, torch's CPU generator and, if CUDA is initialised, every CUDA device's generator.
+
+    ``meta`` is plain JSON. CUDA is not initialised here: a process that never used CUDA has no
+    CUDA RNG state worth keeping.
+    """
+    version, internal, gauss_next = random.getstate()
+    algorithm, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    tensors = {
+        "python": torch.tensor(internal, dtype=torch.int64),
+        "numpy": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "torch": torch.get_rng_state(),
+    }
+    meta: dict[str, Any] = {
+        "python": {"version": version, "gauss_next": gauss_next},
+        "numpy": {
+            "algorithm": algorithm,
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "cuda_devices": 0,
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states = torch.cuda.get_rng_state_all()
+        tensors.update({f"cuda.{i}": state.cpu() for i, state in enumerate(states)})
+        meta["cuda_devices"] = len(states)
+    return tensors, meta
+
+
+def restore_rng(tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> None:
+    """Restore the RNG states captured by :func:`capture_rng`.
+
+    CUDA states are restored for the devices that exist here; states of devices this machine
+    lacks (a GPU checkpoint resumed on CPU) are ignored.
+    """
+    try:
+        python, numpy_meta = meta["python"], meta["numpy"]
+        internal = tuple(int(x) for x in tensors["python"].tolist())
+        random.setstate((python["version"], internal, python["gauss_next"]))
+        np.random.set_state(
+            (
+                numpy_meta["algorithm"],
+                tensors["numpy"].numpy().astype(np.uint32),
+                numpy_meta["pos"],
+                numpy_meta["has_gauss"],
+                numpy_meta["cached_gaussian"],
+            )
+        )
+        torch.set_rng_state(tensors["torch"])
+        saved = int(meta.get("cuda_devices", 0))
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"the saved RNG state is incomplete or invalid: {error!r}") from None
+    if saved and torch.cuda.is_available():
+        for i in range(min(saved, torch.cuda.device_count())):
+            torch.cuda.set_rng_state(tensors[f"cuda.{i}"], i)
+
+
+def generator_state(generator: torch.Generator) -> Tensor:
+    """The state of a ``torch.Generator`` (CPU or CUDA) as a CPU uint8 tensor."""
+    return generator.get_state().cpu()
+
+
+def restore_generator(generator: torch.Generator, state: Tensor) -> torch.Generator:
+    """Set ``generator`` to a state from :func:`generator_state`; returns it."""
+    generator.set_state(state.to("cpu", torch.uint8))
+    return generator
