@@ -12,8 +12,8 @@ import torch
 
 from charseq.batches import evaluate_ids
 from charseq.checkpoint import CheckpointError, read_manifest, resolve_checkpoint
-from charseq.errors import CharseqError
-from charseq.pipeline import Pipeline
+from charseq.errors import CharseqError, UnknownCharacterError
+from charseq.pipeline import Pipeline, with_policy
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -25,13 +25,16 @@ def evaluate_checkpoint(
     split: str = "test",
     device: torch.device | str | None = None,
     seq_len: int = 1024,
+    unknown: str | None = None,
 ) -> dict[str, Any]:
     """nats/char and BPC of a checkpoint on one split of its corpus, or of other ``files``.
 
     The corpus is read again from the sources the checkpoint names (``files`` replaces them)
     and split with the run's fractions; ``split="all"`` takes all of it. Evaluation is one
     stream over the whole split with the state carried, ``seq_len`` tokens at a time: every
-    token after the first is predicted from all that precede it.
+    token after the first is predicted from all that precede it. ``unknown`` (``"error"``,
+    ``"skip"`` or ``"replace"``) overrides the tokenizer's policy for characters outside its
+    vocabulary, as :meth:`~charseq.Pipeline.score` does: with ``"skip"`` they are not counted.
 
     Returns:
         ``{"split", "nats", "bpc", "tokens", "checkpoint", "step", "tokenizer"}`` (the
@@ -42,19 +45,29 @@ def evaluate_checkpoint(
     path = resolve_checkpoint(checkpoint)
     manifest = read_manifest(path)
     pipe = Pipeline.load(path, device=device)
+    if unknown is not None:
+        pipe.tokenizer = with_policy(pipe.tokenizer, unknown)
     with ExitStack() as stack:
         cache = path.parent / "cache"
         if not cache.is_dir():
             cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="charseq-")))
-        ids, splits, _ = pipe.read_training_corpus(
-            path, manifest, None, files, cache, same=files is None
-        )
-        ids = ids if split == "all" else splits[split]
+        try:
+            ids, splits, _ = pipe.read_training_corpus(
+                path, manifest, None, files, cache, same=files is None, split=split != "all"
+            )
+        except UnknownCharacterError as error:
+            error.args = (f"{error} When evaluating: unknown='skip' or 'replace' (--unknown).",)
+            raise
+        ids = ids if splits is None else splits[split]
         if len(ids) < 2:
             train = pipe.spec.train
             raise CheckpointError(
-                f"the {split} split has {len(ids)} token(s): nothing to evaluate (this run's "
-                f"fractions: val {train.val_fraction}, test {train.test_fraction}); try --split"
+                f"the text has {len(ids)} token(s): nothing to evaluate (the first token is "
+                "predicted from nothing; it takes at least 2)"
+                if splits is None
+                else f"the {split} split has {len(ids)} token(s): nothing to evaluate (this "
+                f"run's fractions: val {train.val_fraction}, test {train.test_fraction}); try "
+                "--split"
             )
         scores = evaluate_ids(
             pipe.model, ids, batch_size=1, seq_len=seq_len, warmup=0, device=pipe.device

@@ -298,10 +298,13 @@ class Pipeline:
         encoding: str,
         normalize: str | None,
         cache: Path,
-    ) -> tuple[np.ndarray, Splits, dict[str, Any]]:
+        *,
+        split: bool = True,
+    ) -> tuple[np.ndarray, Splits | None, dict[str, Any]]:
         """Read, fit the tokenizer on (if it has no vocabulary), encode and split the corpus.
 
-        Returns the ids, their splits, and what a checkpoint records about the corpus.
+        Returns the ids, their splits (``None`` without ``split``: a text too small to split
+        can still be evaluated whole), and what a checkpoint records about the corpus.
         """
         train = self.spec.train
         if (text is None) == (files is None):
@@ -318,7 +321,8 @@ class Pipeline:
             )
             digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
             info = {"kind": "text", "hash": digest}
-            return ids, split_ids(ids, train.val_fraction, train.test_fraction), info
+            splits = split_ids(ids, train.val_fraction, train.test_fraction) if split else None
+            return ids, splits, info
         paths = [files] if isinstance(files, str | Path) else list(files)
         sources = find_sources(paths, tuple(include), encoding=encoding)
         corpus = prepare_corpus(
@@ -333,7 +337,8 @@ class Pipeline:
             "normalize": normalize,
             "hash": corpus.hash,
         }
-        return corpus.ids, corpus.split(train.val_fraction, train.test_fraction), info
+        splits = corpus.split(train.val_fraction, train.test_fraction) if split else None
+        return corpus.ids, splits, info
 
     def read_training_corpus(
         self,
@@ -344,9 +349,11 @@ class Pipeline:
         cache: Path,
         *,
         same: bool,
-    ) -> tuple[np.ndarray, Splits, dict[str, Any]]:
+        split: bool = True,
+    ) -> tuple[np.ndarray, Splits | None, dict[str, Any]]:
         """The corpus a checkpoint was trained on, read again from the sources it names (or
-        from ``text`` / ``files``); with ``same``, it must be that very text (same hash)."""
+        from ``text`` / ``files``); with ``same``, it must be that very text (same hash).
+        Without ``split`` the splits are ``None`` (see :meth:`_corpus`)."""
         recorded = manifest.get("corpus", {})
         if text is None and files is None:
             if recorded.get("kind") != "files":
@@ -364,6 +371,7 @@ class Pipeline:
             recorded.get("encoding", "utf-8"),
             recorded.get("normalize"),
             cache,
+            split=split,
         )
         if same and info["hash"] != recorded.get("hash"):
             raise CheckpointError(
@@ -520,7 +528,7 @@ class Pipeline:
     def _encode(self, text: str, what: str, unknown: str | None) -> list[int]:
         """``text`` as ids, with ``unknown`` overriding the tokenizer's policy; an error names
         ``what`` was being encoded and how to get past unknown characters."""
-        tokenizer = self.tokenizer if unknown is None else _with_policy(self.tokenizer, unknown)
+        tokenizer = self.tokenizer if unknown is None else with_policy(self.tokenizer, unknown)
         if self.normalize and isinstance(text, str):
             text = unicodedata.normalize(self.normalize, text)  # as the corpus was
         try:
@@ -776,7 +784,7 @@ def _tempdir() -> Any:
     return tempfile.TemporaryDirectory(prefix="charseq-")
 
 
-def _with_policy(tokenizer: Tokenizer, unknown: str) -> Tokenizer:
+def with_policy(tokenizer: Tokenizer, unknown: str) -> Tokenizer:
     """A copy of ``tokenizer`` with its ``unknown`` policy set to ``unknown``."""
     if unknown not in ("error", "skip", "replace"):
         raise GenerationError(f"unknown must be 'error', 'skip' or 'replace', got {unknown!r}")

@@ -425,3 +425,24 @@ def test_eval_names_what_its_tokens_are(corpus, tmp_path):
         assert run(*train).exit_code == 0
         result = run("eval", str(out), "--split", "all")
         assert result.exit_code == 0 and result.output.rstrip().endswith(unit), result.output
+
+
+def test_eval_of_a_given_text_takes_all_of_it_and_an_unknown_policy(corpus, tmp_path):
+    out = tmp_path / "run"
+    train = ["train", "--data", str(corpus), "--out", str(out), "--steps", "2", *SMALL]
+    assert run(*train).exit_code == 0
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("the", "utf-8")  # too small to split, whole is fine
+    result = run("eval", str(out), "--data", str(tiny), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["tokens"] == 2  # every token after the first
+    tiny.write_text("t", "utf-8")
+    result = run("eval", str(out), "--data", str(tiny))
+    assert result.exit_code == 1 and "the text has 1 token(s): nothing to evaluate" in result.output
+    odd = tmp_path / "odd.txt"
+    odd.write_text("the \u00fc the", "utf-8")  # one character the corpus does not have
+    result = run("eval", str(out), "--data", str(odd))
+    assert result.exit_code == 1 and "--unknown" in result.output
+    result = run("eval", str(out), "--data", str(odd), "--unknown", "skip", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["tokens"] == len("the  the") - 1  # the ü dropped

@@ -239,10 +239,17 @@ def train(
     default=None,
     help="Which part of the corpus, split as in training (default: test; all of a --data text).",
 )
+@click.option(
+    "--unknown",
+    type=click.Choice(["error", "skip", "replace"]),
+    default=None,
+    help="What to do with characters outside the vocabulary (default: the tokenizer's); "
+    "skipped ones are not scored.",
+)
 @click.option("--device", default=None, help="cpu, cuda, mps (default: the best found).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @_quiet_exits
-def evaluate(checkpoint, data_paths, split, device, as_json) -> None:
+def evaluate(checkpoint, data_paths, split, unknown, device, as_json) -> None:
     """Report nats/char and bits per character (BPC) of a checkpoint on a split."""
     from charseq.evaluate import evaluate_checkpoint
 
@@ -250,7 +257,7 @@ def evaluate(checkpoint, data_paths, split, device, as_json) -> None:
         split = "all" if data_paths else "test"
     try:
         scores = evaluate_checkpoint(
-            checkpoint, files=list(data_paths) or None, split=split, device=device
+            checkpoint, files=list(data_paths) or None, split=split, device=device, unknown=unknown
         )
     except CharseqError as error:
         _fail(error)
