@@ -205,6 +205,12 @@ def _coerce(value: Any, expected: Any, path: str) -> Any:
     raise SpecError(path, f"expected {_type_name(expected)}, got {_describe(value)}")
 
 
+def check_option_value(value: Any, expected: Any, path: str) -> Any:
+    """``value`` as an option of type ``expected`` holds it; :class:`SpecError` if it cannot be,
+    ``TypeError`` if a spec cannot hold that type at all (see :func:`option`)."""
+    return _coerce(value, expected, path)
+
+
 def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 

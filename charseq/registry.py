@@ -15,8 +15,10 @@ charseq's own entry points are essential: they cannot be blocked.
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import inspect
 import logging
 import os
+import re
 import threading
 import traceback
 from collections.abc import Callable, Iterable
@@ -30,12 +32,13 @@ from charseq.errors import (
     DuplicateComponentError,
     NotInstalledError,
     PluginLoadError,
+    SpecError,
     UnknownComponentError,
     did_you_mean,
     warn,
 )
 from charseq.interfaces import KINDS
-from charseq.options import NoOptions, describe_options
+from charseq.options import NoOptions, check_option_value, describe_options, option_fields
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,14 @@ class Registrar:
             factory: builds the component from its options (see the hook's documentation).
             options: a frozen attrs class declaring the options; none if omitted.
             help: one line for listings; defaults to the first line of the factory's docstring.
+
+        Raises:
+            TypeError: the options could not travel through a spec to the factory, checked here
+                so that no run writes a checkpoint it cannot load: an option named ``name``
+                (or, for a cell, ``input_size`` or a layout option such as ``hidden_size`` or
+                ``dropout``; for an optimizer, ``parameters``); a type a spec cannot hold; a
+                default not of its own type or failing its own check; an option the factory
+                does not take.
         """
         if not name or not all(c.isalnum() or c in "_-" for c in name) or name != name.lower():
             raise ValueError(f"{self.kind} name {name!r}: use lower-case letters, digits, '_', '-'")
@@ -135,10 +146,85 @@ class Registrar:
             raise TypeError(
                 f"{self.kind} {name!r}: options must be an attrs class, got {options!r}"
             )
+        _check_options(self.kind, name, factory, options)
         if help is None:
             doc = (getattr(factory, "__doc__", None) or "").strip()
             help = doc.splitlines()[0] if doc else ""
         self.added.append(Component(self.kind, name, factory, options, help, self.owner))
+
+
+def _warn_unmarked_hooks(plugin: object, owner: Owner) -> None:
+    """Warn about a function named after a hook but not marked ``@charseq.hookimpl``: pluggy
+    never calls it, so its components would be missing without a word."""
+    for hook_name in hookspecs.HOOKS.values():
+        function = getattr(plugin, hook_name, None)
+        if callable(function) and not hasattr(function, f"{hookspecs.PROJECT}_impl"):
+            warn(
+                f"charseq: plugin {owner.plugin!r} ({owner.distribution}) defines {hook_name} "
+                "without @charseq.hookimpl, so it is never called; mark it"
+            )
+
+
+def _reserved(kind: str) -> dict[str, str]:
+    """Option names a component of ``kind`` cannot declare, and what already owns each."""
+    from charseq.spec import CellLayout  # the spec module imports this one
+
+    reserved = {"name": "the component's name in a spec"}
+    if kind == "cell":
+        reserved["input_size"] = "the factory's first argument"
+        for field in attrs.fields(CellLayout):
+            reserved[field.name] = f"the cell layout every cell takes (cell.{field.name})"
+    if kind == "optimizer":
+        reserved["parameters"] = "the factory's first argument"
+    return reserved
+
+
+def _check_options(kind: str, name: str, factory: Callable[..., Any], options: type) -> None:
+    """Refuse, when a plugin registers, options a spec could not carry to the factory: a
+    reserved name, a type specs cannot hold, a default that is not of its type or fails its own
+    check, or an option the factory does not take."""
+    where = f"{kind} {name!r}"
+    reserved = _reserved(kind)
+    for field in option_fields(options):
+        if field.name in reserved:
+            raise TypeError(
+                f"{where}: an option cannot be named {field.name!r}: that is "
+                f"{reserved[field.name]}; rename the option"
+            )
+        default = field.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = default.factory(None) if default.takes_self else default.factory()
+        try:
+            check_option_value(default, field.type, field.name)
+        except SpecError as error:
+            raise TypeError(
+                f"{where}: option {field.name!r} has default {default!r}, not of its own type: "
+                f"{error.message}"
+            ) from None
+        except TypeError:
+            raise TypeError(
+                f"{where}: option {field.name!r} has type {field.type!r}, which a spec cannot "
+                "hold; use bool, int, float, str, a Literal of them, a tuple of them, or any of "
+                "these | None"
+            ) from None
+    try:
+        options()
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{where}: its options' defaults fail their own checks: {error}") from None
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): nothing to check
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    accepted = {p.name for p in parameters if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+    missing = [f.name for f in option_fields(options) if f.name not in accepted]
+    if missing:
+        raise TypeError(
+            f"{where}: the factory {getattr(factory, '__qualname__', factory)!r} takes no "
+            f"argument {', '.join(map(repr, missing))}, which the options declare; a spec "
+            "passes every option to the factory by name"
+        )
 
 
 class Registry:
@@ -183,7 +269,8 @@ class Registry:
         )
         if block is None:
             block = os.environ.get("CHARSEQ_DISABLE_PLUGINS", "").split(",")
-        blocked_names = {b.strip() for b in block if b.strip()}
+        blocked_names = {_canonical(b) for b in block if b.strip()}
+        matched: set[str] = set()
         trace = _env_flag("CHARSEQ_TRACE_PLUGINS")
 
         registry = cls(strict=strict)
@@ -202,7 +289,8 @@ class Registry:
                 reason = None
                 if only_builtins:
                     reason = "only builtins are loaded"
-                elif ep.name in blocked_names or dist in blocked_names:
+                elif blocked_names & {_canonical(ep.name), _canonical(dist)}:
+                    matched |= blocked_names & {_canonical(ep.name), _canonical(dist)}
                     reason = "blocked"
                 if reason:
                     registry.blocked.append(BlockedPlugin(ep.name, dist, version, reason))
@@ -211,6 +299,19 @@ class Registry:
                 log.warning("charseq: loading plugin %r from %s %s", ep.name, dist, version)
             owner = Owner(ep.name, dist, version)
             registry._guarded(owner, lambda ep=ep, owner=owner: registry.register(ep.load(), owner))
+        builtin = {
+            _canonical(n)
+            for ep in entry_points
+            if _dist_name(ep) == BUILTIN_DISTRIBUTION
+            for n in (ep.name, BUILTIN_DISTRIBUTION)
+        }
+        if unmatched := sorted(blocked_names - matched - builtin):
+            warn(
+                f"charseq: CHARSEQ_DISABLE_PLUGINS (or block=) names {', '.join(unmatched)}, "
+                "which no installed plugin or distribution has (see `charseq plugins`)"
+            )
+        if blocked_names & builtin:
+            warn("charseq: charseq's own plugins cannot be blocked")
         return registry
 
     def register(self, plugin: object, owner: Owner | str) -> None:
@@ -228,6 +329,7 @@ class Registry:
             )
         if self.plugin_manager.has_plugin(owner.plugin):
             raise PluginLoadError(f"a plugin named {owner.plugin!r} is already registered")
+        _warn_unmarked_hooks(plugin, owner)
         self.plugin_manager.register(plugin, name=owner.plugin)
         try:
             self.plugin_manager.check_pending()
@@ -338,6 +440,12 @@ def reset_registry() -> None:
     global _default
     with _lock:
         _default = None
+
+
+def _canonical(name: str) -> str:
+    """A distribution or entry-point name compared as pip compares them: case, and runs of
+    ``-``, ``_`` and ``.``, do not matter (``charseq_extras`` is ``Charseq-Extras``)."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 def _env_flag(name: str) -> bool:

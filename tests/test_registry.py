@@ -111,9 +111,33 @@ def test_only_builtins(third_party, monkeypatch):
     assert "fancy" not in Registry.load().names("cell")
 
 
+def test_block_names_compare_as_pip_compares_them_and_a_name_matching_nothing_is_warned(
+    third_party,
+):
+    registry = Registry.load(block=["Charseq_ThirdParty"])  # the distribution charseq-thirdparty
+    assert {b.plugin for b in registry.blocked} == {"good", "broken"}
+    with pytest.warns(UserWarning, match="names charseq-thirdprty, which no installed plugin"):
+        registry = Registry.load(block=["charseq-thirdprty", "broken"])
+    assert "fancy" in registry.names("cell")  # the misspelt name blocked nothing
+
+
 def test_builtins_cannot_be_blocked():
-    registry = Registry.load(block=["builtin_cells", "charseq"])
+    with pytest.warns(UserWarning, match="charseq's own plugins cannot be blocked"):
+        registry = Registry.load(block=["builtin_cells", "charseq"])
     assert {"rnn", "lstm", "gru"} <= set(registry.names("cell"))
+
+
+def test_a_hook_function_without_the_marker_is_warned_about():
+    module = types.ModuleType("forgetful")
+
+    def charseq_register_cells(registry):  # no @charseq.hookimpl
+        registry.add("never", lambda input_size, hidden_size: None)
+
+    module.charseq_register_cells = charseq_register_cells
+    registry = Registry()
+    with pytest.warns(UserWarning, match="defines charseq_register_cells without @charseq"):
+        registry.register(module, "forgetful")
+    assert "never" not in registry.names("cell")
 
 
 def test_a_spec_naming_a_component_of_a_failed_plugin_quotes_the_failure(third_party):
@@ -207,13 +231,64 @@ def test_unknown_names_get_a_suggestion_and_the_list():
     assert "unknown cell 'lstn'; did you mean 'lstm'? (available: " in str(caught.value)
 
 
+def _options(name, annotation, default):
+    """A frozen options class with one field ``name: annotation = default``."""
+    namespace = {"__annotations__": {name: annotation}, name: default}
+    return attrs.frozen(kw_only=True)(type("Options", (), namespace))
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "message"),
+    [
+        ("cells", "dropout", "an option cannot be named 'dropout': that is the cell layout"),
+        ("cells", "hidden_size", "an option cannot be named 'hidden_size'"),
+        ("cells", "input_size", "an option cannot be named 'input_size'"),
+        ("samplers", "name", "an option cannot be named 'name'"),
+        ("optimizers", "parameters", "an option cannot be named 'parameters'"),
+    ],
+)
+def test_option_names_a_spec_uses_itself_are_refused_at_registration(kind, name, message):
+    cls = _options(name, int, charseq.option(1, help="h"))
+    registry = Registry(strict=True)
+    plugin = _plugin("p", f"charseq_register_{kind}", "thing", lambda *a, **k: None, options=cls)
+    with pytest.raises(TypeError, match=message):
+        registry.register(plugin, "p")
+    assert registry.components() == []  # nothing of the plugin is added
+
+
+@pytest.mark.parametrize(
+    ("annotation", "default", "factory", "message"),
+    [
+        (
+            int,
+            charseq.option(0.5, help="h"),
+            None,
+            "default 0.5, not of its own type: expected int",
+        ),
+        (list[float], attrs.field(factory=list), None, "which a spec cannot hold"),
+        (int, charseq.option(0, help="h", min=1), None, "defaults fail their own checks"),
+        (int, charseq.option(1, help="h"), lambda other=1: None, "takes no argument 'opt'"),
+    ],
+)
+def test_options_a_spec_cannot_carry_are_refused_at_registration(
+    annotation, default, factory, message
+):
+    cls = _options("opt", annotation, default)
+    factory = factory or (lambda opt=None: None)
+    plugin = _plugin("p", "charseq_register_samplers", "thing", factory, options=cls)
+    with pytest.raises(TypeError, match=message) as caught:
+        Registry().register(plugin, "p")
+    assert str(caught.value).startswith("sampler 'thing': ")
+
+
 def test_describe_lists_options_with_defaults_and_help():
     @attrs.frozen(kw_only=True)
     class Options:
         width: int = charseq.option(3, help="how wide", min=1)
 
     registry = Registry()
-    registry.register(_plugin("w", "charseq_register_samplers", "wide", options=Options), "w")
+    plugin = _plugin("w", "charseq_register_samplers", "wide", lambda width: None, options=Options)
+    registry.register(plugin, "w")
     [entry] = registry.describe()["components"]
     assert entry["options"] == [{"name": "width", "type": "int", "default": 3, "help": "how wide"}]
     assert entry["status"] == "loaded"
