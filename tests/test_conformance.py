@@ -243,6 +243,25 @@ class CompiledDiffers(ElmanCell):
         return h, (h,)
 
 
+class Zoneout(ElmanCell):
+    """Random in training only (zoneout: each unit keeps its old value with probability 0.2),
+    drawing from torch's global generator as dropout does."""
+
+    def step(self, x_t, state):
+        h, _ = super().step(x_t, state)
+        if self.training:
+            keep = torch.rand_like(h) < 0.2
+            h = torch.where(keep, state[0], h)
+        return h, (h,)
+
+
+def test_a_cell_random_in_training_passes_the_compile_check():
+    # eager and compiled runs draw the same numbers: the check reseeds torch's generator for each
+    before = torch.random.get_rng_state()
+    check_compiled_matches_step(Zoneout)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
 def test_a_right_vector_step_passes_the_inference_check():
     class Right(ElmanCell):
         def inference_step(self):

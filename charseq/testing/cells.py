@@ -473,7 +473,10 @@ def check_compiled_matches_step(subject: Subject) -> None:
             state_in.append(_split_state(layer, flat[i : i + len(layer)]))
             i += len(layer)
         try:
-            with torch._dynamo.config.patch(recompile_limit=1_000):
+            # the same global random stream for both (a cell random in training, e.g. zoneout,
+            # draws the same numbers), and the caller's stream left as it was
+            with torch.random.fork_rng(), torch._dynamo.config.patch(recompile_limit=1_000):
+                torch.manual_seed(0)
                 out, final = run(x_leaf, state_in)
         except Exception as error:
             if what == "eager":
