@@ -6,6 +6,8 @@ kit deliberately broken components and assert that the right check rejects each 
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 import numpy as np
 import pytest
@@ -684,6 +686,34 @@ def test_check_component_takes_a_bare_factory_while_one_is_being_written():
         check_component(lambda i, h: leaky(i, h), kind="cell")
     with pytest.raises(TypeError, match="cannot tell which kind"):
         check_component(lambda i, h: leaky(i, h))
+
+
+class Damped(ElmanCell):
+    """An Elman cell with an option: its new state is scaled by ``damping``."""
+
+    def __init__(self, input_size, hidden_size, damping=1.0):
+        super().__init__(input_size, hidden_size)
+        self.damping = damping
+
+    def step(self, x_t, state):
+        h, _ = super().step(x_t, state)
+        h = h * self.damping
+        return h, (h,)
+
+
+def test_parametrize_with_checks_names_a_factory_with_its_options():
+    mark = parametrize_with_checks([functools.partial(Damped, damping=0.5)])  # kind from the class
+    first = all_checks("cell")[0].__name__
+    assert mark.args[1][0].id == f"cell:Damped(damping=0.5)-{first}"
+    with pytest.raises(TypeError, match="pass kind='cell'"):
+        parametrize_with_checks([lambda i, h: Damped(i, h)])
+    lambdas = parametrize_with_checks([lambda i, h: Damped(i, h)], kind="cell")
+    assert len(lambdas.args[1]) == len(all_checks("cell"))
+
+
+@parametrize_with_checks([functools.partial(Damped, damping=0.5)])
+def test_a_factory_with_options_other_than_the_defaults_passes_the_kit(component, check):
+    check(component)
 
 
 def test_without_the_testing_extra_the_kit_says_how_to_install_it():

@@ -145,14 +145,24 @@ def as_subject(component: Any, kind: str | None = None) -> Subject:
     if callable(component):
         if kind is None:
             raise TypeError(
-                f"cannot tell which kind {component!r} builds; pass a registry Component or a "
-                "'kind:name' string, or call the kind's checks directly"
+                f"cannot tell which kind {component!r} builds; pass kind='cell' (or "
+                "'tokenizer', 'sampler'), a registry Component or a 'kind:name' string, or call "
+                "the kind's checks directly"
             )
-        name = getattr(component, "__qualname__", None) or type(component).__qualname__
+        name = _factory_name(component)
         return Subject(kind, name, f"{kind} {name}", component)
     raise TypeError(
         f"expected a charseq Component, a 'kind:name' string or a factory, got {component!r}"
     )
+
+
+def _factory_name(factory: Any) -> str:
+    """``MyCell``, or ``MyCell(activation='tanh')`` for a ``functools.partial``."""
+    if isinstance(factory, functools.partial):
+        arguments = [repr(a) for a in factory.args]
+        arguments += [f"{k}={v!r}" for k, v in factory.keywords.items()]
+        return f"{_factory_name(factory.func)}({', '.join(arguments)})"
+    return getattr(factory, "__qualname__", None) or type(factory).__qualname__
 
 
 def resolve(spec: str, kind: str | None = None) -> Component:

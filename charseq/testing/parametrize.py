@@ -3,6 +3,7 @@ and ``check_plugin_installed`` for a distribution's entry points."""
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata as metadata
 import re
 import sys
@@ -47,29 +48,23 @@ _BASES = {"cell": Cell, "tokenizer": Tokenizer, "sampler": Sampler}
 
 def _subject(component: Any, kind: str | None) -> Subject:
     """A Component, ``"kind:name"`` string or factory as a :class:`Subject`; a factory's kind is
-    ``kind`` or, for a class, the plugin interface it subclasses."""
-    if isinstance(component, str | Component):
-        (component,) = _components([component])
-    elif kind is None and isinstance(component, type):
-        kind = next((k for k, base in _BASES.items() if issubclass(component, base)), None)
+    ``kind`` or, for a class (or a ``functools.partial`` of one), the plugin interface it
+    subclasses."""
+    if isinstance(component, str):
+        if ":" not in component and kind is None:
+            raise ValueError(f"expected 'kind:name', got {component!r} (e.g. 'cell:{component}')")
+        component = resolve(component, kind)
+    elif not isinstance(component, Component | Subject) and kind is None:
+        cls = component.func if isinstance(component, functools.partial) else component
+        if isinstance(cls, type):
+            kind = next((k for k, base in _BASES.items() if issubclass(cls, base)), None)
     return as_subject(component, kind)
 
 
-def _components(components: Iterable[Component | str]) -> list[Component]:
-    if isinstance(components, str | Component):
+def _subjects(components: Iterable[Any], kind: str | None) -> list[Subject]:
+    if isinstance(components, str | Component) or callable(components):
         components = [components]
-    resolved = []
-    for component in components:
-        if isinstance(component, str):
-            component = resolve(component)
-        if not isinstance(component, Component):
-            raise TypeError(
-                f"expected registry Components or 'kind:name' strings, got {component!r}; to "
-                "check a bare factory, call the checks directly, e.g. check_shapes(make_cell)"
-            )
-        as_subject(component)  # rejects kinds without checks
-        resolved.append(component)
-    return resolved
+    return [_subject(component, kind) for component in components]
 
 
 def _expected(
@@ -97,18 +92,23 @@ def _expected(
 
 
 def parametrize_with_checks(
-    components: Iterable[Component | str],
+    components: Iterable[Component | str | Callable[..., Any]],
     expected_failed_checks: ExpectedFailures | None = None,
+    *,
+    kind: str | None = None,
 ) -> Any:
     """A ``pytest.mark.parametrize`` over every (component, check) pair.
 
     Args:
         components: registry :class:`~charseq.registry.Component` objects or ``"kind:name"``
             strings (looked up in :func:`charseq.get_registry`), of the kinds cell, tokenizer
-            and sampler.
+            and sampler; or factories, as :func:`check_component` takes them, e.g.
+            ``functools.partial(MyCell, activation="tanh")`` to check options other than the
+            defaults.
         expected_failed_checks: ``{"cell:mgu": {"check_x": "why it fails"}}``; those pairs are
             marked ``xfail`` with the reason (non-strict). Unknown components or check names
             raise ``ValueError``.
+        kind: what the factories build, where their class does not say.
 
     Test ids read ``cell:mgu-check_gradcheck``. A check that needs something the component
     lacks (e.g. ``check_top_k_support`` for a sampler without ``top_k``) is marked skipped with
@@ -123,13 +123,12 @@ def parametrize_with_checks(
     """
     import pytest
 
-    resolved = _components(components)
-    expected = _expected(expected_failed_checks, resolved)
+    subjects = _subjects(components, kind)
+    expected = _expected(expected_failed_checks, subjects)
     params = []
-    for component in resolved:
-        key = _key(component)
-        subject = as_subject(component)
-        for check in CHECKS[component.kind]:
+    for subject in subjects:
+        key = _key(subject)
+        for check in CHECKS[subject.kind]:
             marks = []
             reason = expected.get(key, {}).get(check.__name__)
             if reason is not None:
@@ -137,7 +136,7 @@ def parametrize_with_checks(
             skip = _skip_reason(check, subject)
             if skip is not None:
                 marks.append(pytest.mark.skip(reason=skip))
-            params.append(pytest.param(component, check, id=f"{key}-{check.__name__}", marks=marks))
+            params.append(pytest.param(subject, check, id=f"{key}-{check.__name__}", marks=marks))
     return pytest.mark.parametrize(("component", "check"), params)
 
 
