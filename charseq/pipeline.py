@@ -86,6 +86,9 @@ class Pipeline:
         # The Unicode normalisation ("NFC", "NFKC") the training corpus was read with, if any;
         # primes and scored texts are normalised the same way before encoding.
         self.normalize: str | None = None
+        # Kinds whose plugin a loaded checkpoint names but this registry lacks (an optimizer or
+        # a sampler: sampling and evaluating need neither): kind -> what the checkpoint recorded.
+        self._absent: dict[str, _Absent] = {}
         if model is not None:
             model.to(self.device)
 
@@ -140,6 +143,7 @@ class Pipeline:
 
     def build_optimizer(self, parameters: Any) -> torch.optim.Optimizer:
         """The spec's optimizer over ``parameters``."""
+        self._check_present("optimizer", "train")
         return _build(self.registry, "optimizer", self.spec.optimizer, parameters)
 
     # -- training -----------------------------------------------------------------------------
@@ -270,6 +274,8 @@ class Pipeline:
         manifest = read_manifest(path)
         training_state(path, manifest)
         check_latest_of_its_run(path, manifest)
+        registry = get_registry() if registry is None else registry
+        _refuse_missing(registry, _missing_plugins(registry, manifest))  # training needs all
         pipe = cls.load(path, registry=registry, device=device)
         pipe.spec = _with_budget(pipe.spec, pipe.registry, steps, max_seconds)
         run_dir = path.parent
@@ -545,10 +551,18 @@ class Pipeline:
             )
             raise error from None
 
+    def sampler_section(self) -> dict[str, Any]:
+        """The spec's sampler as a table (``name`` and options), to adjust and pass as
+        ``sampler=...``; refused when it is a loaded checkpoint's sampler whose plugin is not
+        installed here (another sampler must then be named)."""
+        self._check_present("sampler", "sample with the checkpoint's own sampler")
+        return self.spec.sampler.to_dict()
+
     def _sampler(self, sampler: Sampler | str | Mapping[str, Any] | None) -> Sampler:
         if isinstance(sampler, Sampler):
             return sampler
         if sampler is None:
+            self._check_present("sampler", "sample with the checkpoint's own sampler")
             return _build(self.registry, "sampler", self.spec.sampler)
         if not isinstance(sampler, str | Mapping):
             raise GenerationError(
@@ -599,7 +613,7 @@ class Pipeline:
         """What a checkpoint of this pipeline records besides tensors."""
         return {
             "charseq_version": __version__,
-            "spec": self.spec.to_dict(),
+            "spec": self._recorded_spec(),
             "tokenizer": self.tokenizer.state_dict(),
             "vocab_size": self.tokenizer.vocab_size,
             "step": self.step,
@@ -632,17 +646,41 @@ class Pipeline:
     ) -> Pipeline:
         """Rebuild a pipeline from a checkpoint, or from a run directory's latest checkpoint.
 
-        Tensors are read on the CPU, then moved to ``device``; nothing is unpickled.
+        Tensors are read on the CPU, then moved to ``device``; nothing is unpickled. The
+        checkpoint's tokenizer and cell plugins must be installed. Its optimizer and sampler
+        plugins need not be (sampling and evaluating use neither): the defaults stand in, with a
+        warning, and training or sampling with the checkpoint's own sampler is refused until
+        they are installed; :meth:`save` records them as the checkpoint did.
         """
         registry = get_registry() if registry is None else registry
         path = resolve_checkpoint(directory)
         manifest = read_manifest(path)
-        _check_plugins_present(registry, manifest)
+        missing = _missing_plugins(registry, manifest)
+        _refuse_missing(registry, {k: v for k, v in missing.items() if k not in _NOT_NEEDED})
+        data = dict(manifest.get("spec", {}))
+        for kind in missing:  # an optimizer or sampler: stand in with the default, and say so
+            data[kind] = None
         try:
-            spec = PipelineSpec.from_dict(manifest.get("spec", {}), registry)
+            spec = PipelineSpec.from_dict(data, registry)
         except SpecError as error:
             raise CheckpointError(f"{path}: its spec no longer validates: {error}") from None
         pipe = cls.from_spec(spec, registry=registry, device="cpu")
+        for kind, owner in missing.items():
+            section = manifest.get("spec", {}).get(kind)
+            pipe._absent[kind] = _Absent(section, owner, getattr(spec, kind))
+        if missing:
+            named = " and ".join(
+                f"{kind} {owner.get('name')!r} from {_source(owner)}"
+                for kind, owner in missing.items()
+            )
+            needs = " or ".join(
+                "to train" if kind == "optimizer" else "to sample with its own sampler"
+                for kind in missing
+            )
+            warn(
+                f"{path} names {named}, not installed here: loaded to sample and evaluate; "
+                f"install {'it' if len(missing) == 1 else 'them'} {needs}"
+            )
         pipe.tokenizer.load_state_dict(manifest["tokenizer"])
         model = pipe.build_model()
         try:
@@ -659,10 +697,42 @@ class Pipeline:
     def _owners(self) -> dict[str, dict[str, str]]:
         owners = {}
         for kind in ("tokenizer", "cell", "optimizer", "sampler"):
+            absent = self._standing_in(kind)
+            if absent is not None:
+                owners[kind] = dict(absent.owner)
+                continue
             section: ComponentSpec = getattr(self.spec, kind)
             owner = self.registry.get(kind, section.name).owner
             owners[kind] = {"name": section.name, **attrs.asdict(owner)}
         return owners
+
+    def _standing_in(self, kind: str) -> _Absent | None:
+        """What the loaded checkpoint recorded for ``kind``, if its plugin is absent and the spec
+        still holds the default that stands in for it."""
+        absent = self._absent.get(kind)
+        return (
+            absent if absent is not None and getattr(self.spec, kind) == absent.stand_in else None
+        )
+
+    def _check_present(self, kind: str, to: str) -> None:
+        absent = self._standing_in(kind)
+        if absent is not None:
+            name = absent.owner.get("name")
+            raise CharseqError(
+                f"this pipeline was loaded without {kind} {name!r} from "
+                f"{_source(absent.owner)}, which is not installed: install it to {to}, or "
+                f"choose another {kind}"
+                + (" (sampler=... / --sampler)" if kind == "sampler" else " in the spec")
+            )
+
+    def _recorded_spec(self) -> dict[str, Any]:
+        """The spec as a checkpoint records it: an absent plugin's section as it was loaded."""
+        data = self.spec.to_dict()
+        for kind in self._absent:
+            absent = self._standing_in(kind)
+            if absent is not None and absent.section is not None:
+                data[kind] = absent.section
+        return data
 
     def _require_model(self) -> CharModel:
         if self.model is None:
@@ -689,21 +759,48 @@ def _kwargs(options: Any) -> dict[str, Any]:
     return attrs.asdict(options, recurse=False)
 
 
-def _check_plugins_present(registry: Registry, manifest: dict[str, Any]) -> None:
-    for kind, owner in manifest.get("plugins", {}).items():
+@attrs.frozen
+class _Absent:
+    """A component a loaded checkpoint names whose plugin is not installed: its spec section
+    and owner as recorded, and the default standing in for it."""
+
+    section: Any
+    owner: dict[str, str]
+    stand_in: ComponentSpec
+
+
+_NOT_NEEDED = ("optimizer", "sampler")
+"""Kinds a loaded pipeline can sample and evaluate without."""
+
+
+def _missing_plugins(registry: Registry, manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The components a checkpoint names that ``registry`` lacks: kind -> recorded owner."""
+    return {
+        kind: dict(owner)
+        for kind, owner in manifest.get("plugins", {}).items()
+        if owner.get("name") not in registry.names(kind)
+    }
+
+
+def _source(owner: Mapping[str, Any]) -> str:
+    parts = (owner.get("distribution"), owner.get("version"))
+    return " ".join(str(part) for part in parts if part) or "an unknown plugin"
+
+
+def _refuse_missing(registry: Registry, missing: Mapping[str, Mapping[str, Any]]) -> None:
+    for kind, owner in missing.items():
         name = owner.get("name")
-        if name not in registry.names(kind):
-            source = " ".join(
-                str(part) for part in (owner.get("distribution"), owner.get("version")) if part
-            )
-            message = (
-                f"this checkpoint needs {kind} {name!r} from {source or 'an unknown plugin'}: "
-                f"install the plugin that provides {kind} {name!r}"
-            )
-            if registry.failures:  # perhaps it is installed but failed to load
-                failed = "; ".join(map(str, registry.failures))
-                message += f"; plugins that failed to load: {failed}"
-            raise CheckpointError(message)
+        message = (
+            f"this checkpoint needs {kind} {name!r} from {_source(owner)}: "
+            f"install the plugin that provides {kind} {name!r}"
+        )
+        if registry.failures:  # perhaps it is installed but failed to load
+            failed = "; ".join(map(str, registry.failures))
+            message += f"; plugins that failed to load: {failed}"
+        blocked = [b for b in registry.blocked if b.distribution == owner.get("distribution")]
+        if blocked:
+            message += f" (it is installed but {blocked[0].reason})"
+        raise CheckpointError(message)
 
 
 def _checked_device(device: torch.device | str) -> torch.device:

@@ -255,3 +255,57 @@ def test_a_failed_start_gives_back_the_callers_own_tokenizer():
         pipe.fit("ab")
     assert type(pipe.tokenizer) is CharTokenizer and pipe.tokenizer.unknown == "skip"
     assert not pipe.tokenizer.is_fitted
+
+
+def _registry_with_extras():
+    """The installed plugins plus an optimizer and a sampler that only this registry has."""
+    import types
+
+    import charseq
+    from charseq.builtins.samplers import GreedySampler
+    from charseq.registry import Registry
+
+    extras = types.ModuleType("extras")
+
+    @charseq.hookimpl
+    def charseq_register_optimizers(registry):
+        registry.add("plain-sgd", lambda parameters: torch.optim.SGD(parameters, lr=0.1))
+
+    @charseq.hookimpl
+    def charseq_register_samplers(registry):
+        registry.add("my-greedy", GreedySampler)
+
+    extras.charseq_register_optimizers = charseq_register_optimizers
+    extras.charseq_register_samplers = charseq_register_samplers
+    registry = Registry.load()
+    registry.register(extras, "extras")
+    return registry
+
+
+def test_a_checkpoint_loads_without_its_optimizer_and_sampler_plugins_to_sample(tmp_path):
+    spec = {**SMALL, "optimizer": "plain-sgd", "sampler": "my-greedy"}
+    spec["train"] = {**SMALL["train"], "steps": 2}
+    run = tmp_path / "run"
+    Pipeline.from_spec(spec, registry=_registry_with_extras(), device="cpu").fit(TEXT, out=run)
+    expected = "names optimizer 'plain-sgd' from <python> and sampler 'my-greedy' from <python>"
+    with pytest.warns(UserWarning, match=expected):
+        pipe = Pipeline.load(run, device="cpu")  # the default registry lacks both
+    assert pipe.generate("the", 5, sampler="greedy")  # another sampler: fine
+    with pytest.raises(CharseqError, match="loaded without sampler 'my-greedy'"):
+        pipe.generate("the", 5)  # the checkpoint's own sampler: not here
+    with pytest.raises(CharseqError, match="loaded without optimizer 'plain-sgd'.*to train"):
+        pipe.fit(TEXT, steps=4)
+    # a save keeps what the checkpoint recorded, not the defaults standing in
+    saved = json.loads((pipe.save(tmp_path / "export") / "manifest.json").read_text())
+    assert saved["spec"]["optimizer"]["name"] == "plain-sgd"
+    assert saved["plugins"]["sampler"]["name"] == "my-greedy"
+    assert Pipeline.load(
+        tmp_path / "export", registry=_registry_with_extras()
+    ).spec.sampler.name == ("my-greedy")
+    # resuming trains: it needs every plugin
+    with pytest.raises(CheckpointError, match="needs optimizer 'plain-sgd'"):
+        Pipeline.resume(run, steps=4)
+    # a spec changed to name another optimizer trains
+    pipe.spec = pipe.spec.override({"optimizer.name": "sgd", "train.steps": 3})
+    pipe.fit(TEXT)
+    assert pipe.step == 3

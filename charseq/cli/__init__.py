@@ -421,7 +421,7 @@ def sample(
         beam_options = num_beams or num_return_sequences
         if sampler is None and beam_options and pipe.spec.sampler.name != "beam":
             sampler = "beam"  # --num-beams means beam search
-        section = pipe.spec.sampler.to_dict() if sampler is None else {"name": sampler}
+        section = pipe.sampler_section() if sampler is None else {"name": sampler}
         section.update({k: v for k, v in options.items() if v is not None})
         for setting in settings:
             key, value = _parse_setting(setting, "--set", "length_penalty=0.8")
