@@ -335,3 +335,18 @@ def test_an_uninstalled_checkout_is_told_to_install(monkeypatch):
     monkeypatch.setattr("charseq.registry.metadata.entry_points", lambda group: [])
     with pytest.raises(NotInstalledError, match="pip install -e ."):
         Registry.load()
+
+
+def test_a_checkpoint_needing_a_blocked_plugin_says_it_is_blocked(third_party, tmp_path):
+    from charseq import Pipeline
+    from charseq.checkpoint import CheckpointError
+
+    with pytest.warns(UserWarning, match="broken"):
+        registry = Registry.load()
+    spec = {"cell": {"name": "fancy", "hidden_size": 8, "num_layers": 1}, "train": {"steps": 1}}
+    export = Pipeline.from_spec(spec, registry=registry, device="cpu").fit("abcd " * 40)
+    export = export.save(tmp_path / "export")
+    blocked = Registry.load(block=["charseq-thirdparty"])
+    with pytest.raises(CheckpointError, match="needs cell 'fancy'") as caught:
+        Pipeline.load(export, registry=blocked)
+    assert "(it is installed but blocked)" in str(caught.value)
