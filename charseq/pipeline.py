@@ -47,7 +47,7 @@ from charseq.errors import CharseqError, SpecError, UnknownCharacterError, warn
 from charseq.interfaces import Sampler, Tokenizer
 from charseq.model import CharModel
 from charseq.registry import Registry, get_registry
-from charseq.scoring import Score, score_ids
+from charseq.scoring import UNITS, Score, score_ids
 from charseq.spec import ComponentSpec, PipelineSpec
 from charseq.streaming import Generation, stream_text
 
@@ -605,6 +605,7 @@ class Pipeline:
             tokens,
             top=top,
             chunk_size=chunk_size,
+            unit=UNITS.get(self.spec.tokenizer.name, "tokens"),
         )
 
     # -- saving -------------------------------------------------------------------------------

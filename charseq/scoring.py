@@ -20,6 +20,18 @@ from charseq.model import CharModel, evaluating
 
 LN2 = math.log(2.0)
 
+UNITS = {"char": "characters", "byte": "bytes"}
+"""What a token of the built-in tokenizers is, by tokenizer name, for messages; any other
+tokenizer's is a token."""
+
+
+def rate_names(unit: str) -> tuple[str, str]:
+    """How nats and bits per token read for tokens that are ``unit``: ``("char", "BPC")``,
+    ``("byte", "bits/byte")`` or ``("token", "bits/token")``."""
+    return {"characters": ("char", "BPC"), "bytes": ("byte", "bits/byte")}.get(
+        unit, ("token", "bits/token")
+    )
+
 
 @attrs.frozen
 class Surprise:
@@ -47,6 +59,8 @@ class Score:
         nats: nats per token, ``total_nats / len(tokens)``.
         bpc: bits per token (per character for character tokenizers), ``nats / ln 2``.
         surprising: the least likely positions, most surprising first (ties: earlier first).
+        unit: what a token is, for :meth:`summary`: ``"characters"``, ``"bytes"`` or
+            ``"tokens"``; empty: characters if every token is one character, else tokens.
     """
 
     tokens: list[str]
@@ -55,6 +69,7 @@ class Score:
     nats: float
     bpc: float
     surprising: list[Surprise]
+    unit: str = ""
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -72,11 +87,13 @@ class Score:
 
     def summary(self) -> str:
         """A few human-readable lines: totals, then the most surprising positions."""
-        chars = all(len(token) == 1 for token in self.tokens)  # else words or other pieces
-        unit, per, bits = ("characters", "char", "BPC") if chars else ("tokens", "token", "bits")
+        unit = self.unit or (
+            "characters" if all(len(token) == 1 for token in self.tokens) else "tokens"
+        )
+        per, bits = rate_names(unit)
         lines = [
             f"{len(self.tokens)} {unit}: {self.total_nats:.4f} nats in all, "
-            f"{self.nats:.4f} nats/{per}, {self.bpc:.4f} {bits}{'' if chars else '/token'}"
+            f"{self.nats:.4f} nats/{per}, {self.bpc:.4f} {bits}"
         ]
         if self.surprising:
             lines.append("most surprising:")
@@ -98,9 +115,10 @@ def score_ids(
     top: int = 10,
     chunk_size: int = 8192,
     context: int = 20,
+    unit: str = "",
 ) -> Score:
     """Score ``ids`` (shape ``(N,)``) after ``prime`` (``(P,)``); ``token_texts[i]`` is the text
-    of ``ids[i]`` (for the report)."""
+    of ``ids[i]`` (for the report), ``unit`` what a token is (see :class:`Score`)."""
     if ids.numel() == 0:
         raise ValueError("score needs a non-empty text")
     device = model.head.weight.device
@@ -148,4 +166,5 @@ def score_ids(
         nats=nats,
         bpc=nats / LN2,
         surprising=surprising,
+        unit=unit,
     )

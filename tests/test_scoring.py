@@ -90,3 +90,16 @@ def test_the_summary_names_word_tokens_as_tokens():
     pipe = Pipeline.from_spec(spec, device="cpu").fit("the cat sat on the mat . " * 50)
     first = pipe.score("the cat sat").summary().splitlines()[0]
     assert first.startswith("5 tokens: ") and "nats/token" in first and "bits/token" in first
+
+
+def test_the_summary_names_byte_tokens_as_bytes():
+    from charseq import Pipeline
+
+    spec = {
+        "tokenizer": {"name": "byte"},
+        "cell": {"hidden_size": 8, "num_layers": 1},
+        "train": {"steps": 2, "batch_size": 2, "seq_len": 8},
+    }
+    pipe = Pipeline.from_spec(spec, device="cpu").fit("春の朝 spring morning. " * 30)
+    first = pipe.score("春の").summary().splitlines()[0]  # two characters, six UTF-8 bytes
+    assert first.startswith("6 bytes: ") and "nats/byte" in first and "bits/byte" in first

@@ -252,6 +252,7 @@ def train(
 def evaluate(checkpoint, data_paths, split, unknown, device, as_json) -> None:
     """Report nats/char and bits per character (BPC) of a checkpoint on a split."""
     from charseq.evaluate import evaluate_checkpoint
+    from charseq.scoring import UNITS, rate_names
 
     if split is None:
         split = "all" if data_paths else "test"
@@ -264,14 +265,12 @@ def evaluate(checkpoint, data_paths, split, unknown, device, as_json) -> None:
     if as_json:
         click.echo(json.dumps(scores))
     else:
+        unit = UNITS.get(scores["tokenizer"], "tokens")
+        per, bits = rate_names(unit)
         click.echo(
-            f"{scores['split']}: {scores['nats']:.4f} nats/char, {scores['bpc']:.4f} BPC "
-            f"over {scores['tokens']} {_UNITS.get(scores['tokenizer'], 'tokens')}"
+            f"{scores['split']}: {scores['nats']:.4f} nats/{per}, {scores['bpc']:.4f} {bits} "
+            f"over {scores['tokens']} {unit}"
         )
-
-
-_UNITS = {"char": "characters", "byte": "bytes"}
-"""What a token of the built-in tokenizers is, for messages; any other is a token."""
 
 
 def _spec(spec_path, preset, settings, steps, max_seconds):
