@@ -22,6 +22,7 @@ import os
 import tempfile
 from typing import Any
 
+import torch
 from docutils import nodes
 from sphinx.util import logging
 
@@ -45,9 +46,12 @@ def _run_page(app: Any, doctree: nodes.document) -> None:
         node for node in doctree.findall(nodes.literal_block) if node.get("language") == "python"
     ]
     namespace: dict[str, Any] = {"__name__": f"docs.{docname.replace('/', '.')}"}
-    before = os.getcwd()
+    before, threads = os.getcwd(), torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="charseq-docs-") as work:
         os.chdir(work)
+        # One thread: the build runs every page in one process, where torch's threads spin
+        # against whatever else the machine runs (a page took minutes instead of seconds).
+        torch.set_num_threads(1)
         try:
             for block in blocks:
                 shown = block.astext().lstrip().startswith(">>>")
@@ -67,6 +71,7 @@ def _run_page(app: Any, doctree: nodes.document) -> None:
                     block.parent.insert(block.parent.index(block) + 1, output)
         finally:
             os.chdir(before)
+            torch.set_num_threads(threads)
 
 
 def setup(app: Any) -> dict[str, Any]:
