@@ -35,6 +35,7 @@ from charseq.checkpoint import (
     read_tensors,
     resolve_checkpoint,
     restore_run_dir,
+    run_lock,
     write_checkpoint,
 )
 from charseq.constraints import (
@@ -209,6 +210,14 @@ class Pipeline:
             if replaced is not None:  # the replaced run goes once the new one has a checkpoint
                 stack.callback(_drop_replaced, replaced, run_dir)
             started = False
+            if run_dir is not None:
+                try:
+                    stack.enter_context(run_lock(run_dir))  # one process per run directory
+                except CheckpointError:
+                    if replaced is not None:
+                        _put_back(run_dir, replaced)
+                    self.spec = before[0]
+                    raise
             try:
                 cache = run_dir / "cache" if run_dir else Path(stack.enter_context(_tempdir()))
                 _, splits, corpus = self._corpus(text, files, include, encoding, normalize, cache)
@@ -280,6 +289,7 @@ class Pipeline:
         pipe.spec = _with_budget(pipe.spec, pipe.registry, steps, max_seconds)
         run_dir = path.parent
         with ExitStack() as stack:
+            stack.enter_context(run_lock(run_dir))  # one process per run directory
             cache = run_dir / "cache" if text is None else Path(stack.enter_context(_tempdir()))
             _, splits, corpus = pipe.read_training_corpus(
                 path, manifest, text, files, cache, same=True

@@ -196,12 +196,16 @@ class Trainer:
                 if train.checkpoint_every and self.step % train.checkpoint_every == 0:
                     self._checkpoint(None)
                     checkpointed_at = self.step
-        improved = None
-        if evaluated_at != self.step:
-            improved = self._evaluate()
-        checkpoint = self.store.latest() if self.store else None
-        if checkpointed_at != self.step:
-            checkpoint = self._checkpoint(improved)
+            # Still under the handlers: a signal now stops nothing but is not lost either (the
+            # last evaluation and checkpoint are written, then the run ends as interrupted).
+            improved = None
+            if evaluated_at != self.step:
+                improved = self._evaluate()
+            checkpoint = self.store.latest() if self.store else None
+            if checkpointed_at != self.step:
+                checkpoint = self._checkpoint(improved)
+            if self._stop.is_set() and reason != self._stop_reason:
+                reason = self._stop_reason
         for callback in self.callbacks:
             callback.on_fit_end(self, self.step, reason)
         return TrainResult(self.step, reason, self.best_val_bpc, checkpoint)

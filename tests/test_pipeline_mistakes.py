@@ -40,7 +40,7 @@ def test_fit_with_overwrite_replaces_a_run_but_never_a_directory_that_is_not_one
     Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out)
     other = {**RUN, "cell": {**RUN["cell"], "name": "gru"}, "train": {**RUN["train"], "steps": 3}}
     Pipeline.from_spec(other, device="cpu").fit(TEXT, out=out, overwrite=True)
-    assert _names(out) == ["best", "latest.json", "metrics.jsonl", "step-00000003"]
+    assert _names(out) == [".charseq.lock", "best", "latest.json", "metrics.jsonl", "step-00000003"]
     assert Pipeline.load(out).spec.cell.name == "gru"
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -309,3 +309,40 @@ def test_a_checkpoint_loads_without_its_optimizer_and_sampler_plugins_to_sample(
     pipe.spec = pipe.spec.override({"optimizer.name": "sgd", "train.steps": 3})
     pipe.fit(TEXT)
     assert pipe.step == 3
+
+
+def test_overwrite_refuses_a_run_holding_files_that_are_not_charseqs(tmp_path):
+    out = tmp_path / "run"
+    Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out)
+    (out / "notes.txt").write_text("mine")
+    (out / "data").mkdir()
+    before = _names(out)
+    with pytest.raises(CheckpointError, match=r"also files that are not charseq's \(data, notes"):
+        Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out, overwrite=True)
+    assert _names(out) == before and (out / "notes.txt").read_text() == "mine"
+
+
+def test_what_a_run_left_before_its_first_checkpoint_is_replaced_only_with_overwrite(tmp_path):
+    out = tmp_path / "run"
+    (out / "cache").mkdir(parents=True)  # as a run killed before its first checkpoint leaves it
+    (out / "metrics.jsonl").write_text('{"event": "step", "step": 1}\n')
+    with pytest.raises(CheckpointError, match="holds what a run left before its first checkpoint"):
+        Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out)
+    Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out, overwrite=True)
+    assert Pipeline.load(out).step == RUN["train"]["steps"]
+    assert '"step": 1}' not in (out / "metrics.jsonl").read_text()  # the old metrics went
+
+
+def test_a_run_directory_another_process_trains_into_is_refused(tmp_path):
+    from charseq.checkpoint import run_lock
+
+    out = tmp_path / "run"
+    Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out)
+    before = _names(out)
+    with run_lock(out):  # as the other process holds it while it trains
+        with pytest.raises(CheckpointError, match="another process is training into out"):
+            Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out, overwrite=True)
+        with pytest.raises(CheckpointError, match="another process is training into out"):
+            Pipeline.resume(out, text=TEXT, steps=9)
+        assert _names(out) == before
+    Pipeline.resume(out, text=TEXT, steps=8)  # free again

@@ -337,6 +337,26 @@ def test_a_callback_error_closes_the_progress_bar_and_reaches_the_caller():
     assert bar.bar.disable  # tqdm marks a closed bar disabled
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_signal_during_the_last_evaluation_still_ends_with_a_checkpoint(tmp_path):
+    class SignalAtTheEnd(Callback):
+        def on_eval(self, trainer, step, metrics):
+            os.kill(os.getpid(), signal.SIGINT)  # during the evaluation after the last step
+
+    def outside(signum, frame):  # what the process does with a signal training does not catch
+        raise RuntimeError("the signal reached the process's own handler")
+
+    pipe = Pipeline.from_spec(spec(steps=4, eval_every=0), device="cpu")
+    previous = signal.signal(signal.SIGINT, outside)
+    try:
+        pipe.fit(TEXT, out=tmp_path / "run", callbacks=[SignalAtTheEnd()], handle_signals=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (pipe.result.step, pipe.result.reason) == (4, "interrupted")
+    assert pipe.result.checkpoint.name == "step-00000004"
+    assert Pipeline.load(tmp_path / "run").step == 4
+
+
 def test_a_callback_can_stop_training_with_its_own_reason():
     class StopAtThree(Callback):
         def on_step_end(self, trainer, step, metrics):

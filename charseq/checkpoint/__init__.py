@@ -51,6 +51,7 @@ from charseq.checkpoint.run import (
     prepare_run_dir,
     resolve_checkpoint,
     restore_run_dir,
+    run_lock,
 )
 from charseq.checkpoint.state import (
     capture_rng,
@@ -92,6 +93,7 @@ __all__ = [
     "restore_generator",
     "restore_rng",
     "restore_run_dir",
+    "run_lock",
     "state_from_tensors",
     "state_to_tensors",
     "tensor_names",

@@ -6,14 +6,20 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import re
 import secrets
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked
+    fcntl = None  # type: ignore[assignment]
 
 from charseq.checkpoint.directory import (
     MANIFEST_FILE,
@@ -29,7 +35,13 @@ from charseq.checkpoint.directory import (
 
 LATEST_FILE = "latest.json"
 BEST_DIR = "best"
+LOCK_FILE = ".charseq.lock"
 _STEP_DIR = re.compile(r"step-(\d+)")
+_OWN = re.compile(
+    r"step-\d+|best|cache|latest\.json|metrics\.jsonl|\.charseq\.lock|\.write-test"
+    r"|\..+\.(?:tmp|old|trash)-[a-z0-9_]+"
+)
+"""What charseq writes into a run directory; anything else there is the user's."""
 
 
 class CheckpointStore:
@@ -200,16 +212,80 @@ def check_run_dir(
         raise CheckpointError(f"{argument} {out} is a file, not a directory")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    if not _is_run(out):
+    run = _is_run(out)
+    foreign = sorted(child.name for child in out.iterdir() if not _OWN.fullmatch(child.name))
+    if foreign and not run:
         raise CheckpointError(
             f"{argument} {out} is not empty and is not a charseq run; choose a new or empty "
             "directory (nothing else is ever replaced)"
         )
+    if foreign:
+        raise CheckpointError(
+            f"{argument} {out} holds a run and also files that are not charseq's "
+            f"({_listed(foreign)}); {replace} replaces a run and nothing else: move them out "
+            f"first, or choose another {argument}"
+        )
+    if _locked(out):
+        raise CheckpointError(
+            f"another process is training into {argument} {out} now; wait for it to finish, "
+            f"or choose another {argument}"
+        )
     if not overwrite:
+        if not run:  # only what charseq writes, and no checkpoint: a run stopped early
+            raise CheckpointError(
+                f"{argument} {out} holds what a run left before its first checkpoint "
+                f"({_listed(sorted(c.name for c in out.iterdir()))}); replace it with "
+                f"{replace}, or choose another {argument}"
+            )
         raise CheckpointError(
             f"{argument} {out} already holds a run; continue it with {resume}, replace it "
             f"with {replace}, or choose another {argument}"
         )
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, *, argument: str = "out") -> Iterator[None]:
+    """Hold ``run_dir``'s lock (an advisory ``flock`` on its ``.charseq.lock``) while a process
+    trains into it, so that a second one (a new run, an ``overwrite``, a resume) is refused
+    instead of mixing its checkpoints into the first's. Where ``fcntl`` is missing (Windows),
+    nothing is locked."""
+    if fcntl is None:
+        yield
+        return
+    handle = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CheckpointError(
+                f"another process is training into {argument} {run_dir} now; wait for it to "
+                f"finish, or choose another {argument}"
+            ) from None
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def _locked(directory: Path) -> bool:
+    """Whether another process holds ``directory``'s run lock now."""
+    path = directory / LOCK_FILE
+    if fcntl is None or not path.is_file():
+        return False
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(handle)
 
 
 def prepare_run_dir(
