@@ -102,6 +102,10 @@ def _as_stops(stop: Any) -> tuple[str, ...]:
         return ()
     if isinstance(stop, str):
         stop = (stop,)
+    if not isinstance(stop, Iterable):
+        raise GenerationError(
+            f"stop must be a str or a list of them, got {type(stop).__name__} {stop!r}"
+        )
     stops = tuple(stop)
     for s in stops:
         if not isinstance(s, str):

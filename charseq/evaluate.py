@@ -66,8 +66,9 @@ def evaluate_checkpoint(
                 "predicted from nothing; it takes at least 2)"
                 if splits is None
                 else f"the {split} split has {len(ids)} token(s): nothing to evaluate (this "
-                f"run's fractions: val {train.val_fraction}, test {train.test_fraction}); try "
-                "--split"
+                f"run's fractions: val {train.val_fraction}, test {train.test_fraction}); "
+                f"evaluate another split ({', '.join(x for x in SPLITS if x != split)}: "
+                "split=... in Python, --split on the command line)"
             )
         scores = evaluate_ids(
             pipe.model, ids, batch_size=1, seq_len=seq_len, warmup=0, device=pipe.device

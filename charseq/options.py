@@ -24,6 +24,7 @@ import attrs
 from charseq.errors import CharseqError, SpecError, collecting, did_you_mean
 
 _MISSING = object()
+_INT64 = 1 << 63
 
 
 def option(
@@ -191,9 +192,15 @@ def _coerce(value: Any, expected: Any, path: str) -> Any:
         raise SpecError(path, f"expected bool (true or false), got {_describe(value)}")
     elif expected is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not -_INT64 <= value < _INT64:
+                raise SpecError(path, f"must fit in 64 bits (|value| < 2**63), got {value}")
             return value
     elif expected is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(value, int) and not -_INT64 <= value < _INT64:
+                raise SpecError(path, f"must be a finite number of sensible size, got {value}")
+            if not math.isfinite(value):
+                raise SpecError(path, f"must be a finite number, got {value}")
             return float(value)
     elif expected is str:
         if isinstance(value, str):

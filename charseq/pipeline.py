@@ -10,6 +10,7 @@ import copy as copy_module
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
@@ -43,7 +44,15 @@ from charseq.constraints import (
     GenerationError,
     apply_stop,
 )
-from charseq.corpus import STDIN, Splits, find_sources, ids_dtype, prepare_corpus, split_ids
+from charseq.corpus import (
+    STDIN,
+    EmptyCorpusError,
+    Splits,
+    find_sources,
+    ids_dtype,
+    prepare_corpus,
+    split_ids,
+)
 from charseq.errors import CharseqError, SpecError, UnknownCharacterError, warn
 from charseq.interfaces import Sampler, Tokenizer
 from charseq.model import CharModel
@@ -380,15 +389,22 @@ class Pipeline:
                 )
                 raise CheckpointError(f"{path} {what}: {_GIVE_CORPUS}")
             files = recorded["sources"]
-        ids, splits, info = self._corpus(
-            text,
-            files,
-            recorded.get("include", ("*",)),
-            recorded.get("encoding", "utf-8"),
-            recorded.get("normalize"),
-            cache,
-            split=split,
-        )
+            if STDIN in files and (sys.stdin is None or sys.stdin.isatty()):
+                raise CheckpointError(f"{path} {_STDIN_RUN}")
+        try:
+            ids, splits, info = self._corpus(
+                text,
+                files,
+                recorded.get("include", ("*",)),
+                recorded.get("encoding", "utf-8"),
+                recorded.get("normalize"),
+                cache,
+                split=split,
+            )
+        except EmptyCorpusError as error:
+            if text is None and STDIN in files:
+                raise CheckpointError(f"{error}; {path} {_STDIN_RUN}") from None
+            raise
         if same and info["hash"] != recorded.get("hash"):
             raise CheckpointError(
                 f"the corpus changed since {path} was written (its sha256 differs), so its "
@@ -520,8 +536,15 @@ class Pipeline:
                 f"max_new_tokens must be in [0, {MAX_NEW_TOKENS}] (MAX_NEW_TOKENS, a guard "
                 f"against a mistyped length), got {max_new_tokens!r}"
             )
-        if batch < 1:
-            raise GenerationError(f"num_samples must be >= 1, got {batch}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise GenerationError(f"num_samples must be an int >= 1, got {batch!r}")
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 63
+        ):
+            raise GenerationError(
+                f"seed must be an int in [0, 2**63) (as train.seed), got {type(seed).__name__} "
+                f"{seed!r}"
+            )
         if not isinstance(prime, str):
             raise GenerationError(f"prime must be a str, got {type(prime).__name__}")
         sampler_object = self._sampler(sampler)
@@ -601,8 +624,12 @@ class Pipeline:
         the first token is scored under the uniform odds generation starts from.
         """
         model = self._require_model()
-        if not isinstance(text, str) or not text:
+        if not isinstance(text, str):
+            raise CharseqError(f"score needs a str, got {type(text).__name__}")
+        if not text:
             raise CharseqError("score needs a non-empty text")
+        if isinstance(top, bool) or not isinstance(top, int) or top < 0:
+            raise CharseqError(f"top must be an int >= 0, got {top!r}")
         ids = self._encode(text, "the text to score", unknown)
         if not ids:
             raise CharseqError("score: nothing of the text is left once unknown characters go")
@@ -666,6 +693,7 @@ class Pipeline:
         registry = get_registry() if registry is None else registry
         path = resolve_checkpoint(directory)
         manifest = read_manifest(path)
+        _check_pipeline_fields(path, manifest)
         missing = _missing_plugins(registry, manifest)
         _refuse_missing(registry, {k: v for k, v in missing.items() if k not in _NOT_NEEDED})
         data = dict(manifest.get("spec", {}))
@@ -768,6 +796,32 @@ def _build(registry: Registry, kind: str, section: ComponentSpec, *args: Any) ->
 def _kwargs(options: Any) -> dict[str, Any]:
     """An options instance as the keyword arguments of its component's factory."""
     return attrs.asdict(options, recurse=False)
+
+
+_STDIN_RUN = (
+    "was trained on standard input: pipe the same text in again, or give the corpus "
+    "(--data on the command line, files=... in Python)"
+)
+
+
+def _check_pipeline_fields(path: Path, manifest: Mapping[str, Any]) -> None:
+    """Refuse a manifest whose pipeline fields (written by :meth:`Pipeline.manifest`) are
+    missing or of the wrong kind: a hand edit, or a checkpoint that is not a pipeline's."""
+    problems = []
+    if not isinstance(manifest.get("spec"), dict):
+        problems.append("no spec (a table)")
+    if not isinstance(manifest.get("tokenizer"), dict):
+        problems.append("no tokenizer state (a table)")
+    step = manifest.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        problems.append(f"step {step!r} (an int >= 0 expected)")
+    normalize = manifest.get("normalize")
+    if normalize not in (None, "NFC", "NFKC"):
+        problems.append(f"normalize {normalize!r} (null, 'NFC' or 'NFKC' expected)")
+    if problems:
+        raise CheckpointError(
+            f"{path}: its manifest is not a charseq pipeline's: {'; '.join(problems)}"
+        )
 
 
 @attrs.frozen

@@ -169,7 +169,9 @@ class TrainSpec:
         help="torch.compile the training forward pass of cells that run the step loop "
         "(minutes to compile; then near the fused kernels' speed)",
     )
-    seed: int = option(0, help="random seed for weights, batches and dropout", min=0)
+    seed: int = option(
+        0, help="random seed for weights, batches and dropout", min=0, max=(1 << 63) - 1
+    )
 
 
 _SECTIONS = ("tokenizer", "cell", "model", "optimizer", "sampler", "train")
@@ -415,7 +417,12 @@ def _read(source: str | Path) -> tuple[str, str]:
     if isinstance(source, Path) or ("\n" not in source and "=" not in source and "{" not in source):
         path = Path(source)
         try:
-            return path.read_text("utf-8"), str(path)
+            text = path.read_text("utf-8-sig")  # a byte-order mark some editors add is dropped
         except OSError as error:
             raise SpecError("", f"cannot read spec {path}: {error.strerror or error}") from None
+        except UnicodeDecodeError as error:
+            raise SpecError(
+                "", f"{path}: a spec file must be UTF-8 text (byte {error.start} is not)"
+            ) from None
+        return text, str(path)
     return source, "<string>"

@@ -446,3 +446,46 @@ def test_eval_of_a_given_text_takes_all_of_it_and_an_unknown_policy(corpus, tmp_
     result = run("eval", str(out), "--data", str(odd), "--unknown", "skip", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["tokens"] == len("the  the") - 1  # the ü dropped
+
+
+def test_num_beams_zero_is_named_as_out_of_range(corpus, tmp_path):
+    out = tmp_path / "run"
+    assert (
+        run("train", "--data", str(corpus), "--out", str(out), "--steps", "2", *SMALL).exit_code
+        == 0
+    )
+    for flag in ("--num-beams", "--num-return-sequences"):
+        result = run("sample", str(out), flag, "0")
+        assert result.exit_code == 1 and "must be >= 1, got 0" in result.output, result.output
+
+
+def test_what_the_machine_refuses_is_an_error_line(corpus, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert (
+        run("train", "--data", str(corpus), "--out", str(out), "--steps", "2", *SMALL).exit_code
+        == 0
+    )
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(out / "model.safetensors"))
+
+    monkeypatch.setattr("charseq.pipeline.read_tensors", refuse)
+    result = run("sample", str(out))
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "model.safetensors: Permission denied" in (
+        result.output
+    )
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 9 TB")
+
+    monkeypatch.setattr("charseq.pipeline.Pipeline.load", no_memory)
+    result = run("sample", str(out))
+    assert result.exit_code == 1 and "Error: not enough memory for this" in result.output
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("charseq.pipeline.Pipeline.from_spec", interrupted)
+    result = run("train", "--data", str(corpus), "--out", str(tmp_path / "new"), *SMALL)
+    assert result.exit_code == 130 and not (tmp_path / "new").exists()

@@ -231,6 +231,13 @@ def test_encoding_option(tmp_path):
     assert read_text(utf16, encoding="utf-16") == "hé 猫\n"
     with pytest.raises(CorpusError, match="unknown encoding 'nope'"):
         read_text(path, encoding="nope")
+    for codec in ("rot13", "base64", "zlib"):  # codecs, but not from bytes to text
+        with pytest.raises(CorpusError, match=f"'{codec}' is not a text encoding"):
+            read_text(path, encoding=codec)
+    no_bom = write(tmp_path / "u16le.txt", "hi".encode("utf-16-le"))
+    with pytest.raises(CorpusDecodeError, match="cannot be read as utf-16 .*'utf-16-le'"):
+        read_text(no_bom, encoding="utf-16")
+    assert read_text(no_bom, encoding="utf-16-le") == "hi"
 
 
 def test_read_text_errors(tmp_path):

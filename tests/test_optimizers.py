@@ -97,7 +97,8 @@ def test_many_steps_keep_descending(registry, name):
     [
         ("sgd", {"lr": 0}, "optimizer.lr", "must be > 0.0, got 0.0"),
         ("adam", {"lr": -1e-3}, "optimizer.lr", "must be > 0.0"),
-        ("adam", {"lr": float("nan")}, "optimizer.lr", "must be a number"),
+        ("adam", {"lr": float("nan")}, "optimizer.lr", "must be a finite number"),
+        ("adam", {"lr": float("inf")}, "optimizer.lr", "must be a finite number, got inf"),
         ("adam", {"lr": "fast"}, "optimizer.lr", "expected float"),
         ("adam", {"lrr": 0.1}, "optimizer.lrr", "did you mean 'lr'"),
         ("adam", {"betas": [0.9, 1.0]}, "optimizer.betas", "must be < 1.0"),

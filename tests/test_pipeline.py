@@ -84,7 +84,7 @@ def test_sampler_by_name_dict_or_object(trained):
 def test_bad_generation_input_fails_before_work(trained):
     with pytest.raises(ValueError, match="max_new_tokens must be in"):
         trained.generate("the", -1)
-    with pytest.raises(ValueError, match="num_samples must be >= 1"):
+    with pytest.raises(ValueError, match="num_samples must be an int >= 1"):
         trained.generate("the", 5, num_samples=0)
     with pytest.raises(CharseqError, match="'Z'"):
         trained.generate("Zebra", 5)

@@ -346,3 +346,60 @@ def test_a_run_directory_another_process_trains_into_is_refused(tmp_path):
             Pipeline.resume(out, text=TEXT, steps=9)
         assert _names(out) == before
     Pipeline.resume(out, text=TEXT, steps=8)  # free again
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"train": {"seed": 10**23}}, "train.seed: must fit in 64 bits"),
+        ({"cell": {"hidden_size": 10**23}}, "cell.hidden_size: must fit in 64 bits"),
+        ({"optimizer": {"name": "adam", "lr": float("inf")}}, "must be a finite number, got inf"),
+        ({"sampler": {"name": "beam", "length_penalty": float("nan")}}, "must be a finite number"),
+    ],
+)
+def test_numbers_a_spec_cannot_mean_are_refused(data, message):
+    with pytest.raises(SpecError, match=message):
+        PipelineSpec.from_dict(data)
+
+
+@pytest.mark.parametrize("seed", [-1, 1 << 63, 1.5, "1", True])
+def test_a_generation_seed_is_an_int_as_train_seed_is(seed):
+    pipe = Pipeline.from_spec(SMALL, device="cpu").fit(TEXT)
+    with pytest.raises(CharseqError, match=r"seed must be an int in \[0, 2\*\*63\)"):
+        pipe.generate("the", 5, seed=seed)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda pipe: pipe.score(None), "score needs a str, got NoneType"),
+        (lambda pipe: pipe.score(b"the"), "score needs a str, got bytes"),
+        (lambda pipe: pipe.score("the", top="3"), "top must be an int >= 0, got '3'"),
+        (lambda pipe: pipe.score("the", top=-1), "top must be an int >= 0, got -1"),
+        (lambda pipe: pipe.generate("the", 5, stop=5), "stop must be a str or a list of them"),
+        (lambda pipe: Pipeline.load(None), "a checkpoint is named by a path"),
+    ],
+)
+def test_api_arguments_of_the_wrong_kind_get_charseq_errors(call, message):
+    pipe = Pipeline.from_spec(SMALL, device="cpu").fit(TEXT)
+    with pytest.raises(CharseqError, match=message):
+        call(pipe)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"step": "x"}, "step 'x' (an int >= 0 expected)"),
+        ({"normalize": "NFX"}, "normalize 'NFX'"),
+        ({"spec": None}, "no spec"),
+    ],
+)
+def test_a_hand_edited_manifest_is_refused_by_name(tmp_path, edit, message):
+    pipe = Pipeline.from_spec(SMALL, device="cpu").fit(TEXT)
+    path = pipe.save(tmp_path / "export")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest.update(edit)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="manifest is not a charseq pipeline's") as caught:
+        Pipeline.load(path)
+    assert message in str(caught.value)

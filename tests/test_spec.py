@@ -198,3 +198,13 @@ def test_round_trip_through_dict_toml_and_json_is_identity(data):
     assert PipelineSpec.from_toml(spec.to_toml()) == spec
     assert PipelineSpec.from_json(spec.to_json()) == spec
     assert PipelineSpec.from_dict(spec.to_dict()).to_dict() == spec.to_dict()
+
+
+def test_a_spec_file_is_utf8_and_may_start_with_a_byte_order_mark(tmp_path):
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf[train]\nsteps = 3\n")
+    assert PipelineSpec.from_file(bom).train.steps == 3
+    other = tmp_path / "latin.toml"
+    other.write_bytes("[train] # \u00e9t\u00e9\n".encode("latin-1"))
+    with pytest.raises(SpecError, match="a spec file must be UTF-8 text"):
+        PipelineSpec.from_file(other)

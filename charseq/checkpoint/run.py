@@ -170,6 +170,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """The checkpoint directory meant by ``path``: a checkpoint directory, or a run directory
     (its latest checkpoint). The checkpoint's manifest is checked; errors say what ``path`` is.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise CheckpointError(
+            f"a checkpoint is named by a path (str or Path), got {type(path).__name__} {path!r}"
+        )
     path = Path(path)
     if path.is_file() and path.name in (MANIFEST_FILE, LATEST_FILE):
         path = path.parent

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import sys
 import warnings
@@ -46,9 +47,10 @@ def _fail(error: Exception) -> None:
     raise click.ClickException(str(error)) from None
 
 
-def _quiet_exits(command: Callable[..., None]) -> Callable[..., None]:
-    """Ctrl-C exits with status 130 (as ``train`` does) and a reader that stops early
-    (``| head``) ends the command quietly, with status 0: no traceback, no 'Aborted!'."""
+def _clean_exits(command: Callable[..., None]) -> Callable[..., None]:
+    """Ctrl-C exits with status 130, a reader that stops early (``| head``) ends the command
+    quietly with status 0, and what the machine refuses (a file it cannot read or write, memory
+    it does not have) is an ``Error:`` line with status 1: no traceback, no 'Aborted!'."""
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> None:
@@ -64,12 +66,24 @@ def _quiet_exits(command: Callable[..., None]) -> Callable[..., None]:
             finally:
                 os.close(devnull)
             raise SystemExit(0) from None
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            _fail(CharseqError(f"{where}{error.strerror or error}"))
+        except (MemoryError, RuntimeError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            if isinstance(error, RuntimeError) and not _OUT_OF_MEMORY.search(first):
+                raise
+            _fail(CharseqError(f"not enough memory for this: {first}"))
 
     return run
 
 
+_OUT_OF_MEMORY = re.compile(r"can't allocate memory|out of memory|not enough memory", re.I)
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@_clean_exits
 def plugins(as_json: bool) -> None:
     """List every registered component, its owner and options; and failed or blocked plugins."""
     try:
@@ -142,6 +156,7 @@ def plugins(as_json: bool) -> None:
     is_flag=True,
     help="Print the spec these options make (every option, as TOML) and exit without training.",
 )
+@_clean_exits
 def train(
     spec_path,
     preset,
@@ -248,7 +263,7 @@ def train(
 )
 @click.option("--device", default=None, help="cpu, cuda, mps (default: the best found).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-@_quiet_exits
+@_clean_exits
 def evaluate(checkpoint, data_paths, split, unknown, device, as_json) -> None:
     """Report nats/char and bits per character (BPC) of a checkpoint on a split."""
     from charseq.evaluate import evaluate_checkpoint
@@ -374,7 +389,7 @@ forces the first character of each line (e.g. --acrostic 春夏秋冬 for a 藏�
     help="What to do with prime characters outside the vocabulary (default: the tokenizer's).",
 )
 @click.option("--device", default=None, help="cpu, cuda, mps (default: the best found).")
-@_quiet_exits
+@_clean_exits
 def sample(
     checkpoint,
     prime,
@@ -417,7 +432,7 @@ def sample(
     }
     try:
         pipe = Pipeline.load(checkpoint, device=device)
-        beam_options = num_beams or num_return_sequences
+        beam_options = num_beams is not None or num_return_sequences is not None
         if sampler is None and beam_options and pipe.spec.sampler.name != "beam":
             sampler = "beam"  # --num-beams means beam search
         section = pipe.sampler_section() if sampler is None else {"name": sampler}
@@ -464,7 +479,7 @@ def sample(
 )
 @click.option("--device", default=None, help="cpu, cuda, mps (default: the best found).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-@_quiet_exits
+@_clean_exits
 def score(checkpoint, file, prime, top, unknown, device, as_json) -> None:
     """Score FILE (or - for stdin) under a checkpoint: total nats, BPC, surprising positions."""
     from charseq.pipeline import Pipeline

@@ -13,12 +13,18 @@ _NORMALIZATIONS = ("NFC", "NFKC")
 
 def check_encoding(encoding: str) -> str:
     try:
-        return codecs.lookup(encoding).name
+        info = codecs.lookup(encoding)
     except (LookupError, TypeError):
         raise CorpusError(
             f"unknown encoding {encoding!r}; pass a Python codec name such as 'utf-8', "
             "'latin-1' or 'utf-16'"
         ) from None
+    if not getattr(info, "_is_text_encoding", True):  # rot13, base64, zlib: not bytes -> text
+        raise CorpusError(
+            f"{encoding!r} is not a text encoding (it turns bytes into bytes or text into text); "
+            "pass one such as 'utf-8', 'latin-1' or 'utf-16'"
+        )
+    return info.name
 
 
 def check_normalize(normalize: str | None) -> str | None:

@@ -220,6 +220,14 @@ def _decode_stream(
             text = decoder.decode(block, final=not block)
         except UnicodeDecodeError as error:
             raise _decode_error(error, name, codec, offset, len(block)) from None
+        except UnicodeError as error:  # e.g. utf-16 without a byte-order mark
+            raise CorpusDecodeError(
+                f"{name}: cannot be read as {codec} ({error}); pass the file's encoding "
+                "(e.g. 'utf-16-le' for UTF-16 without a byte-order mark)",
+                name,
+                offset,
+                codec,
+            ) from None
         offset += len(block)
         if text:
             yield text
