@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from charseq.constraints import CompiledConstraints, ConstraintState
+from charseq.constraints import CompiledConstraints, ConstraintState, GenerationError
 from charseq.interfaces import Sampler, SamplerOutput
 from charseq.model import CharModel, StackState, evaluating, select
 
@@ -129,7 +129,20 @@ class Decoder:
         """Feed one id per sequence (shape ``(B,)``); updates :attr:`logits`."""
         if ids.dim() != 1:
             ids = ids.view(-1)  # (B, 1) -> (B,)
-        logits, self.state = self._step(ids, self.state)  # (B, V)
+        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+            raise GenerationError(
+                f"the sampler chose ids of dtype {ids.dtype}; ids are integers (torch.long)"
+            )
+        try:
+            logits, self.state = self._step(ids, self.state)  # (B, V)
+        except IndexError:
+            vocab = self.raw_logits.shape[-1]
+            outside = sorted({i for i in ids.tolist() if not 0 <= i < vocab})
+            if not outside:
+                raise
+            raise GenerationError(
+                f"the sampler chose ids {outside[:5]} outside the vocabulary range({vocab})"
+            ) from None
         if self.constraints is not None:
             self.constraints.advance(ids)
         self.logits = logits

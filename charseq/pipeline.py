@@ -56,7 +56,7 @@ from charseq.corpus import (
 from charseq.errors import CharseqError, SpecError, UnknownCharacterError, warn
 from charseq.interfaces import Sampler, Tokenizer
 from charseq.model import CharModel
-from charseq.registry import Registry, get_registry
+from charseq.registry import BUILTIN_DISTRIBUTION, Registry, get_registry
 from charseq.scoring import UNITS, Score, score_ids
 from charseq.spec import ComponentSpec, PipelineSpec
 from charseq.streaming import Generation, stream_text
@@ -704,6 +704,7 @@ class Pipeline:
         except SpecError as error:
             raise CheckpointError(f"{path}: its spec no longer validates: {error}") from None
         pipe = cls.from_spec(spec, registry=registry, device="cpu")
+        _warn_version_drift(path, registry, manifest, missing)
         for kind, owner in missing.items():
             section = manifest.get("spec", {}).get(kind)
             pipe._absent[kind] = _Absent(section, owner, getattr(spec, kind))
@@ -720,7 +721,15 @@ class Pipeline:
                 f"{path} names {named}, not installed here: loaded to sample and evaluate; "
                 f"install {'it' if len(missing) == 1 else 'them'} {needs}"
             )
-        pipe.tokenizer.load_state_dict(manifest["tokenizer"])
+        try:
+            pipe.tokenizer.load_state_dict(manifest["tokenizer"])
+        except Exception as error:  # a plugin's own error: say whose state it was
+            owner = manifest.get("plugins", {}).get("tokenizer", {})
+            raise CheckpointError(
+                f"{path}: tokenizer {spec.tokenizer.name!r} could not load its state "
+                f"({type(error).__name__}: {error}); it was written by {_source(owner)}, and "
+                f"{registry.get('tokenizer', spec.tokenizer.name).owner} is installed"
+            ) from error
         model = pipe.build_model()
         try:
             model.load_state_dict(read_tensors(path, "model", manifest=manifest))
@@ -802,6 +811,22 @@ _STDIN_RUN = (
     "was trained on standard input: pipe the same text in again, or give the corpus "
     "(--data on the command line, files=... in Python)"
 )
+
+
+def _warn_version_drift(
+    path: Path, registry: Registry, manifest: Mapping[str, Any], missing: Mapping[str, Any]
+) -> None:
+    """Warn when a plugin's installed version differs from the one that wrote the checkpoint
+    (its components may compute or store things differently now)."""
+    for kind, recorded in manifest.get("plugins", {}).items():
+        if kind in missing or recorded.get("distribution") in (None, BUILTIN_DISTRIBUTION):
+            continue
+        owner = registry.get(kind, recorded.get("name")).owner
+        if recorded.get("version") and owner.version != recorded.get("version"):
+            warn(
+                f"{path} was written with {kind} {recorded.get('name')!r} from "
+                f"{_source(recorded)}; {owner.distribution} {owner.version} is installed"
+            )
 
 
 def _check_pipeline_fields(path: Path, manifest: Mapping[str, Any]) -> None:

@@ -49,6 +49,7 @@ from charseq.testing import (
     check_num_return_sequences,
     check_plugin_installed,
     check_repetition_penalty,
+    check_sampled_ids_in_vocab,
     check_sampler_reproducible,
     check_seeded_determinism,
     check_state_dict_round_trip,
@@ -145,6 +146,11 @@ class DetachesAWeight(ElmanCell):
 class ListState(ElmanCell):
     def initial_state(self, batch_size, device=None, dtype=None):
         return [torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)]
+
+
+class WideState(ElmanCell):
+    def initial_state(self, batch_size, device=None, dtype=None):
+        return (torch.zeros(batch_size, self.hidden_size + 1, device=device, dtype=dtype),)
 
 
 class Explodes(ElmanCell):
@@ -283,6 +289,7 @@ def test_a_right_vector_step_passes_the_inference_check():
         (RemembersBetweenCalls, check_detach_state, "reached the first chunk"),
         (DetachesAWeight, check_gradcheck, "finite differences"),
         (ListState, check_cell_api, "not a tuple of tensors"),
+        (WideState, check_cell_api, "initial_state(2) gave tuple(Tensor(2, 5)) for hidden_size 4"),
         (Explodes, check_no_nan_long_sequence, "NaN or inf"),
         (IgnoresDtype, check_dtype_device, "initial_state(2"),
         (UnseededInit, check_seeded_determinism, "same torch.manual_seed"),
@@ -565,6 +572,20 @@ class ClaimsDeterminism(TokenSampler):
         return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
 
 
+class FloatIds(TokenSampler):
+    """Returns the arg-max as floats."""
+
+    def select(self, logits, generator=None):
+        return logits.argmax(-1).float()
+
+
+class OffTheEnd(TokenSampler):
+    """One past the arg-max: the last id's successor is outside the vocabulary."""
+
+    def select(self, logits, generator=None):
+        return torch.full_like(logits.argmax(-1), logits.shape[-1])
+
+
 def lax_beam(num_beams=4, length_penalty=1.0, num_return_sequences=1):
     """Quietly returns num_beams sequences when asked for more."""
     returned = min(num_return_sequences, num_beams)
@@ -609,6 +630,8 @@ TOYS.register(_Plugin(), "toys")
         (lax_beam, check_num_return_sequences, "num_return_sequences=3 was accepted"),
         (UnpenalisedBeamScores, check_beam_length_penalty, "length_penalty=1.0"),
         (ClaimsDeterminism, check_deterministic_sampler_ignores_the_generator, "seeds 0 and 7"),
+        (FloatIds, check_sampled_ids_in_vocab, "chose ids of dtype torch.float32"),
+        (OffTheEnd, check_sampled_ids_in_vocab, "chose ids [11] outside the vocabulary range(11)"),
     ],
     ids=[
         "argmin-greedy",
@@ -622,6 +645,8 @@ TOYS.register(_Plugin(), "toys")
         "lax-num-return-sequences",
         "unpenalised-beam-scores",
         "claims-determinism",
+        "float-ids",
+        "off-the-end",
     ],
 )
 def test_kit_rejects_broken_sampler(sampler, check, message):

@@ -350,3 +350,34 @@ def test_a_checkpoint_needing_a_blocked_plugin_says_it_is_blocked(third_party, t
     with pytest.raises(CheckpointError, match="needs cell 'fancy'") as caught:
         Pipeline.load(export, registry=blocked)
     assert "(it is installed but blocked)" in str(caught.value)
+
+
+def test_a_checkpoint_written_by_another_version_of_a_plugin_is_warned_about(third_party, tmp_path):
+    from charseq import Pipeline
+
+    with pytest.warns(UserWarning, match="broken"):
+        registry = Registry.load()
+    spec = {"cell": {"name": "fancy", "hidden_size": 8, "num_layers": 1}, "train": {"steps": 1}}
+    export = Pipeline.from_spec(spec, registry=registry, device="cpu").fit("abcd " * 40)
+    export = export.save(tmp_path / "export")
+    manifest = json.loads((export / "manifest.json").read_text())
+    assert manifest["plugins"]["cell"]["version"] == "1.2.3"
+    manifest["plugins"]["cell"]["version"] = "1.0.0"
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(
+        UserWarning, match=r"written with cell 'fancy' from charseq-thirdparty 1\.0\."
+    ):
+        Pipeline.load(export, registry=registry)
+
+
+def test_a_tokenizer_state_its_plugin_cannot_load_names_the_checkpoint(tmp_path):
+    from charseq import Pipeline
+    from charseq.checkpoint import CheckpointError
+
+    spec = {"cell": {"hidden_size": 8, "num_layers": 1}, "train": {"steps": 1}}
+    export = Pipeline.from_spec(spec, device="cpu").fit("abcd " * 40).save(tmp_path / "export")
+    manifest = json.loads((export / "manifest.json").read_text())
+    manifest["tokenizer"] = {"vocab": 3}  # not what the char tokenizer wrote
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="tokenizer 'char' could not load its state"):
+        Pipeline.load(export)

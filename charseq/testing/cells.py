@@ -194,7 +194,17 @@ def check_cell_api(subject: Subject) -> None:
         "pass input_size and hidden_size on to charseq.Cell.__init__.",
     )
     state = _check_state(cell.initial_state(2), 2, "initial_state(2)")
-    h, new_state = cell.step(torch.randn(2, 3), state)
+    try:
+        h, new_state = cell.step(torch.randn(2, 3), state)
+    except Exception as error:
+        first = (str(error).strip().splitlines() or [""])[0]
+        raise CheckError(
+            f"step(x_t (2, 3), initial_state(2)) raised {type(error).__name__}: {first}; "
+            f"initial_state(2) gave {_describe(state)} for hidden_size 4",
+            "initial_state(batch) must return the state step expects: a tuple of tensors "
+            "(batch, ...) sized from hidden_size (e.g. (batch, hidden_size)), and step must "
+            "accept x_t (batch, input_size).",
+        ) from error
     require(
         isinstance(h, Tensor) and tuple(h.shape) == (2, 4),
         f"step(x_t (2, 3), state) returned an output {_describe(h)}; expected Tensor(2, 4)",

@@ -19,10 +19,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from charseq.constraints import GenerationError
 from charseq.generate import Decoder, generate_ids
 from charseq.interfaces import Sampler, SamplerOutput
 from charseq.model import CharModel
 from charseq.testing._base import (
+    CheckError,
     CheckSkipped,
     Subject,
     assert_close,
@@ -118,8 +120,15 @@ def _run(
     seed: int | None = 0,
 ) -> SamplerOutput:
     generator = None if seed is None else torch.Generator().manual_seed(seed)
-    out = generate_ids(model, prime, sampler, steps, num_samples, generator)
     call = f"sample(decoder, max_new_tokens={steps})"
+    try:
+        out = generate_ids(model, prime, sampler, steps, num_samples, generator)
+    except GenerationError as error:  # the ids it fed the decoder were no ids
+        raise CheckError(
+            f"{call}: {error}",
+            "choose ids from the last dimension of decoder.logits (argmax, torch.multinomial, "
+            "topk): integers (torch.long) in range(vocabulary size).",
+        ) from error
     require(
         isinstance(out, SamplerOutput),
         f"{call} returned {type(out).__name__}",
