@@ -367,9 +367,12 @@ class Registry:
         try:
             action()
         except Exception as error:
+            if _env_flag("CHARSEQ_TRACE_PLUGINS"):  # where it failed, for the plugin's author
+                log.warning("charseq: plugin %r failed:\n%s", owner.plugin, traceback.format_exc())
             if self.strict:
                 raise PluginLoadError(
-                    f"plugin {owner.plugin!r} from {owner.distribution}: {error}"
+                    f"plugin {owner.plugin!r} from {owner.distribution}: "
+                    f"{type(error).__name__}: {error}"
                 ) from error
             failure = PluginLoadFailure(
                 owner.plugin,

@@ -432,6 +432,19 @@ def test_tags_narrow_the_texts_a_tokenizer_claims():
     check_decode_encode_round_trip(LowercaseOnly)
 
 
+class LowercaseAlphabet(Lowercases):
+    """The same claim as an alphabet: no Hypothesis where the plugin runs."""
+
+    def __charseq_tags__(self):
+        return {"texts": {"alphabet": "abcdefghijklmnopqrstuvwxyz .\n"}}
+
+
+def test_an_alphabet_tag_narrows_the_texts_without_hypothesis():
+    check_decode_encode_round_trip(LowercaseAlphabet)
+    with pytest.raises(CheckError, match="decode"):  # the claim is what is held to
+        check_decode_encode_round_trip(LowercaseAlphabet, texts={"alphabet": "ABC"})
+
+
 class ChunkByChunkBytes(ByteTokenizer):
     """Decodes each chunk of streamed bytes on its own, splitting characters across chunks."""
 

@@ -88,8 +88,16 @@ def test_strict_mode_reraises(third_party, monkeypatch):
     with pytest.raises(PluginLoadError, match="broken"):
         Registry.load(strict=True)
     monkeypatch.setenv("CHARSEQ_STRICT_PLUGINS", "1")
-    with pytest.raises(PluginLoadError, match="no module named nope"):
+    with pytest.raises(PluginLoadError, match="ImportError: no module named nope"):
         Registry.load()
+
+
+def test_tracing_shows_where_a_plugin_failed(third_party, monkeypatch, caplog):
+    monkeypatch.setenv("CHARSEQ_TRACE_PLUGINS", "1")
+    with pytest.warns(UserWarning, match="broken"):
+        Registry.load()
+    failed = [r.getMessage() for r in caplog.records if "failed:" in r.getMessage()]
+    assert len(failed) == 1 and "Traceback" in failed[0] and "broken_plugin" in failed[0]
 
 
 def test_block_list_by_argument_and_environment(third_party, monkeypatch):

@@ -188,8 +188,10 @@ def get_tags(component: Any, kind: str | None = None) -> dict[str, Any]:
         ``inference_step``: the class overrides :meth:`charseq.Cell.inference_step`.
     Tokenizers:
         ``unknown_policy``: it has an ``unknown`` option ("error" / "skip" / "replace");
-        ``texts``: the texts it round-trips: a Hypothesis strategy, or the name of one in
-        :data:`charseq.testing.strategies.TEXTS` (default ``"unicode"``);
+        ``texts``: the texts it round-trips: the name of a family in
+        :data:`charseq.testing.strategies.TEXTS` (default ``"unicode"``), an alphabet
+        ``{"alphabet": "abc ."}`` (neither needs Hypothesis where the plugin runs), or a
+        Hypothesis strategy;
         ``stream_decoder``: it has one (:meth:`charseq.Tokenizer.stream_decoder`).
     Samplers:
         ``greedy``: it always takes the arg-max (its name is ``greedy``);

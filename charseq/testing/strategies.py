@@ -142,13 +142,21 @@ TEXTS = {
 def texts(
     kind: Any = "unicode", *, min_size: int = 1, max_size: int = 40
 ) -> st.SearchStrategy[str]:
-    """Texts of a named family (see :data:`TEXTS`), or ``kind`` itself if it is a strategy.
+    """Texts of a named family (see :data:`TEXTS`), of an alphabet, or ``kind`` itself if it is a
+    strategy.
 
     ``"unicode"`` is any text without surrogates; ``"printable"`` is ``string.printable``;
     ``"ascii_letters"`` letters and spaces; ``"prose"`` words, punctuation and line breaks.
+    ``{"alphabet": "abc ."}`` is any text of those characters: a tokenizer plugin can declare it
+    in its ``__charseq_tags__`` without importing Hypothesis at run time.
     """
     if isinstance(kind, st.SearchStrategy):
         return kind
+    if isinstance(kind, dict):
+        alphabet = kind.get("alphabet")
+        if set(kind) != {"alphabet"} or not isinstance(alphabet, str) or not alphabet:
+            raise ValueError(f"a texts table is {{'alphabet': 'some characters'}}, got {kind!r}")
+        return st.text(alphabet=alphabet, min_size=min_size, max_size=max_size)
     try:
         family = TEXTS[kind]
     except KeyError:

@@ -77,6 +77,8 @@ def _for_texts(subject: Subject, texts: Any, test: Any) -> None:
 
     if isinstance(family, str):
         drawn = example(text=_MANY_SYMBOLS)(drawn)
+    elif isinstance(family, dict):
+        drawn = example(text=family["alphabet"])(drawn)  # every symbol, at least once
     drawn()
 
 
