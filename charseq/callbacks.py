@@ -146,6 +146,11 @@ class SampleEvery(Callback):
         self.write = write or _to_stderr
         self.prime, self.length, self.sampler, self.seed = prime, length, sampler, seed
 
+    @property
+    def samples_with_the_spec(self) -> bool:
+        """Whether it samples with the pipeline's own sampler (no ``sampler`` given)."""
+        return self.sampler is None
+
     def on_step_end(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
         if step % self.every == 0:
             text = trainer.pipeline.generate(

@@ -26,6 +26,10 @@ STEPPED_PRIME = 8
 """The longest prime :meth:`Decoder.from_prime` feeds id by id on the CPU."""
 
 
+_ID_DTYPES = (torch.long, torch.int)
+"""What an embedding takes as ids."""
+
+
 class Decoder:
     """The model as a sampler sees it: B sequences, each with its next-token logits.
 
@@ -129,13 +133,13 @@ class Decoder:
         """Feed one id per sequence (shape ``(B,)``); updates :attr:`logits`."""
         if ids.dim() != 1:
             ids = ids.view(-1)  # (B, 1) -> (B,)
-        if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        if ids.dtype not in _ID_DTYPES:
             raise GenerationError(
                 f"the sampler chose ids of dtype {ids.dtype}; ids are integers (torch.long)"
             )
         try:
             logits, self.state = self._step(ids, self.state)  # (B, V)
-        except IndexError:
+        except IndexError:  # the CPU's embedding; a GPU's fails in a device-side assert instead
             vocab = self.raw_logits.shape[-1]
             outside = sorted({i for i in ids.tolist() if not 0 <= i < vocab})
             if not outside:

@@ -28,6 +28,7 @@ from charseq.callbacks import Callback
 from charseq.checkpoint import (
     LATEST_FILE,
     CheckpointError,
+    RunLock,
     check_latest_of_its_run,
     clear_run_dir,
     is_training_checkpoint,
@@ -36,7 +37,6 @@ from charseq.checkpoint import (
     read_tensors,
     resolve_checkpoint,
     restore_run_dir,
-    run_lock,
     write_checkpoint,
 )
 from charseq.constraints import (
@@ -210,23 +210,22 @@ class Pipeline:
 
         spec = _with_budget(self.spec, self.registry, steps, max_seconds)
         check_precision(spec, self.device)  # before reading any corpus
+        self._check_present("optimizer", "train")
+        if any(getattr(c, "samples_with_the_spec", False) for c in callbacks):
+            self._check_present("sampler", "sample during training")
         run_dir = None if out is None else Path(out)
         created = run_dir is not None and not run_dir.exists()
         before = (self.spec, self.model, _unfitted_copy(self.tokenizer), self.normalize)
-        replaced = None if run_dir is None else prepare_run_dir(run_dir, overwrite)
+        replaced, lock = None, None
+        if run_dir is not None:  # checked, emptied (a replaced run kept aside) and locked
+            replaced, lock = prepare_run_dir(run_dir, overwrite)
         self.spec = spec
         with ExitStack() as stack:
+            if lock is not None:
+                stack.callback(lock.release)  # last: after the replaced run is dealt with
             if replaced is not None:  # the replaced run goes once the new one has a checkpoint
                 stack.callback(_drop_replaced, replaced, run_dir)
             started = False
-            if run_dir is not None:
-                try:
-                    stack.enter_context(run_lock(run_dir))  # one process per run directory
-                except CheckpointError:
-                    if replaced is not None:
-                        _put_back(run_dir, replaced)
-                    self.spec = before[0]
-                    raise
             try:
                 cache = run_dir / "cache" if run_dir else Path(stack.enter_context(_tempdir()))
                 _, splits, corpus = self._corpus(text, files, include, encoding, normalize, cache)
@@ -298,7 +297,7 @@ class Pipeline:
         pipe.spec = _with_budget(pipe.spec, pipe.registry, steps, max_seconds)
         run_dir = path.parent
         with ExitStack() as stack:
-            stack.enter_context(run_lock(run_dir))  # one process per run directory
+            stack.enter_context(RunLock(run_dir))  # one process per run directory
             cache = run_dir / "cache" if text is None else Path(stack.enter_context(_tempdir()))
             _, splits, corpus = pipe.read_training_corpus(
                 path, manifest, text, files, cache, same=True
@@ -642,7 +641,7 @@ class Pipeline:
             tokens,
             top=top,
             chunk_size=chunk_size,
-            unit=UNITS.get(self.spec.tokenizer.name, "tokens"),
+            unit=UNITS.get(self.spec.tokenizer.name, ""),  # "": told by the token texts
         )
 
     # -- saving -------------------------------------------------------------------------------
@@ -756,11 +755,12 @@ class Pipeline:
 
     def _standing_in(self, kind: str) -> _Absent | None:
         """What the loaded checkpoint recorded for ``kind``, if its plugin is absent and the spec
-        still holds the default that stands in for it."""
+        still names the default that stands in for it."""
         absent = self._absent.get(kind)
-        return (
-            absent if absent is not None and getattr(self.spec, kind) == absent.stand_in else None
-        )
+        # By name: a changed option (lr, temperature) does not make the stand-in the choice.
+        if absent is None or getattr(self.spec, kind).name != absent.stand_in.name:
+            return None
+        return absent
 
     def _check_present(self, kind: str, to: str) -> None:
         absent = self._standing_in(kind)

@@ -192,6 +192,11 @@ def _check_options(kind: str, name: str, factory: Callable[..., Any], options: t
                 f"{reserved[field.name]}; rename the option"
             )
         default = field.default
+        if default is attrs.NOTHING:
+            raise TypeError(
+                f"{where}: option {field.name!r} has no default; every option needs one (a "
+                "spec that leaves it out takes it)"
+            )
         if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
             default = default.factory(None) if default.takes_self else default.factory()
         try:
@@ -305,7 +310,7 @@ class Registry:
             if _dist_name(ep) == BUILTIN_DISTRIBUTION
             for n in (ep.name, BUILTIN_DISTRIBUTION)
         }
-        if unmatched := sorted(blocked_names - matched - builtin):
+        if not only_builtins and (unmatched := sorted(blocked_names - matched - builtin)):
             warn(
                 f"charseq: CHARSEQ_DISABLE_PLUGINS (or block=) names {', '.join(unmatched)}, "
                 "which no installed plugin or distribution has (see `charseq plugins`)"

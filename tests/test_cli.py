@@ -489,3 +489,14 @@ def test_what_the_machine_refuses_is_an_error_line(corpus, tmp_path, monkeypatch
     monkeypatch.setattr("charseq.pipeline.Pipeline.from_spec", interrupted)
     result = run("train", "--data", str(corpus), "--out", str(tmp_path / "new"), *SMALL)
     assert result.exit_code == 130 and not (tmp_path / "new").exists()
+
+
+def test_a_run_directory_another_process_holds_is_left_alone(corpus, tmp_path):
+    from charseq.checkpoint import RunLock
+
+    out = tmp_path / "theirs"
+    out.mkdir()
+    with RunLock(out):  # another process has just created and locked it
+        result = run("train", "--data", str(corpus), "--out", str(out), "--steps", "2", *SMALL)
+        assert result.exit_code == 1 and "another process is training into" in result.output
+        assert out.is_dir() and (out / ".charseq.lock").is_file()  # not deleted

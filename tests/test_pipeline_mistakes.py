@@ -334,12 +334,12 @@ def test_what_a_run_left_before_its_first_checkpoint_is_replaced_only_with_overw
 
 
 def test_a_run_directory_another_process_trains_into_is_refused(tmp_path):
-    from charseq.checkpoint import run_lock
+    from charseq.checkpoint import RunLock
 
     out = tmp_path / "run"
     Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out)
     before = _names(out)
-    with run_lock(out):  # as the other process holds it while it trains
+    with RunLock(out):  # as the other process holds it while it trains
         with pytest.raises(CheckpointError, match="another process is training into out"):
             Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out, overwrite=True)
         with pytest.raises(CheckpointError, match="another process is training into out"):
@@ -403,3 +403,63 @@ def test_a_hand_edited_manifest_is_refused_by_name(tmp_path, edit, message):
     with pytest.raises(CheckpointError, match="manifest is not a charseq pipeline's") as caught:
         Pipeline.load(path)
     assert message in str(caught.value)
+
+
+def test_a_directory_whose_names_only_look_like_a_runs_is_not_replaced(tmp_path):
+    other = tmp_path / "other-tool"
+    (other / "best").mkdir(parents=True)
+    (other / "best" / "model.bin").write_text("theirs")
+    (other / "metrics.jsonl").write_text("{}\n")
+    cached = tmp_path / "cached"
+    (cached / "cache").mkdir(parents=True)
+    (cached / "cache" / "notes.txt").write_text("theirs")
+    for out in (other, cached):
+        with pytest.raises(CheckpointError, match="is not empty and is not a charseq run"):
+            Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out, overwrite=True)
+    assert (other / "best" / "model.bin").read_text() == "theirs"
+    assert (cached / "cache" / "notes.txt").read_text() == "theirs"
+
+
+def test_a_file_system_without_locks_trains_unlocked_with_a_warning(tmp_path, monkeypatch):
+    import errno
+
+    fcntl = pytest.importorskip("fcntl")
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match="this file system has no file locks"):
+        Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=tmp_path / "run")
+    assert Pipeline.load(tmp_path / "run").step == RUN["train"]["steps"]
+
+
+def test_a_stand_in_with_a_changed_option_is_still_refused(tmp_path):
+    spec = {**SMALL, "optimizer": "plain-sgd", "sampler": "my-greedy"}
+    spec["train"] = {**SMALL["train"], "steps": 2}
+    run = tmp_path / "run"
+    Pipeline.from_spec(spec, registry=_registry_with_extras(), device="cpu").fit(TEXT, out=run)
+    with pytest.warns(UserWarning, match="not installed here"):
+        pipe = Pipeline.load(run, device="cpu")
+    pipe.spec = pipe.spec.override({"optimizer.lr": 0.001, "sampler.temperature": 0.5})
+    with pytest.raises(CharseqError, match="loaded without optimizer 'plain-sgd'"):
+        pipe.fit(TEXT, steps=4)
+    with pytest.raises(CharseqError, match="loaded without sampler 'my-greedy'"):
+        pipe.generate("the", 5)
+    assert pipe.step == 2
+
+
+def test_sampling_during_training_with_an_absent_sampler_is_refused_before_training(tmp_path):
+    from charseq.callbacks import SampleEvery
+
+    spec = {**SMALL, "sampler": "my-greedy"}
+    spec["train"] = {**SMALL["train"], "steps": 2}
+    run = tmp_path / "run"
+    Pipeline.from_spec(spec, registry=_registry_with_extras(), device="cpu").fit(TEXT, out=run)
+    with pytest.warns(UserWarning, match="not installed here"):
+        pipe = Pipeline.load(run, device="cpu")
+    with pytest.raises(CharseqError, match="to sample during training"):
+        pipe.fit(TEXT, steps=4, callbacks=[SampleEvery(1, lambda step, text: None)])
+    assert pipe.step == 2
+    pipe.fit(TEXT, steps=3, callbacks=[SampleEvery(1, lambda s, t: None, sampler="greedy")])
+    assert pipe.step == 3

@@ -276,6 +276,7 @@ def test_option_names_a_spec_uses_itself_are_refused_at_registration(kind, name,
         (list[float], attrs.field(factory=list), None, "which a spec cannot hold"),
         (int, charseq.option(0, help="h", min=1), None, "defaults fail their own checks"),
         (int, charseq.option(1, help="h"), lambda other=1: None, "takes no argument 'opt'"),
+        (int, attrs.field(), None, "has no default; every option needs one"),
     ],
 )
 def test_options_a_spec_cannot_carry_are_refused_at_registration(
@@ -389,3 +390,22 @@ def test_a_tokenizer_state_its_plugin_cannot_load_names_the_checkpoint(tmp_path)
     (export / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match="tokenizer 'char' could not load its state"):
         Pipeline.load(export)
+
+
+def test_a_character_tokenizer_of_a_plugin_scores_in_characters():
+    from charseq import Pipeline
+    from charseq.builtins.tokenizers import CharTokenizer
+
+    module = types.ModuleType("mychar")
+
+    @charseq.hookimpl
+    def charseq_register_tokenizers(registry):
+        registry.add("mychar", CharTokenizer)
+
+    module.charseq_register_tokenizers = charseq_register_tokenizers
+    registry = Registry.load()
+    registry.register(module, "mychar")
+    spec = {"tokenizer": "mychar", "cell": {"hidden_size": 8, "num_layers": 1}}
+    pipe = Pipeline.from_spec({**spec, "train": {"steps": 1}}, registry=registry, device="cpu")
+    summary = pipe.fit("abcd " * 40).score("abcd").summary()
+    assert summary.startswith("4 characters: ") and "BPC" in summary

@@ -43,6 +43,8 @@ from charseq.checkpoint.run import (
     BEST_DIR,
     LATEST_FILE,
     CheckpointStore,
+    RunLock,
+    RunLockedError,
     check_latest_of_its_run,
     check_run_dir,
     clear_run_dir,
@@ -51,7 +53,6 @@ from charseq.checkpoint.run import (
     prepare_run_dir,
     resolve_checkpoint,
     restore_run_dir,
-    run_lock,
 )
 from charseq.checkpoint.state import (
     capture_rng,
@@ -93,7 +94,8 @@ __all__ = [
     "restore_generator",
     "restore_rng",
     "restore_run_dir",
-    "run_lock",
+    "RunLock",
+    "RunLockedError",
     "state_from_tensors",
     "state_to_tensors",
     "tensor_names",

@@ -4,13 +4,14 @@ starting, replacing and resuming a run in it without losing one already there.""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +33,20 @@ from charseq.checkpoint.directory import (
     read_manifest,
     write_checkpoint,
 )
+from charseq.errors import warn
 
 LATEST_FILE = "latest.json"
 BEST_DIR = "best"
 LOCK_FILE = ".charseq.lock"
 _STEP_DIR = re.compile(r"step-(\d+)")
-_OWN = re.compile(
-    r"step-\d+|best|cache|latest\.json|metrics\.jsonl|\.charseq\.lock|\.write-test"
-    r"|\..+\.(?:tmp|old|trash)-[a-z0-9_]+"
+_EARLY = re.compile(
+    r"cache|metrics\.jsonl|\.charseq\.lock|\.write-test|\..+\.(?:tmp|old|trash)-\w+"
 )
-"""What charseq writes into a run directory; anything else there is the user's."""
+"""What a run writes into its directory before its first checkpoint."""
+_CHECKPOINTS = re.compile(r"step-\d+|best|latest\.json")
+"""What its checkpoints add; anything else in a run directory is the user's."""
+_CACHED = re.compile(r"[0-9a-f]{32}\.(?:ids|json)|\..*")
+"""The files of a run's corpus cache (and their temporary names)."""
 
 
 class CheckpointStore:
@@ -217,7 +222,18 @@ def check_run_dir(
     if not out.is_dir() or not any(out.iterdir()):
         return
     run = _is_run(out)
-    foreign = sorted(child.name for child in out.iterdir() if not _OWN.fullmatch(child.name))
+    foreign = sorted(
+        child.name
+        for child in out.iterdir()
+        if not (_EARLY.fullmatch(child.name) or (run and _CHECKPOINTS.fullmatch(child.name)))
+    )
+    cache = out / "cache"
+    if (
+        not foreign
+        and cache.is_dir()
+        and not all(_CACHED.fullmatch(c.name) for c in cache.iterdir())
+    ):
+        foreign = ["cache/"]  # a folder of that name holding something else
     if foreign and not run:
         raise CheckpointError(
             f"{argument} {out} is not empty and is not a charseq run; choose a new or empty "
@@ -230,10 +246,7 @@ def check_run_dir(
             f"first, or choose another {argument}"
         )
     if _locked(out):
-        raise CheckpointError(
-            f"another process is training into {argument} {out} now; wait for it to finish, "
-            f"or choose another {argument}"
-        )
+        raise RunLockedError(_locked_message(out, argument))
     if not overwrite:
         if not run:  # only what charseq writes, and no checkpoint: a run stopped early
             raise CheckpointError(
@@ -251,27 +264,60 @@ def _listed(names: list[str]) -> str:
     return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
 
 
-@contextlib.contextmanager
-def run_lock(run_dir: Path, *, argument: str = "out") -> Iterator[None]:
-    """Hold ``run_dir``'s lock (an advisory ``flock`` on its ``.charseq.lock``) while a process
-    trains into it, so that a second one (a new run, an ``overwrite``, a resume) is refused
-    instead of mixing its checkpoints into the first's. Where ``fcntl`` is missing (Windows),
-    nothing is locked."""
-    if fcntl is None:
-        yield
-        return
-    handle = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+class RunLockedError(CheckpointError):
+    """Another process is training into the run directory now."""
+
+
+def _locked_message(run_dir: Path, argument: str) -> str:
+    return (
+        f"another process is training into {argument} {run_dir} now; wait for it to finish, "
+        f"or choose another {argument}"
+    )
+
+
+_NO_LOCKS = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
+"""``flock`` errors of a file system without locks (some network and FUSE mounts)."""
+
+
+class RunLock:
+    """An exclusive advisory lock (``flock``) on a run directory's ``.charseq.lock``, held by the
+    process training into it until :meth:`release`, so that a second one (a new run, an
+    ``overwrite``, a resume) is refused with :class:`RunLockedError` instead of mixing its
+    checkpoints into the first's. Where there are no such locks (Windows, a file system without
+    them: then with a warning), nothing is locked.
+    """
+
+    def __init__(self, run_dir: Path, *, argument: str = "out") -> None:
+        self.handle: int | None = None
+        if fcntl is None:
+            return
+        handle = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise CheckpointError(
-                f"another process is training into {argument} {run_dir} now; wait for it to "
-                f"finish, or choose another {argument}"
-            ) from None
-        yield
-    finally:
-        os.close(handle)  # releases the lock
+            os.close(handle)
+            raise RunLockedError(_locked_message(run_dir, argument)) from None
+        except OSError as error:
+            os.close(handle)
+            if error.errno not in _NO_LOCKS:
+                raise
+            warn(
+                f"{run_dir}: this file system has no file locks ({error.strerror}); a second "
+                "process training into the same directory would not be refused"
+            )
+            return
+        self.handle = handle
+
+    def release(self) -> None:
+        if self.handle is not None:
+            os.close(self.handle)  # releases the lock
+            self.handle = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def _locked(directory: Path) -> bool:
@@ -288,34 +334,47 @@ def _locked(directory: Path) -> bool:
         return False
     except BlockingIOError:
         return True
+    except OSError:  # no locks on this file system
+        return False
     finally:
         os.close(handle)
 
 
 def prepare_run_dir(
     out: Path, overwrite: bool, *, argument: str = "out", **words: str
-) -> Path | None:
-    """:func:`check_run_dir`, then make ``out`` an empty, writable directory. A run it replaces
-    is moved aside, not deleted: the caller deletes what it returns once the new run has a
-    checkpoint, or moves it back (:func:`restore_run_dir`) if the new run fails before one.
+) -> tuple[Path | None, RunLock]:
+    """:func:`check_run_dir`, then make ``out`` an empty, writable directory and lock it
+    (:class:`RunLock`; the caller releases it when its run ends). A run it replaces is moved
+    aside, not deleted, its lock held while it moves: the caller deletes what it returns once
+    the new run has a checkpoint, or moves it back (:func:`restore_run_dir`) if the new run
+    fails before one.
     """
     check_run_dir(out, overwrite, argument=argument, **words)
-    aside, target = None, out
-    if out.is_dir() and any(out.iterdir()):  # a run, and overwrite
-        target = out.resolve()  # the run itself, where out is a link to it
-        if Path.cwd().resolve().is_relative_to(target):
-            raise CheckpointError(
-                f"{argument} {out} holds the current directory; replace it from elsewhere"
-            )
-        aside = target.with_name(f".{target.name}.replaced-{secrets.token_hex(4)}")
-        target.rename(aside)
+    aside, target, old_lock = None, out, None
     try:
-        make_writable_dir(target, argument=argument)
-    except CheckpointError:
-        if aside is not None:
-            restore_run_dir(out, aside)
-        raise
-    return aside
+        if out.is_dir() and any(out.iterdir()):  # a run, and overwrite
+            target = out.resolve()  # the run itself, where out is a link to it
+            if Path.cwd().resolve().is_relative_to(target):
+                raise CheckpointError(
+                    f"{argument} {out} holds the current directory; replace it from elsewhere"
+                )
+            old_lock = RunLock(target, argument=argument)  # none may start training in it now
+            aside = target.with_name(f".{target.name}.replaced-{secrets.token_hex(4)}")
+            target.rename(aside)
+        try:
+            make_writable_dir(target, argument=argument)
+            return aside, RunLock(target, argument=argument)
+        except RunLockedError as error:  # another process took the new directory first: theirs
+            if aside is not None:
+                error.args = (f"{error}; the run it was to replace is kept at {aside}",)
+            raise
+        except CheckpointError:
+            if aside is not None:
+                restore_run_dir(out, aside)
+            raise
+    finally:
+        if old_lock is not None:
+            old_lock.release()
 
 
 def make_writable_dir(out: Path, *, argument: str = "out") -> None:

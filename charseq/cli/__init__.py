@@ -176,6 +176,7 @@ def train(
     print_spec,
 ) -> None:
     """Train a model, writing checkpoints to a run directory (Ctrl-C saves and stops)."""
+    from charseq.checkpoint import RunLockedError
     from charseq.corpus import find_sources, python_source_files
     from charseq.pipeline import Pipeline
 
@@ -223,6 +224,8 @@ def train(
                     callbacks=callbacks,  # the run directory gets metrics.jsonl
                     handle_signals=True,
                 )
+            except RunLockedError:
+                raise  # the directory is another process's now: leave it alone
             except BaseException:
                 if not existed and not (run_dir / "latest.json").exists():
                     shutil.rmtree(run_dir, ignore_errors=True)  # a failed start leaves nothing

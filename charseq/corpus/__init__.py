@@ -32,6 +32,7 @@ from charseq.corpus.errors import (
     SourceNotFoundError,
 )
 from charseq.corpus.sources import (
+    BINARY_PROBE,
     STDIN,
     STDLIB_MODULES,
     find_sources,
@@ -41,6 +42,7 @@ from charseq.corpus.sources import (
 from charseq.corpus.text import CHUNK_CHARS, iter_text, read_text
 
 __all__ = [
+    "BINARY_PROBE",
     "CHUNK_CHARS",
     "STDIN",
     "STDLIB_MODULES",
