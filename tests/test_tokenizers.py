@@ -381,3 +381,11 @@ def test_signature_defaults_match_the_options_class(cls, options):
     parameters = inspect.signature(cls).parameters
     declared = {f.name: f.default for f in attrs.fields(options)}
     assert {k: p.default for k, p in parameters.items()} == declared
+
+
+def test_a_huge_word_vocabulary_kept_whole_is_warned_about(monkeypatch):
+    monkeypatch.setattr(tokenizers, "LARGE_WORD_VOCABULARY", 5)
+    text = "one two three four five six seven"
+    with pytest.warns(UserWarning, match="keeps all 8 distinct tokens .* set max_vocab"):
+        WordTokenizer().fit(text)
+    WordTokenizer(max_vocab=9, unknown="replace").fit(text)  # capped: no warning

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 import numpy as np
 
-from charseq.errors import TokenizerError, UnknownCharacterError
+from charseq.errors import TokenizerError, UnknownCharacterError, warn
 from charseq.hookspecs import hookimpl
 from charseq.interfaces import Tokenizer
 from charseq.options import NoOptions, OptionError, build_options, option
@@ -458,6 +458,10 @@ def split_words(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
+LARGE_WORD_VOCABULARY = 50_000
+"""A word vocabulary kept whole beyond this size is warned about."""
+
+
 class WordTokenizer(_FittedVocabulary):
     """Words, punctuation marks and whitespace runs as tokens, so ``decode(encode(s)) == s``.
 
@@ -537,6 +541,13 @@ class WordTokenizer(_FittedVocabulary):
             kept = [token for token, _ in ranked[: max(room, 0)]]
         else:
             kept = list(counts)
+            if not self.max_vocab and len(kept) > LARGE_WORD_VOCABULARY:
+                warn(
+                    f"the word tokenizer keeps all {len(kept):,} distinct tokens of the text; the "
+                    "model's embedding and output layer grow with the vocabulary (and training "
+                    "slows with it): set max_vocab (with unknown='replace' or 'skip') to keep "
+                    "the most frequent"
+                )
         self._set_vocab(reserved + sorted(kept))
         return self
 
