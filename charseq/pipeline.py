@@ -223,8 +223,9 @@ class Pipeline:
         with ExitStack() as stack:
             if lock is not None:
                 stack.callback(lock.release)  # last: after the replaced run is dealt with
+            interrupted = False
             if replaced is not None:  # the replaced run goes once the new one has a checkpoint
-                stack.callback(_drop_replaced, replaced, run_dir)
+                stack.callback(lambda: _drop_replaced(replaced, run_dir, keep=interrupted))
             started = False
             try:
                 cache = run_dir / "cache" if run_dir else Path(stack.enter_context(_tempdir()))
@@ -242,6 +243,7 @@ class Pipeline:
                 )
                 started = True
                 self.result = trainer.run()
+                interrupted = self.result.reason == "interrupted"
             except BaseException as error:
                 if run_dir is not None and not (run_dir / LATEST_FILE).exists():  # no run
                     if replaced is not None:  # the run it was to replace comes back
@@ -943,10 +945,18 @@ def _unfitted_copy(tokenizer: Tokenizer) -> Tokenizer | None:
     return None if tokenizer.is_fitted else copy_module.deepcopy(tokenizer)
 
 
-def _drop_replaced(replaced: Path, run_dir: Path) -> None:
-    """Delete the run a new one replaced, once the new one has a checkpoint."""
-    if replaced.exists() and (run_dir / LATEST_FILE).exists():
-        shutil.rmtree(replaced, ignore_errors=True)
+def _drop_replaced(replaced: Path, run_dir: Path, *, keep: bool = False) -> None:
+    """Delete the run a new one replaced, once the new one has a checkpoint; ``keep`` it (and
+    say where) if the new run was interrupted, which may mean the overwrite was a mistake."""
+    if not (replaced.exists() and (run_dir / LATEST_FILE).exists()):
+        return
+    if keep:
+        warn(
+            f"the new run in {run_dir} was interrupted, so the run it replaced is kept, in "
+            f"{replaced}: move it back if the overwrite was a mistake, or delete it"
+        )
+        return
+    shutil.rmtree(replaced, ignore_errors=True)
 
 
 def _put_back(run_dir: Path, replaced: Path) -> None:

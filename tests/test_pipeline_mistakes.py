@@ -10,7 +10,7 @@ import attrs
 import pytest
 import torch
 
-from charseq import Pipeline, PipelineSpec, SpecError
+from charseq import Callback, Pipeline, PipelineSpec, SpecError
 from charseq.checkpoint import CheckpointError
 from charseq.errors import CharseqError
 from charseq.evaluate import evaluate_checkpoint
@@ -325,6 +325,8 @@ def test_overwrite_refuses_a_run_holding_files_that_are_not_charseqs(tmp_path):
 def test_what_a_run_left_before_its_first_checkpoint_is_replaced_only_with_overwrite(tmp_path):
     out = tmp_path / "run"
     (out / "cache").mkdir(parents=True)  # as a run killed before its first checkpoint leaves it
+    (out / "cache" / ("0" * 32 + ".ids")).write_bytes(b"\x00\x01")
+    (out / ".charseq.lock").write_text("")
     (out / "metrics.jsonl").write_text('{"event": "step", "step": 1}\n')
     with pytest.raises(CheckpointError, match="holds what a run left before its first checkpoint"):
         Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out)
@@ -413,11 +415,16 @@ def test_a_directory_whose_names_only_look_like_a_runs_is_not_replaced(tmp_path)
     cached = tmp_path / "cached"
     (cached / "cache").mkdir(parents=True)
     (cached / "cache" / "notes.txt").write_text("theirs")
-    for out in (other, cached):
+    unlocked = tmp_path / "unlocked"  # what a run leaves, but charseq locks before it writes
+    (unlocked / "cache" / ".git").mkdir(parents=True)
+    (unlocked / "cache" / ".git" / "config").write_text("theirs")
+    (unlocked / "metrics.jsonl").write_text('{"epoch": 1, "acc": 0.93}\n')
+    for out in (other, cached, unlocked):
         with pytest.raises(CheckpointError, match="is not empty and is not a charseq run"):
             Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out, overwrite=True)
     assert (other / "best" / "model.bin").read_text() == "theirs"
     assert (cached / "cache" / "notes.txt").read_text() == "theirs"
+    assert (unlocked / "cache" / ".git" / "config").read_text() == "theirs"
 
 
 def test_a_file_system_without_locks_trains_unlocked_with_a_warning(tmp_path, monkeypatch):
@@ -463,3 +470,20 @@ def test_sampling_during_training_with_an_absent_sampler_is_refused_before_train
     assert pipe.step == 2
     pipe.fit(TEXT, steps=3, callbacks=[SampleEvery(1, lambda s, t: None, sampler="greedy")])
     assert pipe.step == 3
+
+
+def test_an_interrupted_overwrite_keeps_the_run_it_replaced(tmp_path):
+    class Interrupt(Callback):
+        def on_step_end(self, trainer, step, metrics):
+            if step == 2:
+                trainer.request_stop("interrupted")  # what Ctrl-C does
+
+    out = tmp_path / "run"
+    Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out)
+    with pytest.warns(UserWarning, match="was interrupted, so the run it replaced is kept"):
+        Pipeline.from_spec(RUN, device="cpu").fit(
+            TEXT, out=out, overwrite=True, callbacks=[Interrupt()]
+        )
+    [kept] = [p for p in tmp_path.iterdir() if p.name.startswith(".run.replaced-")]
+    assert Pipeline.load(kept).step == RUN["train"]["steps"]  # the old run, whole
+    assert Pipeline.load(out).step == 2

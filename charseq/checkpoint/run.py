@@ -40,12 +40,12 @@ BEST_DIR = "best"
 LOCK_FILE = ".charseq.lock"
 _STEP_DIR = re.compile(r"step-(\d+)")
 _EARLY = re.compile(
-    r"cache|metrics\.jsonl|\.charseq\.lock|\.write-test|\..+\.(?:tmp|old|trash)-\w+"
+    r"cache|metrics\.jsonl|\.charseq\.lock|\.write-test-\w+|\..+\.(?:tmp|old|trash)-\w+"
 )
-"""What a run writes into its directory before its first checkpoint."""
+"""What a run writes into its directory before its first checkpoint (the lock first of all)."""
 _CHECKPOINTS = re.compile(r"step-\d+|best|latest\.json")
 """What its checkpoints add; anything else in a run directory is the user's."""
-_CACHED = re.compile(r"[0-9a-f]{32}\.(?:ids|json)|\..*")
+_CACHED = re.compile(r"\.?[0-9a-f]{32}\.(?:ids|json)(?:\.tmp-\w+)?|\.stdin-\w+\.tmp")
 """The files of a run's corpus cache (and their temporary names)."""
 
 
@@ -227,13 +227,16 @@ def check_run_dir(
         for child in out.iterdir()
         if not (_EARLY.fullmatch(child.name) or (run and _CHECKPOINTS.fullmatch(child.name)))
     )
+    if not run and not (out / LOCK_FILE).is_file():
+        foreign = foreign or ["no checkpoint and no lock file"]  # charseq locks before it writes
     cache = out / "cache"
-    if (
-        not foreign
-        and cache.is_dir()
-        and not all(_CACHED.fullmatch(c.name) for c in cache.iterdir())
-    ):
-        foreign = ["cache/"]  # a folder of that name holding something else
+    if cache.exists() or cache.is_symlink():
+        cached = cache.is_dir() and not cache.is_symlink()
+        if not cached or not all(
+            _CACHED.fullmatch(c.name) and c.is_file() and not c.is_symlink()
+            for c in cache.iterdir()
+        ):
+            foreign.append("cache (not a corpus cache)")
     if foreign and not run:
         raise CheckpointError(
             f"{argument} {out} is not empty and is not a charseq run; choose a new or empty "
@@ -381,7 +384,7 @@ def make_writable_dir(out: Path, *, argument: str = "out") -> None:
     """Create ``out`` (and its parents) if needed, and check that files can be written in it."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
+        probe = out / f".write-test-{os.getpid()}-{secrets.token_hex(4)}"
         probe.write_text("")
         probe.unlink()
     except OSError as error:

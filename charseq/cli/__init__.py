@@ -6,7 +6,6 @@ import functools
 import json
 import os
 import re
-import shutil
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -176,7 +175,6 @@ def train(
     print_spec,
 ) -> None:
     """Train a model, writing checkpoints to a run directory (Ctrl-C saves and stops)."""
-    from charseq.checkpoint import RunLockedError
     from charseq.corpus import find_sources, python_source_files
     from charseq.pipeline import Pipeline
 
@@ -210,26 +208,19 @@ def train(
             sources = find_sources(
                 list(data_paths) or python_source_files(), include, encoding=encoding
             )
-            existed = Path(out_dir).exists()
-            run_dir = _prepare_run_dir(Path(out_dir), overwrite)
-            try:
-                pipe = Pipeline.from_spec(spec, device=device)
-                pipe.fit(
-                    files=sources,
-                    include=include,
-                    encoding=encoding,
-                    normalize=normalize,
-                    out=run_dir,
-                    overwrite=overwrite,
-                    callbacks=callbacks,  # the run directory gets metrics.jsonl
-                    handle_signals=True,
-                )
-            except RunLockedError:
-                raise  # the directory is another process's now: leave it alone
-            except BaseException:
-                if not existed and not (run_dir / "latest.json").exists():
-                    shutil.rmtree(run_dir, ignore_errors=True)  # a failed start leaves nothing
-                raise
+            run_dir = _check_run_dir(Path(out_dir), overwrite)
+            pipe = Pipeline.from_spec(spec, device=device)
+            # fit creates, locks and (if it fails before a checkpoint) removes the directory
+            pipe.fit(
+                files=sources,
+                include=include,
+                encoding=encoding,
+                normalize=normalize,
+                out=run_dir,
+                overwrite=overwrite,
+                callbacks=callbacks,  # the run directory gets metrics.jsonl
+                handle_signals=True,
+            )
     except CharseqError as error:
         _fail(error)
     result = pipe.result
@@ -310,14 +301,18 @@ def _spec(spec_path, preset, settings, steps, max_seconds):
     return spec.override(changes) if changes else spec
 
 
-def _prepare_run_dir(out: Path, overwrite: bool) -> Path:
+def _check_run_dir(out: Path, overwrite: bool) -> Path:
     """Check the run directory before any work, in the command line's terms: new or empty, or
     a run we may replace (``fit`` replaces it, keeping it until the new run has a checkpoint)."""
-    from charseq.checkpoint import check_run_dir, make_writable_dir
+    from charseq.checkpoint import check_run_dir
 
     check_run_dir(out, overwrite, argument="--out", resume=f"--resume {out}", replace="--overwrite")
-    if not out.exists():
-        make_writable_dir(out, argument="--out")
+    existing = out  # where fit will create it: the nearest folder that exists must take it
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "not a directory" if not existing.is_dir() else "not writable"
+        raise CharseqError(f"cannot write to --out {out}: {existing} is {why}")
     return out
 
 
