@@ -56,7 +56,15 @@ from charseq.corpus import (
 from charseq.errors import CharseqError, SpecError, UnknownCharacterError, warn
 from charseq.interfaces import Sampler, Tokenizer
 from charseq.model import CharModel
-from charseq.registry import BUILTIN_DISTRIBUTION, Registry, get_registry
+from charseq.plugin_records import (
+    NOT_NEEDED,
+    Absent,
+    missing_plugins,
+    refuse_missing,
+    source,
+    warn_version_drift,
+)
+from charseq.registry import Registry, get_registry
 from charseq.scoring import UNITS, Score, score_ids
 from charseq.spec import ComponentSpec, PipelineSpec
 from charseq.streaming import Generation, stream_text
@@ -98,7 +106,7 @@ class Pipeline:
         self.normalize: str | None = None
         # Kinds whose plugin a loaded checkpoint names but this registry lacks (an optimizer or
         # a sampler: sampling and evaluating need neither): kind -> what the checkpoint recorded.
-        self._absent: dict[str, _Absent] = {}
+        self._absent: dict[str, Absent] = {}
         if model is not None:
             model.to(self.device)
 
@@ -294,7 +302,7 @@ class Pipeline:
         training_state(path, manifest)
         check_latest_of_its_run(path, manifest)
         registry = get_registry() if registry is None else registry
-        _refuse_missing(registry, _missing_plugins(registry, manifest))  # training needs all
+        refuse_missing(registry, missing_plugins(registry, manifest))  # training needs all
         pipe = cls.load(path, registry=registry, device=device)
         pipe.spec = _with_budget(pipe.spec, pipe.registry, steps, max_seconds)
         run_dir = path.parent
@@ -589,14 +597,14 @@ class Pipeline:
         """The spec's sampler as a table (``name`` and options), to adjust and pass as
         ``sampler=...``; refused when it is a loaded checkpoint's sampler whose plugin is not
         installed here (another sampler must then be named)."""
-        self._check_present("sampler", "sample with the checkpoint's own sampler")
+        self._check_present("sampler", _OWN_SAMPLER)
         return self.spec.sampler.to_dict()
 
     def _sampler(self, sampler: Sampler | str | Mapping[str, Any] | None) -> Sampler:
         if isinstance(sampler, Sampler):
             return sampler
         if sampler is None:
-            self._check_present("sampler", "sample with the checkpoint's own sampler")
+            self._check_present("sampler", _OWN_SAMPLER)
             return _build(self.registry, "sampler", self.spec.sampler)
         if not isinstance(sampler, str | Mapping):
             raise GenerationError(
@@ -695,8 +703,8 @@ class Pipeline:
         path = resolve_checkpoint(directory)
         manifest = read_manifest(path)
         _check_pipeline_fields(path, manifest)
-        missing = _missing_plugins(registry, manifest)
-        _refuse_missing(registry, {k: v for k, v in missing.items() if k not in _NOT_NEEDED})
+        missing = missing_plugins(registry, manifest)
+        refuse_missing(registry, {k: v for k, v in missing.items() if k not in NOT_NEEDED})
         data = dict(manifest.get("spec", {}))
         for kind in missing:  # an optimizer or sampler: stand in with the default, and say so
             data[kind] = None
@@ -705,13 +713,13 @@ class Pipeline:
         except SpecError as error:
             raise CheckpointError(f"{path}: its spec no longer validates: {error}") from None
         pipe = cls.from_spec(spec, registry=registry, device="cpu")
-        _warn_version_drift(path, registry, manifest, missing)
+        warn_version_drift(path, registry, manifest, missing)
         for kind, owner in missing.items():
             section = manifest.get("spec", {}).get(kind)
-            pipe._absent[kind] = _Absent(section, owner, getattr(spec, kind))
+            pipe._absent[kind] = Absent(section, owner, getattr(spec, kind))
         if missing:
             named = " and ".join(
-                f"{kind} {owner.get('name')!r} from {_source(owner)}"
+                f"{kind} {owner.get('name')!r} from {source(owner)}"
                 for kind, owner in missing.items()
             )
             needs = " or ".join(
@@ -728,7 +736,7 @@ class Pipeline:
             owner = manifest.get("plugins", {}).get("tokenizer", {})
             raise CheckpointError(
                 f"{path}: tokenizer {spec.tokenizer.name!r} could not load its state "
-                f"({type(error).__name__}: {error}); it was written by {_source(owner)}, and "
+                f"({type(error).__name__}: {error}); it was written by {source(owner)}, and "
                 f"{registry.get('tokenizer', spec.tokenizer.name).owner} is installed"
             ) from error
         model = pipe.build_model()
@@ -755,7 +763,7 @@ class Pipeline:
             owners[kind] = {"name": section.name, **attrs.asdict(owner)}
         return owners
 
-    def _standing_in(self, kind: str) -> _Absent | None:
+    def _standing_in(self, kind: str) -> Absent | None:
         """What the loaded checkpoint recorded for ``kind``, if its plugin is absent and the spec
         still names the default that stands in for it."""
         absent = self._absent.get(kind)
@@ -770,7 +778,7 @@ class Pipeline:
             name = absent.owner.get("name")
             raise CharseqError(
                 f"this pipeline was loaded without {kind} {name!r} from "
-                f"{_source(absent.owner)}, which is not installed: install it to {to}, or "
+                f"{source(absent.owner)}, which is not installed: install it to {to}, or "
                 f"choose another {kind}"
                 + (" (sampler=... / --sampler)" if kind == "sampler" else " in the spec")
             )
@@ -809,26 +817,12 @@ def _kwargs(options: Any) -> dict[str, Any]:
     return attrs.asdict(options, recurse=False)
 
 
+_OWN_SAMPLER = "sample with the checkpoint's own sampler"
+
 _STDIN_RUN = (
     "was trained on standard input: pipe the same text in again, or give the corpus "
     "(--data on the command line, files=... in Python)"
 )
-
-
-def _warn_version_drift(
-    path: Path, registry: Registry, manifest: Mapping[str, Any], missing: Mapping[str, Any]
-) -> None:
-    """Warn when a plugin's installed version differs from the one that wrote the checkpoint
-    (its components may compute or store things differently now)."""
-    for kind, recorded in manifest.get("plugins", {}).items():
-        if kind in missing or recorded.get("distribution") in (None, BUILTIN_DISTRIBUTION):
-            continue
-        owner = registry.get(kind, recorded.get("name")).owner
-        if recorded.get("version") and owner.version != recorded.get("version"):
-            warn(
-                f"{path} was written with {kind} {recorded.get('name')!r} from "
-                f"{_source(recorded)}; {owner.distribution} {owner.version} is installed"
-            )
 
 
 def _check_pipeline_fields(path: Path, manifest: Mapping[str, Any]) -> None:
@@ -849,50 +843,6 @@ def _check_pipeline_fields(path: Path, manifest: Mapping[str, Any]) -> None:
         raise CheckpointError(
             f"{path}: its manifest is not a charseq pipeline's: {'; '.join(problems)}"
         )
-
-
-@attrs.frozen
-class _Absent:
-    """A component a loaded checkpoint names whose plugin is not installed: its spec section
-    and owner as recorded, and the default standing in for it."""
-
-    section: Any
-    owner: dict[str, str]
-    stand_in: ComponentSpec
-
-
-_NOT_NEEDED = ("optimizer", "sampler")
-"""Kinds a loaded pipeline can sample and evaluate without."""
-
-
-def _missing_plugins(registry: Registry, manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """The components a checkpoint names that ``registry`` lacks: kind -> recorded owner."""
-    return {
-        kind: dict(owner)
-        for kind, owner in manifest.get("plugins", {}).items()
-        if owner.get("name") not in registry.names(kind)
-    }
-
-
-def _source(owner: Mapping[str, Any]) -> str:
-    parts = (owner.get("distribution"), owner.get("version"))
-    return " ".join(str(part) for part in parts if part) or "an unknown plugin"
-
-
-def _refuse_missing(registry: Registry, missing: Mapping[str, Mapping[str, Any]]) -> None:
-    for kind, owner in missing.items():
-        name = owner.get("name")
-        message = (
-            f"this checkpoint needs {kind} {name!r} from {_source(owner)}: "
-            f"install the plugin that provides {kind} {name!r}"
-        )
-        if registry.failures:  # perhaps it is installed but failed to load
-            failed = "; ".join(map(str, registry.failures))
-            message += f"; plugins that failed to load: {failed}"
-        blocked = [b for b in registry.blocked if b.distribution == owner.get("distribution")]
-        if blocked:
-            message += f" (it is installed but {blocked[0].reason})"
-        raise CheckpointError(message)
 
 
 def _checked_device(device: torch.device | str) -> torch.device:
