@@ -60,6 +60,7 @@ from charseq.plugin_records import (
     NOT_NEEDED,
     Absent,
     missing_plugins,
+    pinned_spec,
     refuse_missing,
     source,
     warn_version_drift,
@@ -705,7 +706,7 @@ class Pipeline:
         _check_pipeline_fields(path, manifest)
         missing = missing_plugins(registry, manifest)
         refuse_missing(registry, {k: v for k, v in missing.items() if k not in NOT_NEEDED})
-        data = dict(manifest.get("spec", {}))
+        data = pinned_spec(registry, manifest)
         for kind in missing:  # an optimizer or sampler: stand in with the default, and say so
             data[kind] = None
         try:

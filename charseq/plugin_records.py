@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from charseq.checkpoint import CheckpointError
-from charseq.errors import warn
+from charseq.errors import DuplicateComponentError, UnknownComponentError, warn
 from charseq.registry import BUILTIN_DISTRIBUTION, Registry
 from charseq.spec import ComponentSpec
 
@@ -23,7 +23,7 @@ def warn_version_drift(
     for kind, recorded in manifest.get("plugins", {}).items():
         if kind in missing or recorded.get("distribution") in (None, BUILTIN_DISTRIBUTION):
             continue
-        owner = registry.get(kind, recorded.get("name")).owner
+        owner = registry.get(kind, recorded_name(registry, kind, recorded)).owner
         if recorded.get("version") and owner.version != recorded.get("version"):
             warn(
                 f"{path} was written with {kind} {recorded.get('name')!r} from "
@@ -50,8 +50,41 @@ def missing_plugins(registry: Registry, manifest: dict[str, Any]) -> dict[str, d
     return {
         kind: dict(owner)
         for kind, owner in manifest.get("plugins", {}).items()
-        if owner.get("name") not in registry.names(kind)
+        if not registry.has(kind, recorded_name(registry, kind, owner))
     }
+
+
+def recorded_name(registry: Registry, kind: str, owner: Mapping[str, Any]) -> str:
+    """The name to look the recorded component up by: its recorded name, or
+    ``distribution:name`` where the bare name would find another distribution's component (or
+    is shared by several) and the recorded distribution has one here."""
+    name = str(owner.get("name"))
+    distribution = owner.get("distribution")
+    if ":" in name or not isinstance(distribution, str):
+        return name
+    qualified = f"{distribution}:{name}"
+    if not registry.has(kind, qualified):
+        return name
+    try:
+        if registry.get(kind, name) is registry.get(kind, qualified):
+            return name
+    except (UnknownComponentError, DuplicateComponentError):
+        pass
+    return qualified
+
+
+def pinned_spec(registry: Registry, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's spec with each component named as :func:`recorded_name` finds it, so a
+    checkpoint loads the plugins that wrote it, whatever else registers their names here."""
+    data = dict(manifest.get("spec", {}))
+    for kind, owner in manifest.get("plugins", {}).items():
+        section = data.get(kind)
+        if not isinstance(section, Mapping) or not isinstance(owner, Mapping):
+            continue
+        name = recorded_name(registry, kind, owner)
+        if name != section.get("name") and section.get("name") == owner.get("name"):
+            data[kind] = {**section, "name": name}
+    return data
 
 
 def source(owner: Mapping[str, Any]) -> str:

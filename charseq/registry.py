@@ -10,6 +10,15 @@ Switches (arguments win over environment variables):
 ================================  ==========================================================
 
 charseq's own entry points are essential: they cannot be blocked.
+
+Names. Every component is reachable by its qualified name ``distribution:name`` (e.g.
+``charseq:lstm``, ``charseq-mgu:mgu``); the bare name (``lstm``) is what specs usually say. When
+plugins of different distributions register one name of one kind, the bare name never goes by
+load order: a built-in (charseq's own) keeps it, and the other registrations are reachable by
+their qualified names only; between third-party plugins, none keeps it (the bare name is an
+error listing the qualified ones). Either way each such registration is warned about, naming
+both distributions, and in strict mode it is refused (an error). One distribution registering a
+name twice is always refused.
 """
 
 from __future__ import annotations
@@ -69,11 +78,17 @@ class Component:
     help: str
     owner: Owner
 
+    @property
+    def qualified_name(self) -> str:
+        """``distribution:name``, which names this component whatever else is installed."""
+        return f"{_canonical(self.owner.distribution)}:{self.name}"
+
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description (``charseq plugins --json``)."""
         return {
             "kind": self.kind,
             "name": self.name,
+            "qualified_name": self.qualified_name,
             "help": self.help,
             "distribution": self.owner.distribution,
             "version": self.owner.version,
@@ -153,16 +168,20 @@ class Registrar:
         self.added.append(Component(self.kind, name, factory, options, help, self.owner))
 
 
-def _warn_unmarked_hooks(plugin: object, owner: Owner) -> None:
-    """Warn about a function named after a hook but not marked ``@charseq.hookimpl``: pluggy
-    never calls it, so its components would be missing without a word."""
+def _check_unmarked_hooks(plugin: object, owner: Owner, strict: bool) -> None:
+    """Warn about (in strict mode: refuse) a function named after a hook but not marked
+    ``@charseq.hookimpl``: pluggy never calls it, so its components would be missing without a
+    word."""
     for hook_name in hookspecs.HOOKS.values():
         function = getattr(plugin, hook_name, None)
         if callable(function) and not hasattr(function, f"{hookspecs.PROJECT}_impl"):
-            warn(
+            message = (
                 f"charseq: plugin {owner.plugin!r} ({owner.distribution}) defines {hook_name} "
                 "without @charseq.hookimpl, so it is never called; mark it"
             )
+            if strict:
+                raise PluginLoadError(message)
+            warn(message)
 
 
 def _reserved(kind: str) -> dict[str, str]:
@@ -242,8 +261,8 @@ class Registry:
         self.strict = strict
         self.plugin_manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.plugin_manager.add_hookspecs(hookspecs)
-        self._components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
-        self._clashes: dict[tuple[str, str], DuplicateComponentError] = {}
+        # kind -> bare name -> the components of that name, one per distribution
+        self._components: dict[str, dict[str, list[Component]]] = {kind: {} for kind in KINDS}
         self.failures: list[PluginLoadFailure] = []
         self.blocked: list[BlockedPlugin] = []
 
@@ -322,8 +341,14 @@ class Registry:
     def register(self, plugin: object, owner: Owner | str) -> None:
         """Register a plugin object (a module or any object with ``@hookimpl`` functions).
 
-        All of the plugin's components are added, or none: a plugin whose hook raises, or
-        that registers a name another plugin already owns, adds nothing.
+        All of the plugin's components are added, or none: a plugin whose hook raises, that
+        registers one name twice, or whose distribution already registers one of its names,
+        adds nothing; nor, in strict mode, does one that registers a name another distribution
+        has, or has a hook function without ``@charseq.hookimpl``.
+
+        A name another distribution has is otherwise warned about, naming both, and resolved
+        whatever the order of registration: a built-in keeps its bare name; between
+        third-party plugins no one keeps it; each stays reachable as ``distribution:name``.
         """
         if isinstance(owner, str):
             owner = Owner(owner, "<python>", "")
@@ -334,7 +359,7 @@ class Registry:
             )
         if self.plugin_manager.has_plugin(owner.plugin):
             raise PluginLoadError(f"a plugin named {owner.plugin!r} is already registered")
-        _warn_unmarked_hooks(plugin, owner)
+        _check_unmarked_hooks(plugin, owner, self.strict)
         self.plugin_manager.register(plugin, name=owner.plugin)
         try:
             self.plugin_manager.check_pending()
@@ -346,27 +371,50 @@ class Registry:
                         registrar = Registrar(kind, owner)
                         impl.function(registry=registrar)
                         added.extend(registrar.added)
-            for component in added:
-                self._check_clash(component, added)
+            clashes = [c for c in (self._clash(c, added) for c in added) if c]
         except BaseException:
             self.plugin_manager.unregister(plugin)
             raise
-        for component in added:
-            self._components[component.kind][component.name] = component
+        for component in added:  # kept in distribution order: nothing depends on load order
+            same_name = self._components[component.kind].setdefault(component.name, [])
+            same_name.append(component)
+            same_name.sort(key=_distribution_order)
+        for message in clashes:
+            warn(f"charseq: {message}")
 
-    def _check_clash(self, component: Component, batch: list[Component]) -> None:
-        existing = self._components[component.kind].get(component.name)
-        if existing is None:
-            twins = [c for c in batch if c.kind == component.kind and c.name == component.name]
-            existing = twins[0] if len(twins) > 1 else None
-        if existing is not None:
-            error = DuplicateComponentError(
-                f"{component.kind} {component.name!r} is registered twice: by {existing.owner} "
+    def _clash(self, component: Component, batch: list[Component]) -> str | None:
+        """Why ``component`` may not be added (raised), or what its name clashes with (a
+        message to warn about), or ``None``."""
+        kind, name = component.kind, component.name
+        twins = [c for c in batch if c.kind == kind and c.name == name]
+        existing = self._components[kind].get(name, [])
+        dist = _canonical(component.owner.distribution)
+        same = [c for c in existing if _canonical(c.owner.distribution) == dist]
+        if len(twins) > 1 or same:
+            first = (same or twins)[0]
+            raise DuplicateComponentError(
+                f"{kind} {name!r} is registered twice by one distribution: by {first.owner} "
                 f"and by {component.owner}; uninstall or block one of them "
                 "(CHARSEQ_DISABLE_PLUGINS)"
             )
-            self._clashes[(component.kind, component.name)] = error
-            raise error
+        if not existing:
+            return None
+        everyone = sorted([*existing, component], key=_distribution_order)
+        owners = " and by ".join(str(c.owner) for c in everyone)
+        builtin = next((c for c in everyone if c.owner.distribution == BUILTIN_DISTRIBUTION), None)
+        if builtin is not None:
+            keeps = f"the built-in keeps the name {name!r}"
+        else:
+            keeps = f"no plugin keeps the name {name!r}"
+        qualified = ", ".join(repr(c.qualified_name) for c in everyone if c is not builtin)
+        message = (
+            f"{kind} {name!r} is registered by {owners}: {keeps}; "
+            f"name the other{'s' if len(everyone) - (builtin is not None) > 1 else ''} "
+            f"{qualified}, or uninstall or block one (CHARSEQ_DISABLE_PLUGINS)"
+        )
+        if self.strict:
+            raise DuplicateComponentError(message)
+        return message
 
     def _guarded(self, owner: Owner, action: Callable[[], None]) -> None:
         try:
@@ -392,36 +440,80 @@ class Registry:
     # -- lookup -------------------------------------------------------------------------------
 
     def get(self, kind: str, name: str) -> Component:
-        """The component ``name`` of ``kind``, or an error saying why there is none."""
+        """The component ``name`` (or ``distribution:name``) of ``kind``, or an error saying why
+        there is none.
+
+        Raises:
+            UnknownComponentError: no component answers to ``name``.
+            DuplicateComponentError: plugins of several distributions register the bare
+                ``name`` and none is charseq's own (the message lists their qualified names).
+        """
         if kind not in self._components:
             raise UnknownComponentError(f"unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
-        clash = self._clashes.get((kind, name))
-        if clash is not None:
-            raise clash
-        component = self._components[kind].get(name)
-        if component is not None:
-            return component
+        distribution, colon, bare = name.rpartition(":")
+        candidates = self._components[kind].get(bare, [])
+        if colon:
+            wanted = _canonical(distribution)
+            found = [c for c in candidates if _canonical(c.owner.distribution) == wanted]
+        else:
+            found = [c for c in candidates if c.owner.distribution == BUILTIN_DISTRIBUTION]
+            found = found or candidates
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise DuplicateComponentError(
+                f"{kind} {name!r} is registered by "
+                f"{' and by '.join(str(c.owner) for c in found)}, so no one has the name: "
+                f"name one of {', '.join(repr(c.qualified_name) for c in found)}"
+            )
         names = self.names(kind)
-        message = (
-            f"unknown {kind} {name!r}{did_you_mean(name, names)} (available: {', '.join(names)})"
-        )
+        if colon and candidates:
+            hint = f"; did you mean {' or '.join(repr(c.qualified_name) for c in candidates)}?"
+        else:
+            hint = did_you_mean(name, names)
+        message = f"unknown {kind} {name!r}{hint} (available: {', '.join(names)})"
         if self.failures:
             message += "; plugins that failed to load: " + "; ".join(map(str, self.failures))
         raise UnknownComponentError(message)
 
+    def has(self, kind: str, name: str) -> bool:
+        """Whether some component of ``kind`` answers to ``name`` (bare or qualified), even one
+        that :meth:`get` refuses as ambiguous."""
+        distribution, colon, bare = name.rpartition(":")
+        candidates = self._components.get(kind, {}).get(bare, [])
+        if not colon:
+            return bool(candidates)
+        return any(_canonical(c.owner.distribution) == _canonical(distribution) for c in candidates)
+
+    def name_of(self, component: Component) -> str:
+        """The name a spec uses for ``component``: its bare name where that name is its own,
+        else its qualified name ``distribution:name``."""
+        try:
+            if self.get(component.kind, component.name) is component:
+                return component.name
+        except DuplicateComponentError:
+            pass
+        return component.qualified_name
+
     def names(self, kind: str) -> list[str]:
-        """Registered names of ``kind``, sorted."""
-        return sorted(self._components[kind])
+        """The names a spec can use for ``kind`` (one per component), sorted: bare names, and
+        ``distribution:name`` for a component whose bare name is not its own."""
+        return sorted(self.name_of(c) for c in self.components(kind))
 
     def components(self, kind: str | None = None) -> list[Component]:
-        """Every registered component (of ``kind``), sorted by kind then name."""
+        """Every registered component (of ``kind``), sorted by kind, name, then distribution."""
         kinds = KINDS if kind is None else (kind,)
-        return [self._components[k][n] for k in kinds for n in self.names(k)]
+        return [
+            component
+            for k in kinds
+            for name in sorted(self._components[k])
+            for component in self._components[k][name]
+        ]
 
     def describe(self) -> dict[str, Any]:
-        """Everything ``charseq plugins --json`` prints."""
+        """Everything ``charseq plugins --json`` prints (``name`` is what a spec uses)."""
         return {
-            "components": [c.describe() for c in self.components()],
+            "components": [{**c.describe(), "name": self.name_of(c)} for c in self.components()],
             "failed": [
                 {k: v for k, v in attrs.asdict(f).items() if k != "traceback"}
                 for f in self.failures
@@ -454,6 +546,10 @@ def _canonical(name: str) -> str:
     """A distribution or entry-point name compared as pip compares them: case, and runs of
     ``-``, ``_`` and ``.``, do not matter (``charseq_extras`` is ``Charseq-Extras``)."""
     return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
+def _distribution_order(component: Component) -> str:
+    return _canonical(component.owner.distribution)
 
 
 def _env_flag(name: str) -> bool:

@@ -31,7 +31,13 @@ from typing import Any, Literal
 import attrs
 import tomli_w
 
-from charseq.errors import SpecError, UnknownComponentError, collecting, did_you_mean
+from charseq.errors import (
+    DuplicateComponentError,
+    SpecError,
+    UnknownComponentError,
+    collecting,
+    did_you_mean,
+)
 from charseq.options import OptionError, build_options, option, option_fields, options_to_dict
 from charseq.registry import Registry, get_registry
 
@@ -390,7 +396,7 @@ def _split_name(kind: str, value: Any) -> tuple[str, dict[str, Any]]:
 def _lookup(registry: Registry, kind: str, name: str) -> Any:
     try:
         return registry.get(kind, name)
-    except UnknownComponentError as error:
+    except (UnknownComponentError, DuplicateComponentError) as error:
         raise SpecError(f"{kind}.name", str(error)) from None
 
 

@@ -8,6 +8,7 @@ import types
 
 import attrs
 import pytest
+import torch
 from click.testing import CliRunner
 
 import charseq
@@ -146,6 +147,10 @@ def test_a_hook_function_without_the_marker_is_warned_about():
     with pytest.warns(UserWarning, match="defines charseq_register_cells without @charseq"):
         registry.register(module, "forgetful")
     assert "never" not in registry.names("cell")
+    strict = Registry(strict=True)
+    with pytest.raises(PluginLoadError, match="defines charseq_register_cells without @charseq"):
+        strict.register(module, "forgetful")
+    assert strict.components() == []
 
 
 def test_a_spec_naming_a_component_of_a_failed_plugin_quotes_the_failure(third_party):
@@ -168,16 +173,128 @@ def _plugin(name, kind_hook, component_name, factory=object, **add):
     return module
 
 
-def test_two_registrations_of_one_name_is_an_error_naming_both_owners():
+def test_one_distribution_registering_a_name_twice_is_an_error_naming_both_plugins():
     registry = Registry()
     registry.register(_plugin("a", "charseq_register_cells", "twin"), Owner("a", "dist-a", "1.0"))
     with pytest.raises(DuplicateComponentError) as caught:
         registry.register(
+            _plugin("b", "charseq_register_cells", "twin"), Owner("b", "dist-a", "1.0")
+        )
+    assert "plugin 'a'" in str(caught.value) and "plugin 'b'" in str(caught.value)
+    assert registry.get("cell", "twin").owner.plugin == "a"  # the second added nothing
+
+
+@pytest.mark.parametrize("first", ["dist-a", "dist-b"])
+def test_two_distributions_clashing_on_a_name_resolve_the_same_way_whatever_the_order(first):
+    owners = {d: Owner(d[-1], d, "1.0") for d in ("dist-a", "dist-b")}
+    order = [first, *(d for d in owners if d != first)]
+    registry = Registry()
+    registry.register(_plugin(order[0], "charseq_register_cells", "twin"), owners[order[0]])
+    with pytest.warns(UserWarning, match="registered by dist-. 1.0 .* and by dist-. 1.0") as w:
+        registry.register(_plugin(order[1], "charseq_register_cells", "twin"), owners[order[1]])
+    assert "no plugin keeps the name 'twin'" in str(w[0].message)
+    with pytest.raises(DuplicateComponentError) as caught:  # nobody wins the bare name
+        registry.get("cell", "twin")
+    assert "name one of 'dist-a:twin', 'dist-b:twin'" in str(caught.value)
+    assert registry.get("cell", "dist-a:twin").owner.distribution == "dist-a"
+    assert registry.get("cell", "Dist_B:twin").owner.distribution == "dist-b"  # as pip compares
+    assert registry.names("cell") == ["dist-a:twin", "dist-b:twin"]
+    with pytest.raises(charseq.SpecError, match="cell.name: cell 'twin' is registered by"):
+        charseq.PipelineSpec.from_dict({"cell": "twin"}, registry)
+
+
+def test_a_clash_is_refused_in_strict_mode():
+    registry = Registry(strict=True)
+    registry.register(_plugin("a", "charseq_register_cells", "twin"), Owner("a", "dist-a", "1.0"))
+    with pytest.raises(DuplicateComponentError, match="dist-a 1.0 .* and by dist-b 2.0"):
+        registry.register(
             _plugin("b", "charseq_register_cells", "twin"), Owner("b", "dist-b", "2.0")
         )
-    assert "dist-a 1.0" in str(caught.value) and "dist-b 2.0" in str(caught.value)
-    with pytest.raises(DuplicateComponentError):  # nobody silently wins the name
-        registry.get("cell", "twin")
+    assert registry.get("cell", "twin").owner.distribution == "dist-a"
+    assert registry.names("cell") == ["twin"]
+
+
+SHADOWING_PLUGIN = """
+    import charseq
+    from charseq.builtins.cells import GRUCell
+
+    @charseq.hookimpl
+    def charseq_register_cells(registry):
+        registry.add("lstm", GRUCell, help="a GRU that wants to be the lstm")
+"""
+
+
+@pytest.fixture
+def shadowing(tmp_path, monkeypatch):
+    """A distribution whose plugin registers a cell named like a built-in."""
+    make_distribution(
+        tmp_path, "charseq-shadow", {"shadow_plugin": SHADOWING_PLUGIN}, {"shadow": "shadow_plugin"}
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for var in ("CHARSEQ_STRICT_PLUGINS", "CHARSEQ_DISABLE_PLUGINS", "CHARSEQ_ONLY_BUILTINS"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def test_a_plugin_cannot_take_a_builtins_name(shadowing):
+    with pytest.warns(UserWarning) as caught:
+        registry = Registry.load()
+    [message] = [str(w.message) for w in caught if "'lstm'" in str(w.message)]
+    assert "charseq 0.1.0 (plugin 'builtin_cells')" in message
+    assert "charseq-shadow 1.2.3 (plugin 'shadow')" in message
+    assert "the built-in keeps the name 'lstm'; name the other 'charseq-shadow:lstm'" in message
+    assert registry.get("cell", "lstm").owner.distribution == "charseq"
+    assert registry.get("cell", "charseq:lstm").owner.distribution == "charseq"
+    assert registry.get("cell", "charseq-shadow:lstm").owner.distribution == "charseq-shadow"
+    assert {"lstm", "charseq-shadow:lstm"} <= set(registry.names("cell"))
+    with pytest.raises(PluginLoadError, match="charseq-shadow.*DuplicateComponentError"):
+        Registry.load(strict=True)
+
+
+def test_a_qualified_name_round_trips_through_specs_and_checkpoints(shadowing, tmp_path):
+    from charseq import Pipeline
+    from charseq.builtins.cells import GRUCell
+
+    with pytest.warns(UserWarning, match="'lstm'"):
+        registry = Registry.load()
+    cell = {"name": "charseq-shadow:lstm", "hidden_size": 8, "num_layers": 1}
+    spec = charseq.PipelineSpec.from_dict({"cell": cell, "train": {"steps": 1}}, registry)
+    assert spec.to_dict()["cell"]["name"] == "charseq-shadow:lstm"
+    assert charseq.PipelineSpec.from_toml(spec.to_toml(), registry) == spec
+    pipe = Pipeline.from_spec(spec, registry=registry, device="cpu").fit("abcd " * 40)
+    loaded = Pipeline.load(pipe.save(tmp_path / "export"), registry=registry)
+    assert loaded.spec.cell.name == "charseq-shadow:lstm"
+    assert type(loaded.model.stack.cells[0]) is GRUCell
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    assert manifest["plugins"]["cell"]["distribution"] == "charseq-shadow"
+
+
+def test_a_checkpoint_loads_its_own_plugins_component_when_another_takes_its_name(
+    third_party, tmp_path, monkeypatch
+):
+    from charseq import Pipeline
+
+    with pytest.warns(UserWarning, match="broken"):
+        registry = Registry.load()
+    spec = {"cell": {"name": "fancy", "hidden_size": 8, "num_layers": 1}, "train": {"steps": 1}}
+    pipe = Pipeline.from_spec(spec, registry=registry, device="cpu").fit("abcd " * 40)
+    export = pipe.save(tmp_path / "export")
+    rival = tmp_path / "rival"
+    rival.mkdir()
+    make_distribution(
+        rival,
+        "charseq-rival",
+        {"rival_plugin": GOOD_PLUGIN.replace("GRUCell", "LSTMCell")},
+        {"rival": "rival_plugin"},
+    )
+    monkeypatch.syspath_prepend(str(rival))
+    with pytest.warns(UserWarning, match="'fancy' is registered by"):
+        both = Registry.load()
+    with pytest.raises(DuplicateComponentError):
+        both.get("cell", "fancy")
+    loaded = Pipeline.load(export, registry=both)
+    assert loaded.spec.cell.name == "charseq-thirdparty:fancy"
+    assert torch.equal(loaded.model.head.weight, pipe.model.head.weight)
 
 
 def test_a_plugin_registers_all_its_components_or_none():

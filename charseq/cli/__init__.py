@@ -99,7 +99,8 @@ def plugins(as_json: bool) -> None:
             click.secho(f"{kind}s", bold=True)
         owner = component.owner
         click.echo(
-            f"  {component.name:<12} {component.help}  [{owner.distribution} {owner.version}]"
+            f"  {registry.name_of(component):<12} {component.help}  "
+            f"[{owner.distribution} {owner.version}]"
         )
         for option in component.describe()["options"]:
             click.echo(
