@@ -39,7 +39,9 @@ NEWLINE = "\n"
 
 
 class GenerationError(CharseqError, ValueError):
-    """A generation request is invalid (raised before any generation starts)."""
+    """A generation request is invalid (raised before any generation starts), or a sampler
+    broke its contract while generating (chose ids that are no ids, or that the constraints
+    forbid)."""
 
 
 def _describe(char: str) -> str:
@@ -278,6 +280,20 @@ class ConstraintState:
                 keep |= ~forcing.unsqueeze(1)  # (B,) -> (B, 1): rows not forced keep all
                 logits = logits.masked_fill(~keep, float("-inf"))
         return logits
+
+    def allows(self, ids: Tensor) -> Tensor:
+        """Which of the ids ``(B,)`` chosen now the constraints allow (their logit in
+        :meth:`mask` is finite), ``(B,)`` bool; a gather or two, no copy to the host."""
+        ids = ids.view(-1).to(self.device)  # (B,)
+        allowed = torch.ones_like(ids, dtype=torch.bool)
+        if self.allowed is not None:
+            vocab = self.allowed.numel()
+            inside = (ids >= 0) & (ids < vocab)  # an id outside is no id: not allowed
+            allowed = self.allowed[ids.clamp(0, vocab - 1)] & inside  # (V,) -> (B,)
+        if self.flat.numel():
+            forced = self.flat[self.pointer.clamp(min=0)]  # (B,)
+            allowed = allowed & ((self.pointer < 0) | (ids == forced))
+        return allowed
 
     def advance(self, ids: Tensor) -> None:
         """Record the ids ``(B,)`` just fed to the model."""

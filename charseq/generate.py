@@ -57,7 +57,10 @@ class Decoder:
         self.constraints = constraints
         self.logits = logits  # (B, V)
         self.on_token: Callable[[Tensor], None] | None = None
+        self.sampler_name = "the sampler"
         self._step = model.inference_step()  # built once: the weights stay as they are
+        self._strayed: Tensor | None = None  # () bool: a chosen id was forbidden (see check)
+        self._checked: Tensor | None = None  # the ids emit has checked, which advance skips
 
     @classmethod
     def from_prime(
@@ -131,6 +134,7 @@ class Decoder:
 
     def advance(self, ids: Tensor) -> None:
         """Feed one id per sequence (shape ``(B,)``); updates :attr:`logits`."""
+        checked = ids is self._checked  # already by emit
         if ids.dim() != 1:
             ids = ids.view(-1)  # (B, 1) -> (B,)
         if ids.dtype not in _ID_DTYPES:
@@ -148,8 +152,36 @@ class Decoder:
                 f"the sampler chose ids {outside[:5]} outside the vocabulary range({vocab})"
             ) from None
         if self.constraints is not None:
+            if not checked:
+                self._note_forbidden(ids)
+            self._checked = None
             self.constraints.advance(ids)
         self.logits = logits
+
+    def _note_forbidden(self, ids: Tensor) -> None:
+        """Remember, on the device, whether any of ``ids`` ``(B,)`` had a ``-inf`` logit after
+        the constraints; :meth:`check` raises (one gather a step, no copy to the host)."""
+        if self.constraints is None or ids.dtype not in _ID_DTYPES:
+            return  # no constraints; or no ids, which advance refuses
+        strayed = ~self.constraints.allows(ids).all()
+        self._strayed = strayed if self._strayed is None else self._strayed | strayed
+
+    def check(self) -> None:
+        """Raise if the sampler has chosen an id that the constraints forbid.
+
+        Raises:
+            GenerationError: naming the sampler; the decoder does not trust samplers with
+                ``allowed=`` or an acrostic.
+        """
+        if self._strayed is not None and bool(self._strayed):
+            raise GenerationError(
+                f"the sampler {self.sampler_name} chose ids whose logits the constraints "
+                "(allowed=, acrostic=) had set to -inf, so the text breaks them: the sampler "
+                "is at fault. A sampler must choose among the ids with a finite logit in "
+                "decoder.logits (softmax turns -inf into probability 0); "
+                "charseq.testing.check_masked_ids_never_sampled catches this in the "
+                "sampler's own tests"
+            )
 
     def reorder(self, index: Tensor) -> None:
         """Keep sequences ``index`` (shape ``(B',)``), in that order; repeats are allowed."""
@@ -163,8 +195,16 @@ class Decoder:
         self._order = index if pending is None else pending.index_select(0, index)
 
     def emit(self, ids: Tensor) -> None:
-        """Report the ids ``(B,)`` just chosen for output (token-by-token samplers call it)."""
+        """Report the ids ``(B,)`` just chosen for output (token-by-token samplers call it).
+
+        Under constraints the ids are checked here (the last id is never fed back); with
+        :attr:`on_token` (streaming), before it sees them.
+        """
+        if self.constraints is not None:
+            self._note_forbidden(ids)
+            self._checked = ids
         if self.on_token is not None:
+            self.check()
             self.on_token(ids)
 
 
@@ -191,4 +231,13 @@ def generate_ids(
     with evaluating(model):
         decoder = Decoder.from_prime(model, prime, num_samples, constraints)
         decoder.on_token = on_token
-        return sampler.sample(decoder, max_new_tokens, generator)
+        decoder.sampler_name = sampler_name(sampler)
+        out = sampler.sample(decoder, max_new_tokens, generator)
+        decoder.check()
+        return out
+
+
+def sampler_name(sampler: Sampler) -> str:
+    """How an error names a sampler: its class and the module it comes from."""
+    kind = type(sampler)
+    return f"{kind.__qualname__} (from {kind.__module__})"

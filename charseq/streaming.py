@@ -17,7 +17,7 @@ import attrs
 import torch
 
 from charseq.constraints import CompiledConstraints, apply_stop, cut_at_stop, held_back
-from charseq.generate import Decoder, generate_ids
+from charseq.generate import Decoder, generate_ids, sampler_name
 from charseq.interfaces import Sampler, SamplerOutput, Tokenizer, TokenSampler
 from charseq.model import CharModel, evaluating
 
@@ -142,6 +142,7 @@ def _stream_steps(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) ->
     with evaluating(model):
         with torch.no_grad():
             decoder = Decoder.from_prime(model, job.prime_ids, job.batch, job.constraints)
+            decoder.sampler_name = sampler_name(job.sampler)
             steps = job.sampler.steps(decoder, max_new_tokens, job.generator)
         text = _TextStream(tokenizer, job.stop)
         while True:
@@ -153,6 +154,9 @@ def _stream_steps(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) ->
                 _set_grad_enabled(caller_grad)
             if ids is None:
                 break
+            if job.constraints is not None:  # checked before its text goes out
+                decoder.emit(ids)
+                decoder.check()
             piece = text.push(ids.item())  # one sequence: ids is (1,)
             if piece:
                 yield piece

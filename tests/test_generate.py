@@ -13,6 +13,7 @@ from charseq import Pipeline
 from charseq.builtins.tokenizers import ByteTokenizer, UnknownCharacterError
 from charseq.constraints import GenerationError, apply_stop
 from charseq.generate import STEPPED_PRIME, Decoder, generate_ids
+from charseq.interfaces import Sampler, SamplerOutput, TokenSampler
 from charseq.pipeline import MAX_NEW_TOKENS
 from charseq.streaming import _TextStream
 from tests._helpers import SMALL, TEXT, forward_calls, step_calls
@@ -229,3 +230,57 @@ def test_one_step_decoding_equals_the_sequence_forward(cell):
     for got, want in zip(state, expected_state, strict=True):
         for a, b in zip(got, want, strict=True):
             torch.testing.assert_close(a, b)
+
+
+class PlusOne(TokenSampler):
+    """One past the arg-max of what it is given: under constraints, always a forbidden id."""
+
+    def select(self, logits, generator=None):
+        return (logits.argmax(-1) + 1) % logits.shape[-1]
+
+
+class OwnLoopPlusOne(Sampler):
+    """The same mistake in a sampler that writes its own loop (not a TokenSampler)."""
+
+    def sample(self, decoder, max_new_tokens, generator=None):
+        chosen = []
+        for t in range(max_new_tokens):
+            ids = (decoder.logits.argmax(-1) + 1) % decoder.logits.shape[-1]
+            chosen.append(ids)
+            decoder.emit(ids)
+            if t + 1 < max_new_tokens:
+                decoder.advance(ids)
+        return SamplerOutput(torch.stack(chosen, dim=1))
+
+
+BLAMED = r"the sampler (OwnLoop)?PlusOne \(from tests.test_generate\) chose ids whose logits"
+
+
+@pytest.mark.parametrize("sampler", [PlusOne, OwnLoopPlusOne])
+@pytest.mark.parametrize(
+    ("constraints", "length", "samples"),
+    [
+        ({"allowed": "a"}, 10, 3),
+        ({"allowed": "a"}, 1, None),  # the only id is never fed back: checked all the same
+        ({"acrostic": "t"}, 10, None),
+        ({"allowed": "at \n", "stop": "at"}, 10, 2),
+    ],
+)
+def test_a_sampler_choosing_forbidden_ids_is_blamed(pipe, sampler, constraints, length, samples):
+    with pytest.raises(GenerationError, match=BLAMED) as caught:
+        pipe.generate("", length, sampler=sampler(), num_samples=samples, **constraints)
+    assert "check_masked_ids_never_sampled" in str(caught.value)
+    pieces = []
+    with pytest.raises(GenerationError, match=BLAMED):
+        pieces.extend(pipe.stream("", length, sampler=sampler(), **constraints))
+    assert set("".join(pieces)) <= set(constraints.get("allowed", "t"))  # raised before any
+    assert pipe.generate("", length, sampler=sampler(), num_samples=samples)  # no constraints
+
+
+def test_beams_of_probability_zero_take_no_forbidden_id(pipe):
+    """Under allowed="a" only one sequence is possible; the other beams have score -inf and
+    must not carry (nor feed the decoder) ids the constraints forbid."""
+    beam = {"name": "beam", "num_beams": 4, "num_return_sequences": 3}
+    texts = pipe.generate("the ", 6, sampler=beam, allowed="a")
+    assert texts == ["aaaaaa"] * 3
+    assert "".join(pipe.stream("the ", 6, sampler=beam, allowed="a")) == "aaaaaa"

@@ -443,7 +443,8 @@ class BeamSampler(Sampler):
     ``(B * num_return_sequences, T)``, row by row and best first within each row (row ``b``'s
     are ``b * R`` to ``b * R + R - 1``), and their scores ``(B * num_return_sequences,)``,
     descending within each row. A score of ``-inf`` marks a sequence the model gives probability
-    0 (when fewer than ``num_return_sequences`` others are possible, e.g. with masked logits).
+    0 (when fewer than ``num_return_sequences`` others are possible, e.g. with masked logits):
+    a copy of the row's best sequence, so that no id of ``-inf`` logit is ever chosen.
 
     Args:
         num_beams: sequences kept at each step (>= 1); 1 is greedy decoding.
@@ -522,6 +523,12 @@ class BeamSampler(Sampler):
             scores, flat = _ranked(candidates)  # stable: ties go to the lower beam, then id
             scores, flat = scores[:, :k], flat[:, :k]  # (B, K)
             beam, token = flat // vocab, flat % vocab  # (B, K) each
+            # A beam of probability 0 (fewer possible sequences than beams, as under
+            # constraints) copies the best instead of taking an id of -inf logit, which the
+            # decoder refuses; its score stays -inf, so it never outranks a possible one.
+            dead = scores.isneginf()  # (B, K)
+            beam = torch.where(dead, beam[:, :1], beam)
+            token = torch.where(dead, token[:, :1], token)
             parents.append(beam)
             tokens.append(token)
             if t + 1 < max_new_tokens:
