@@ -599,6 +599,14 @@ class OffTheEnd(TokenSampler):
         return torch.full_like(logits.argmax(-1), logits.shape[-1])
 
 
+class ArgMaxPlusOne(TokenSampler):
+    """One past the arg-max: passed every applicable check while they used logits where the
+    arg-max's successor happened to be allowed and inside the vocabulary."""
+
+    def select(self, logits, generator=None):
+        return logits.argmax(-1) + 1
+
+
 def lax_beam(num_beams=4, length_penalty=1.0, num_return_sequences=1):
     """Quietly returns num_beams sequences when asked for more."""
     returned = min(num_return_sequences, num_beams)
@@ -645,6 +653,8 @@ TOYS.register(_Plugin(), "toys")
         (ClaimsDeterminism, check_deterministic_sampler_ignores_the_generator, "seeds 0 and 7"),
         (FloatIds, check_sampled_ids_in_vocab, "chose ids of dtype torch.float32"),
         (OffTheEnd, check_sampled_ids_in_vocab, "chose ids [11] outside the vocabulary range(11)"),
+        (ArgMaxPlusOne, check_masked_ids_never_sampled, "sampled ids [1], whose logits are -inf"),
+        (ArgMaxPlusOne, check_sampled_ids_in_vocab, "chose ids [11] outside the vocabulary"),
     ],
     ids=[
         "argmin-greedy",
@@ -660,6 +670,8 @@ TOYS.register(_Plugin(), "toys")
         "claims-determinism",
         "float-ids",
         "off-the-end",
+        "arg-max-plus-one-masked",
+        "arg-max-plus-one-in-vocab",
     ],
 )
 def test_kit_rejects_broken_sampler(sampler, check, message):
@@ -669,6 +681,13 @@ def test_kit_rejects_broken_sampler(sampler, check, message):
 
 
 # -- the runners ----------------------------------------------------------------------------------
+
+
+def test_the_kit_blames_a_sampler_that_picks_masked_ids_and_says_how_to_fix_it():
+    message = str(pytest.raises(CheckError, check_component, ArgMaxPlusOne).value)
+    assert "check_masked_ids_never_sampled failed for" in message
+    assert "ArgMaxPlusOne" in message
+    assert "How to fix: turn logits into probabilities with softmax" in message
 
 
 def test_parametrize_with_checks_ids_and_marks():
@@ -770,3 +789,10 @@ def test_check_plugin_installed():
     assert {"cell:lstm", "tokenizer:char", "sampler:beam"} <= registered
     with pytest.raises(CheckError, match="not installed"):
         check_plugin_installed("charseq-no-such-plugin")
+
+
+def test_a_qualified_name_names_a_component_to_check():
+    from charseq.testing._base import resolve
+
+    assert resolve("cell:charseq-mgu:mgu").owner.distribution == "charseq-mgu"
+    assert resolve("charseq:lstm", "cell").owner.distribution == "charseq"

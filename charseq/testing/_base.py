@@ -22,6 +22,7 @@ import attrs
 import torch
 from hypothesis import Phase, settings
 
+from charseq.interfaces import KINDS
 from charseq.registry import Component, get_registry
 
 CHECKED_KINDS = ("cell", "tokenizer", "sampler")
@@ -166,8 +167,11 @@ def _factory_name(factory: Any) -> str:
 
 
 def resolve(spec: str, kind: str | None = None) -> Component:
-    """Look ``"kind:name"`` (or ``"name"`` when ``kind`` is given) up in the global registry."""
-    if ":" in spec:
+    """Look ``"kind:name"`` (or ``"name"`` when ``kind`` is given) up in the global registry.
+
+    ``name`` may be qualified, ``distribution:name`` (``"cell:charseq-mgu:mgu"``).
+    """
+    if ":" in spec and spec.split(":", 1)[0] in KINDS:
         kind, name = spec.split(":", 1)
     elif kind is None:
         raise ValueError(f"name components as 'kind:name', e.g. 'cell:{spec}'; got {spec!r}")

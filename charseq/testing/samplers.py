@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from charseq.constraints import GenerationError
+from charseq.constraints import CompiledConstraints, GenerationError
 from charseq.generate import Decoder, generate_ids
 from charseq.interfaces import Sampler, SamplerOutput
 from charseq.model import CharModel
@@ -118,16 +118,20 @@ def _run(
     prime: Tensor = PRIME,
     num_samples: int = 1,
     seed: int | None = 0,
+    constraints: CompiledConstraints | None = None,
 ) -> SamplerOutput:
     generator = None if seed is None else torch.Generator().manual_seed(seed)
     call = f"sample(decoder, max_new_tokens={steps})"
     try:
-        out = generate_ids(model, prime, sampler, steps, num_samples, generator)
-    except GenerationError as error:  # the ids it fed the decoder were no ids
+        out = generate_ids(
+            model, prime, sampler, steps, num_samples, generator, constraints=constraints
+        )
+    except GenerationError as error:  # the ids it chose were no ids, or forbidden ones
         raise CheckError(
             f"{call}: {error}",
             "choose ids from the last dimension of decoder.logits (argmax, torch.multinomial, "
-            "topk): integers (torch.long) in range(vocabulary size).",
+            "topk) among those whose logit is finite (-inf is probability 0): integers "
+            "(torch.long) in range(vocabulary size).",
         ) from error
     require(
         isinstance(out, SamplerOutput),
@@ -221,39 +225,77 @@ def check_sampler_api(subject: Subject) -> None:
                     )
 
 
+def _only(allowed: int, vocab_size: int = VOCAB_SIZE) -> list[float]:
+    """Logits where ``allowed`` is the only id of finite logit: any other choice is wrong."""
+    return [0.0 if i == allowed else -math.inf for i in range(vocab_size)]
+
+
 @register_check("sampler")
 def check_sampled_ids_in_vocab(subject: Subject) -> None:
-    """Every sampled id lies in ``range(vocab_size)`` (several seeds, with and without prime)."""
+    """Every sampled id lies in ``range(vocab_size)``: several seeds, with and without prime,
+    and where the last id is the only one of finite logit (an off-by-one is certain to leave
+    the vocabulary there)."""
     sampler = _make(subject)
-    model = tiny_model()
     batch = _batch(subject, 4)
-    for seed in range(3):
-        for prime in (PRIME, _EMPTY):
-            ids = _run(sampler, model, 8, prime=prime, num_samples=batch, seed=seed).ids
-            outside = sorted(i for i in _support(ids) if not 0 <= i < VOCAB_SIZE)
-            require(
-                not outside,
-                f"sampled ids {outside} outside range({VOCAB_SIZE})",
-                "pick ids from the last dimension of decoder.logits (its size is the "
-                "vocabulary size).",
-            )
+    cases = [(tiny_model(), PRIME), (tiny_model(), _EMPTY)]
+    cases.append((fixed_logits_model(_only(VOCAB_SIZE - 1)), PRIME))
+    for model, prime in cases:
+        for seed in range(3):
+            for steps in (8, 1):  # 1: the only id is never fed back to the decoder
+                ids = _run(sampler, model, steps, prime=prime, num_samples=batch, seed=seed).ids
+                outside = sorted(i for i in _support(ids) if not 0 <= i < VOCAB_SIZE)
+                require(
+                    not outside,
+                    f"sampled ids {outside} outside range({VOCAB_SIZE})",
+                    "pick ids from the last dimension of decoder.logits (its size is the "
+                    "vocabulary size).",
+                )
+
+
+_MASKED_FIX = (
+    "turn logits into probabilities with softmax (after temperature/top-k/top-p filtering) so "
+    "-inf means probability 0, choose among the ids of finite logit only, and never pad "
+    "choices with other ids."
+)
 
 
 @register_check("sampler")
 def check_masked_ids_never_sampled(subject: Subject) -> None:
-    """Ids whose logit is ``-inf`` (probability 0) are never produced."""
+    """Ids whose logit is ``-inf`` (probability 0) are never produced.
+
+    Tried where the wrong choice is certain: a single finite logit (the first id, one in the
+    middle, the last id) with the rest ``-inf``; several finite logits among ``-inf`` ones; and
+    a real model under the decoder's own constraints (an allowed set of one id), where
+    choosing another id is an error of generation itself.
+    """
     masked = {0, 5, 9}
-    logits = [-math.inf if i in masked else float(i % 4) for i in range(VOCAB_SIZE)]
+    several = [-math.inf if i in masked else float(i % 4) for i in range(VOCAB_SIZE)]
+    cases = [(several, masked)]
+    for allowed in (0, 6, VOCAB_SIZE - 1):
+        cases.append((_only(allowed), set(range(VOCAB_SIZE)) - {allowed}))
     sampler = _make(subject)
-    model = fixed_logits_model(logits)
-    for seed in range(3):
-        ids = _run(sampler, model, 6, num_samples=_batch(subject, 16), seed=seed).ids
-        bad = sorted(_support(ids) & masked)
-        require(
-            not bad,
-            f"sampled ids {bad}, whose logits are -inf",
-            "turn logits into probabilities with softmax (after temperature/top-k/top-p "
-            "filtering) so -inf means probability 0, and never pad choices with such ids.",
+    batch = _batch(subject, 16)
+    for logits, forbidden in cases:
+        model = fixed_logits_model(logits)
+        for seed in range(3):
+            ids = _run(sampler, model, 6, num_samples=batch, seed=seed).ids
+            bad = sorted(_support(ids) & forbidden)
+            finite = [i for i, x in enumerate(logits) if x > -math.inf]
+            require(
+                not bad,
+                f"sampled ids {bad}, whose logits are -inf (only ids {finite} have a finite "
+                f"logit in {logits})",
+                _MASKED_FIX,
+            )
+    only = torch.zeros(VOCAB_SIZE, dtype=torch.bool)
+    only[3] = True  # one allowed id: the decoder refuses any other
+    for steps in (6, 1):
+        _run(
+            sampler,
+            tiny_model(),
+            steps,
+            num_samples=batch,
+            constraints=CompiledConstraints(allowed=only),
         )
 
 
