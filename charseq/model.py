@@ -19,11 +19,86 @@ import torch
 from torch import Tensor, nn
 
 from charseq import onerow
+from charseq.errors import CharseqError
 from charseq.interfaces import Cell, State
 from charseq.loop import detach_state, select_state
 
 StackState = list[State]
 """One state per layer."""
+
+
+class CellContractError(CharseqError, ValueError):
+    """A cell breaks the shape contract (found by the one probe a :class:`CellStack` runs when
+    it is built, before any training or generation)."""
+
+
+_KIT = (
+    "charseq.testing.{check} catches this: run the conformance kit in the plugin's tests "
+    "(parametrize_with_checks or check_component)"
+)
+
+
+def _shapes(state: Any) -> str:
+    if isinstance(state, tuple) and all(isinstance(s, Tensor) for s in state):
+        return "(" + ", ".join(str(tuple(s.shape)) for s in state) + ")"
+    return type(state).__name__
+
+
+def probe_cell(cell: Cell, layer: int = 0) -> None:
+    """Run one step of ``cell`` on a batch of 2 zero rows and check what comes back: an output
+    ``(2, hidden_size)`` and a state (a tuple of tensors) of the shapes ``initial_state(2)``
+    has, each ``(2, ...)``.
+
+    Raises:
+        CellContractError: naming the cell, the expected and actual shapes, and the kit check
+            that would have caught it.
+    """
+    batch, size = 2, cell.hidden_size
+    first = next(iter(cell.parameters()), None)
+    floating = first is not None and first.is_floating_point()
+    device = first.device if first is not None else torch.device("cpu")
+    dtype = first.dtype if floating else torch.get_default_dtype()
+    kind = type(cell)
+    what = (
+        f"cell {kind.__qualname__} (from {kind.__module__}; layer {layer}, "
+        f"input_size {cell.input_size}, hidden_size {size})"
+    )
+    x = torch.zeros(batch, cell.input_size, device=device, dtype=dtype)
+    with torch.no_grad(), torch.random.fork_rng([device] if device.type == "cuda" else []):
+        try:
+            state = cell.initial_state(batch, device=device, dtype=dtype)
+            h, new_state = cell.step(x, state)
+        except Exception as error:
+            first_line = (str(error).strip().splitlines() or [""])[0]
+            raise CellContractError(
+                f"{what}: step(x_t {tuple(x.shape)}, initial_state({batch})) raised "
+                f"{type(error).__name__}: {first_line}. " + _KIT.format(check="check_cell_api")
+            ) from error
+    _require_output(h, (batch, size), f"{what}: step(x_t {tuple(x.shape)}, state)", "api")
+    expected = _shapes(state)
+    good = isinstance(state, tuple) and all(isinstance(s, Tensor) for s in state)
+    good = good and all(s.shape[:1] == (batch,) for s in state)
+    if not good or _shapes(new_state) != expected:
+        raise CellContractError(
+            f"{what}: initial_state({batch}) gave a state {expected} and step returned "
+            f"{_shapes(new_state)}; expected a tuple of tensors of one set of shapes, each "
+            f"({batch}, ...). " + _KIT.format(check="check_cell_api")
+        )
+    if kind.forward is not Cell.forward and not kind.__module__.startswith("charseq."):
+        x = x.unsqueeze(1)  # (B, I) -> (B, 1, I): one step of the cell's own forward
+        with torch.no_grad(), torch.random.fork_rng([device] if device.type == "cuda" else []):
+            out, _ = cell(x, state)
+        _require_output(out, (batch, 1, size), f"{what}: forward(x {tuple(x.shape)})", "shapes")
+
+
+def _require_output(out: Any, expected: tuple[int, ...], call: str, check: str) -> None:
+    if not isinstance(out, Tensor) or tuple(out.shape) != expected:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        layout = "(batch, hidden_size)" if len(expected) == 2 else "(batch, time, hidden_size)"
+        raise CellContractError(
+            f"{call} returned an output of shape {got}; expected {expected}, {layout}. "
+            + _KIT.format(check=f"check_cell_{check}" if check == "api" else "check_shapes")
+        )
 
 
 class CellStack(nn.Module):
@@ -49,6 +124,8 @@ class CellStack(nn.Module):
                     f"layer sizes do not chain: a layer of hidden size {below.hidden_size} "
                     f"feeds a layer of input size {above.input_size}"
                 )
+        for layer, cell in enumerate(cells):
+            probe_cell(cell, layer)
         self.cells = nn.ModuleList(cells)
         self.dropout = dropout
         self.fused = fused

@@ -14,7 +14,9 @@ from click.testing import CliRunner
 import charseq
 from charseq.cli import cli
 from charseq.errors import DuplicateComponentError, PluginLoadError, UnknownComponentError
+from charseq.loop import unroll
 from charseq.registry import Owner, Registry, reset_registry
+from charseq.testing import ElmanCell
 
 EXPECTED = {
     "tokenizer": {"char", "byte", "word"},
@@ -526,3 +528,87 @@ def test_a_character_tokenizer_of_a_plugin_scores_in_characters():
     pipe = Pipeline.from_spec({**spec, "train": {"steps": 1}}, registry=registry, device="cpu")
     summary = pipe.fit("abcd " * 40).score("abcd").summary()
     assert summary.startswith("4 characters: ") and "BPC" in summary
+
+
+class _Wide(ElmanCell):
+    """Its output is twice as wide as its hidden size (the head then cannot take it)."""
+
+    def step(self, x_t, state):
+        h, state = super().step(x_t, state)
+        return torch.cat([h, h], dim=-1), state
+
+
+class _StateOfOtherBatch(ElmanCell):
+    def step(self, x_t, state):
+        h, (new,) = super().step(x_t, state)
+        return h, (new[:1],)
+
+
+class _WideForward(ElmanCell):
+    """A right step and a "fused" forward whose output is too wide."""
+
+    def forward(self, x, state=None):
+        out, state = unroll(self, x, state)
+        return torch.cat([out, out], dim=-1), state
+
+
+@pytest.mark.parametrize(
+    ("cell", "message", "check"),
+    [
+        (
+            _Wide,
+            r"step\(x_t \(2, 8\), state\) returned an output of shape \(2, 16\); "
+            r"expected \(2, 8\)",
+            "check_cell_api",
+        ),
+        (
+            _StateOfOtherBatch,
+            r"initial_state\(2\) gave a state \(\(2, 8\)\) and step returned "
+            r"\(\(1, 8\)\)",
+            "check_cell_api",
+        ),
+        (
+            _WideForward,
+            r"forward\(x \(2, 1, 8\)\) returned an output of shape \(2, 1, 16\); "
+            r"expected \(2, 1, 8\)",
+            "check_shapes",
+        ),
+    ],
+    ids=["wide-output", "state-of-other-batch", "wide-forward"],
+)
+def test_a_cell_of_wrong_shapes_is_refused_before_training_naming_it_and_the_kit(
+    cell, message, check
+):
+    from charseq import Pipeline
+    from charseq.model import CellContractError
+
+    registry = Registry.load()
+    registry.register(_plugin("bad", "charseq_register_cells", "bad", cell), "bad")
+    spec = {"cell": {"name": "bad", "hidden_size": 8, "num_layers": 2}, "train": {"steps": 2}}
+    spec["model"] = {"embedding_size": 8}
+    pipe = Pipeline.from_spec(spec, registry=registry, device="cpu")
+    with pytest.raises(CellContractError, match=message) as caught:
+        pipe.fit("abcd " * 40)  # was torch's "mat1 and mat2 shapes cannot be multiplied"
+    text = str(caught.value)
+    assert f"cell {cell.__qualname__} (from tests.test_registry; layer 0" in text
+    assert f"charseq.testing.{check} catches this" in text
+
+
+class _Noisy(ElmanCell):
+    """Draws from the global generator in every step (as dropout inside a cell does)."""
+
+    def step(self, x_t, state):
+        h, state = super().step(x_t, state)
+        return h + 0 * torch.rand_like(h), state
+
+
+def test_the_shape_probe_leaves_the_random_stream_alone():
+    from charseq.model import CharModel
+
+    torch.manual_seed(0)
+    CharModel(5, 4, [_Noisy(4, 8)])
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    _Noisy(4, 8)
+    torch.nn.Embedding(5, 4), torch.nn.Linear(8, 5)
+    assert torch.equal(torch.rand(3), after)
