@@ -74,7 +74,9 @@ def probe_cell(cell: Cell, layer: int = 0) -> None:
                 f"{what}: step(x_t {tuple(x.shape)}, initial_state({batch})) raised "
                 f"{type(error).__name__}: {first_line}. " + _KIT.format(check="check_cell_api")
             ) from error
-    _require_output(h, (batch, size), f"{what}: step(x_t {tuple(x.shape)}, state)", "api")
+    _require_output(
+        h, (batch, size), f"{what}: step(x_t {tuple(x.shape)}, state)", "check_cell_api"
+    )
     expected = _shapes(state)
     good = isinstance(state, tuple) and all(isinstance(s, Tensor) for s in state)
     good = good and all(s.shape[:1] == (batch,) for s in state)
@@ -88,7 +90,9 @@ def probe_cell(cell: Cell, layer: int = 0) -> None:
         x = x.unsqueeze(1)  # (B, I) -> (B, 1, I): one step of the cell's own forward
         with torch.no_grad(), torch.random.fork_rng([device] if device.type == "cuda" else []):
             out, _ = cell(x, state)
-        _require_output(out, (batch, 1, size), f"{what}: forward(x {tuple(x.shape)})", "shapes")
+        _require_output(
+            out, (batch, 1, size), f"{what}: forward(x {tuple(x.shape)})", "check_shapes"
+        )
 
 
 def _require_output(out: Any, expected: tuple[int, ...], call: str, check: str) -> None:
@@ -97,7 +101,7 @@ def _require_output(out: Any, expected: tuple[int, ...], call: str, check: str) 
         layout = "(batch, hidden_size)" if len(expected) == 2 else "(batch, time, hidden_size)"
         raise CellContractError(
             f"{call} returned an output of shape {got}; expected {expected}, {layout}. "
-            + _KIT.format(check=f"check_cell_{check}" if check == "api" else "check_shapes")
+            + _KIT.format(check=check)
         )
 
 
@@ -112,6 +116,10 @@ class CellStack(nn.Module):
     Shape:
         - input: :math:`(B, T, I)`; output: :math:`(B, T, H)` of the last layer.
         - state: a list with one cell state per layer.
+
+    Raises:
+        CellContractError: a cell's step (or a plugin cell's own forward) gives shapes other
+            than the contract's, found by :func:`probe_cell` once here, before any training.
     """
 
     def __init__(self, cells: Sequence[Cell], dropout: float = 0.0, fused: bool = True) -> None:
