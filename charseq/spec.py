@@ -346,8 +346,9 @@ class PipelineSpec:
             if not key:
                 data[section] = value
                 continue
-            if isinstance(data[section], str) and section not in _TABLES:
-                data[section] = {"name": data[section]}  # set as a name just before
+            if section not in _TABLES and (data[section] is None or isinstance(data[section], str)):
+                # set just before as a name, or to None (the default component)
+                data[section] = {} if data[section] is None else {"name": data[section]}
             if not isinstance(data[section], dict):
                 raise SpecError(
                     section,

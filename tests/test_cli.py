@@ -580,6 +580,12 @@ def test_an_unknown_policy_for_bytes_says_that_bytes_have_none(corpus, tmp_path)
         assert "the byte tokenizer has no unknown characters (every text encodes" in result.output
         assert json.loads(result.output.splitlines()[-1]) == json.loads(plain.output)
         assert "has no unknown-character policy" not in result.output
+    from charseq import Pipeline
+
+    pipe = Pipeline.load(out, device="cpu")
+    with pytest.warns(UserWarning, match="the byte tokenizer has no unknown characters"):
+        skipped = pipe.score("h\u00e9 \U0001f600", unknown="skip")
+    assert skipped.to_dict() == pipe.score("h\u00e9 \U0001f600").to_dict()
 
 
 def test_a_refused_resume_says_what_to_do_in_its_own_terms(corpus, tmp_path):

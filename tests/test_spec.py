@@ -125,6 +125,8 @@ def test_override_into_a_section_set_as_a_whole():
     )
     changed = spec.override({"cell": "gru", "cell.hidden_size": 3})  # a name, then an option
     assert (changed.cell.name, changed.cell.layout.hidden_size) == ("gru", 3)
+    changed = spec.override({"sampler": None, "sampler.top_k": 3})  # the default, then an option
+    assert (changed.sampler.name, changed.sampler.options.top_k) == ("temperature", 3)
 
 
 def test_none_is_the_empty_value_of_an_optional_option():
