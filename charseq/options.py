@@ -25,6 +25,12 @@ from charseq.errors import CharseqError, SpecError, collecting, did_you_mean
 
 _MISSING = object()
 _INT64 = 1 << 63
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest float32: a real-number option acts on float32 weights and activations, so it must
+fit one (``optimizer.lr = 1e300`` overflowed at the first step)."""
+_EMPTY = "none"
+"""The spelling of "no value" that an optional option (``int | none``) takes as text, besides
+JSON's ``null`` and Python's ``None`` (TOML has no null)."""
 
 
 def option(
@@ -160,14 +166,15 @@ def _coerce(value: Any, expected: Any, path: str) -> Any:
         options = typing.get_args(expected)
         if value is None and type(None) in options:
             return None
-        errors = []
         for option in options:
             if option is type(None):
                 continue
             try:
                 return _coerce(value, option, path)
-            except SpecError as error:
-                errors.append(error.message)
+            except SpecError:
+                pass
+        if type(None) in options and isinstance(value, str) and value.lower() == _EMPTY:
+            return None  # the "none" the message offers (a str option would have taken it)
         raise SpecError(path, f"expected {_type_name(expected)}, got {_describe(value)}")
     if origin is Literal:
         choices = typing.get_args(expected)
@@ -193,14 +200,20 @@ def _coerce(value: Any, expected: Any, path: str) -> Any:
     elif expected is int:
         if isinstance(value, int) and not isinstance(value, bool):
             if not -_INT64 <= value < _INT64:
-                raise SpecError(path, f"must fit in 64 bits (|value| < 2**63), got {value}")
+                raise SpecError(
+                    path, f"must fit in 64 bits (|value| < 2**63), got {short_repr(value)}"
+                )
             return value
     elif expected is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            if isinstance(value, int) and not -_INT64 <= value < _INT64:
-                raise SpecError(path, f"must be a finite number of sensible size, got {value}")
-            if not math.isfinite(value):
+            if isinstance(value, float) and not math.isfinite(value):
                 raise SpecError(path, f"must be a finite number, got {value}")
+            if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+                raise SpecError(
+                    path,
+                    f"must fit in float32 (|value| <= {FLOAT32_MAX:.4g}), the precision of the "
+                    f"weights, got {short_repr(value)}",
+                )
             return float(value)
     elif expected is str:
         if isinstance(value, str):
@@ -219,7 +232,23 @@ def check_option_value(value: Any, expected: Any, path: str) -> Any:
 
 
 def _describe(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
+    return short_repr(value) if _long_int(value) else f"{type(value).__name__} {short_repr(value)}"
+
+
+def _long_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)``, short: an integer too long to print (Python prints at most 4300 digits)
+    by its number of digits, a long string by its start and length."""
+    if _long_int(value):
+        digits = int((value.bit_length() - 1) * math.log10(2)) + 1
+        digits += abs(value) >= 10**digits
+        return f"an integer of {digits} digits"
+    if isinstance(value, str) and len(value) > 80:
+        return f"{value[:40]!r}... ({len(value)} characters)"
+    return repr(value)
 
 
 def _type_name(tp: Any) -> str:
@@ -234,5 +263,5 @@ def _type_name(tp: Any) -> str:
             return f"list of {_type_name(args[0])}"
         return f"list of {len(args)} ({', '.join(_type_name(a) for a in args)})"
     if tp is type(None):
-        return "none"
+        return _EMPTY
     return getattr(tp, "__name__", str(tp))

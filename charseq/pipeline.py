@@ -24,6 +24,7 @@ import torch
 
 from charseq import __version__
 from charseq.batches import evaluate_ids
+from charseq.builtins.tokenizers import ByteTokenizer
 from charseq.callbacks import Callback
 from charseq.checkpoint import (
     LATEST_FILE,
@@ -56,6 +57,7 @@ from charseq.corpus import (
 from charseq.errors import CharseqError, SpecError, UnknownCharacterError, warn
 from charseq.interfaces import Sampler, Tokenizer
 from charseq.model import CharModel
+from charseq.options import short_repr
 from charseq.plugin_records import (
     NOT_NEEDED,
     Absent,
@@ -66,12 +68,17 @@ from charseq.plugin_records import (
     warn_version_drift,
 )
 from charseq.registry import Registry, get_registry
+from charseq.schedules import horizon_change
 from charseq.scoring import UNITS, Score, score_ids
 from charseq.spec import ComponentSpec, PipelineSpec
 from charseq.streaming import Generation, stream_text
 
 MAX_NEW_TOKENS = 1_000_000
 """The most tokens one ``generate`` / ``stream`` call makes (a guard against a mistyped length)."""
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+"""The kinds of device charseq trains and generates on."""
+MAX_NUM_SAMPLES = 1_000_000
+"""The most samples one ``generate`` call makes as a batch (a guard against a mistyped count)."""
 
 
 class Pipeline:
@@ -217,7 +224,7 @@ class Pipeline:
         """
         from charseq.train import Trainer, check_precision
 
-        spec = _with_budget(self.spec, self.registry, steps, max_seconds)
+        spec = _with_budget(self.spec, self.registry, steps, max_seconds, self.step)
         check_precision(spec, self.device)  # before reading any corpus
         self._check_present("optimizer", "train")
         if any(getattr(c, "samples_with_the_spec", False) for c in callbacks):
@@ -305,10 +312,10 @@ class Pipeline:
         registry = get_registry() if registry is None else registry
         refuse_missing(registry, missing_plugins(registry, manifest))  # training needs all
         pipe = cls.load(path, registry=registry, device=device)
-        pipe.spec = _with_budget(pipe.spec, pipe.registry, steps, max_seconds)
+        pipe.spec = _with_budget(pipe.spec, pipe.registry, steps, max_seconds, pipe.step)
         run_dir = path.parent
         with ExitStack() as stack:
-            stack.enter_context(RunLock(run_dir))  # one process per run directory
+            stack.enter_context(RunLock(run_dir, resuming=True))  # one process per run directory
             cache = run_dir / "cache" if text is None else Path(stack.enter_context(_tempdir()))
             _, splits, corpus = pipe.read_training_corpus(
                 path, manifest, text, files, cache, same=True
@@ -466,7 +473,8 @@ class Pipeline:
             sampler: the spec's sampler if ``None``; else a name (``"greedy"``), a dict
                 (``{"name": "temperature", "temperature": 0.8}``) or a :class:`Sampler`.
             seed: makes the output reproducible on the same device.
-            num_samples: when given, return a list of this many samples, made as one batch.
+            num_samples: when given, return a list of this many samples, made as one batch
+                (at most ``MAX_NUM_SAMPLES``).
             stop: stop string(s): each text ends just after the first one it produces (the stop
                 string is included, as in Hugging Face's ``stop_strings``).
             allowed: the only characters that may be generated.
@@ -544,16 +552,21 @@ class Pipeline:
         if not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
             raise GenerationError(
                 f"max_new_tokens must be in [0, {MAX_NEW_TOKENS}] (MAX_NEW_TOKENS, a guard "
-                f"against a mistyped length), got {max_new_tokens!r}"
+                f"against a mistyped length), got {short_repr(max_new_tokens)}"
             )
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise GenerationError(f"num_samples must be an int >= 1, got {batch!r}")
+            raise GenerationError(f"num_samples must be an int >= 1, got {short_repr(batch)}")
+        if batch > MAX_NUM_SAMPLES:
+            raise GenerationError(
+                f"num_samples must be at most {MAX_NUM_SAMPLES} (MAX_NUM_SAMPLES, a guard against "
+                f"a mistyped count), got {short_repr(batch)}"
+            )
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 63
         ):
             raise GenerationError(
                 f"seed must be an int in [0, 2**63) (as train.seed), got {type(seed).__name__} "
-                f"{seed!r}"
+                f"{short_repr(seed)}"
             )
         if not isinstance(prime, str):
             raise GenerationError(f"prime must be a str, got {type(prime).__name__}")
@@ -852,6 +865,11 @@ def _checked_device(device: torch.device | str) -> torch.device:
         checked = torch.device(device)
     except (RuntimeError, TypeError) as error:
         raise CharseqError(f"unknown device {device!r}: {error}") from None
+    if checked.type not in DEVICE_TYPES:  # torch names more (xla, vulkan, meta: no data)
+        raise CharseqError(
+            f"device {str(checked)!r}: charseq runs on {', '.join(DEVICE_TYPES)} "
+            "(cuda:N for one GPU of several)"
+        )
     if checked.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch is a CPU-only build" if torch.version.cuda is None else "no CUDA GPU"
@@ -920,12 +938,23 @@ def _put_back(run_dir: Path, replaced: Path) -> None:
 
 
 def _with_budget(
-    spec: PipelineSpec, registry: Registry, steps: int | None, max_seconds: float | None
+    spec: PipelineSpec,
+    registry: Registry,
+    steps: int | None,
+    max_seconds: float | None,
+    step: int,
 ) -> PipelineSpec:
-    """``spec`` with ``train.steps`` and ``train.max_seconds`` set where given."""
+    """``spec`` with ``train.steps`` and ``train.max_seconds`` set where given; a warning if
+    that moves the end of the schedule of a run at ``step`` (see ``train.schedule_steps``)."""
     changes = {"train.steps": steps, "train.max_seconds": max_seconds}
     changes = {k: v for k, v in changes.items() if v is not None}
-    return spec.override(changes, registry) if changes else spec
+    if not changes:
+        return spec
+    changed = spec.override(changes, registry)
+    note = horizon_change(spec.train, changed.train, step)
+    if note is not None:
+        warn(note)
+    return changed
 
 
 def _tempdir() -> Any:
@@ -939,6 +968,12 @@ def with_policy(tokenizer: Tokenizer, unknown: str) -> Tokenizer:
     state = tokenizer.state_dict()
     if "unknown" not in state:
         if unknown == "error":
+            return tokenizer
+        if isinstance(tokenizer, ByteTokenizer):
+            warn(
+                "the byte tokenizer has no unknown characters (every text encodes, as its UTF-8 "
+                f"bytes): unknown={unknown!r} changes nothing"
+            )
             return tokenizer
         raise GenerationError(
             f"this tokenizer ({type(tokenizer).__name__}) has no unknown-character policy to set"

@@ -22,6 +22,7 @@ any data is read or any weight allocated; an error names the exact path, e.g.
 from __future__ import annotations
 
 import json
+import sys
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
@@ -127,6 +128,12 @@ class TrainSpec:
     )
     warmup_steps: int = option(0, help="cosine: steps of linear warm-up", min=0)
     min_lr_ratio: float = option(0.1, help="cosine: final rate / base rate", min=0.0, max=1.0)
+    schedule_steps: int = option(
+        0,
+        help="cosine: the step the schedule ends at (0: train.steps, which a resume with more "
+        "steps stretches); a run trained in parts follows one curve with its total here",
+        min=0,
+    )
     decay_rate: float = option(
         0.97,
         help="epoch-decay: factor applied at each decay",
@@ -179,6 +186,11 @@ class TrainSpec:
         0, help="random seed for weights, batches and dropout", min=0, max=(1 << 63) - 1
     )
 
+
+TOO_MANY_DIGITS = (
+    f"a number of more than {sys.get_int_max_str_digits()} digits, more than Python reads; "
+    "no option takes one (integers are 64-bit, real numbers float32)"
+)
 
 _SECTIONS = ("tokenizer", "cell", "model", "optimizer", "sampler", "train")
 _TABLES = ("model", "train")  # sections of options; the others name a component
@@ -244,6 +256,8 @@ class PipelineSpec:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise SpecError("", f"{where}: invalid TOML: {error}") from None
+        except ValueError:  # an integer longer than Python reads
+            raise SpecError("", f"{where}: {TOO_MANY_DIGITS}") from None
         return cls.from_dict(data, registry)
 
     @classmethod
@@ -254,6 +268,8 @@ class PipelineSpec:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise SpecError("", f"{where}: invalid JSON: {error}") from None
+        except ValueError:  # an integer longer than Python reads
+            raise SpecError("", f"{where}: {TOO_MANY_DIGITS}") from None
         return cls.from_dict(data, registry)
 
     @classmethod
@@ -336,6 +352,15 @@ class PipelineSpec:
             if not key:
                 data[section] = value
                 continue
+            if section not in _TABLES and (data[section] is None or isinstance(data[section], str)):
+                # set just before as a name, or to None (the default component)
+                data[section] = {} if data[section] is None else {"name": data[section]}
+            if not isinstance(data[section], dict):
+                raise SpecError(
+                    section,
+                    f"expected a table/dict, got {type(data[section]).__name__} "
+                    f"{data[section]!r}, so {dotted} cannot be set in it",
+                )
             if key == "name" and data[section].get("name") != value:
                 data[section] = {"name": value, **_shared_layout(data[section], section)}
             data[section][key] = value

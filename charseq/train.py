@@ -139,7 +139,8 @@ class Trainer:
         if self.step >= train.steps:
             warn(
                 f"nothing to train: the model is at step {self.step} and train.steps is "
-                f"{train.steps} (the step count to reach); pass a higher steps=..."
+                f"{train.steps} (the step count to reach); give a higher one (steps=..., "
+                "or --steps on the command line)"
             )
         self._remember_good_state()
         for callback in self.callbacks:
@@ -238,9 +239,24 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
             else:
                 torch.nn.utils.clip_grad_value_(self.model.parameters(), train.grad_clip)
-        self.optimizer.step()
+        self._optimizer_step()
         self.hidden = hidden
         return loss.item()
+
+    def _optimizer_step(self) -> None:
+        """The optimizer's step; an update too large for float32 is the learning rate's fault
+        (what the divergence guard cannot lower its way out of: it raised deep in torch)."""
+        try:
+            self.optimizer.step()
+        except RuntimeError as error:
+            if "overflow" not in str(error):
+                raise
+            lr = self.optimizer.param_groups[0]["lr"]
+            raise TrainingDiverged(
+                f"step {self.step + 1}: the optimizer's update overflowed float32 (torch: "
+                f"{str(error).strip().splitlines()[0]}) at a learning rate of {lr:g}; lower "
+                "optimizer.lr"
+            ) from None
 
     def _compiled(self) -> Any:
         """The model's forward pass compiled with ``torch.compile`` (``train.compile``).

@@ -500,3 +500,131 @@ def test_a_run_directory_another_process_holds_is_left_alone(corpus, tmp_path):
         result = run("train", "--data", str(corpus), "--out", str(out), "--steps", "2", *SMALL)
         assert result.exit_code == 1 and "another process is training into" in result.output
         assert out.is_dir() and (out / ".charseq.lock").is_file()  # not deleted
+
+
+# -- the Error: contract: what a command is given ends in one Error: line and status 1 ----------
+
+
+def assert_error_line(result, message):
+    assert result.exit_code == 1, result.output
+    assert result.output.count("Error:") == 1 and "Traceback" not in result.output
+    assert result.output.rstrip("\n").splitlines()[-1].startswith("Error: ")
+    assert message in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "train=5", "--set", "train.steps=3"], "train: expected a table/dict, got int 5"),
+        (["--set", "train.steps=" + "9" * 5000], "train.steps: a number of more than 4300 digits"),
+        (["--steps", "3", "--sample-every", "-1"], "--sample-every must be >= 0"),
+        (["--device", "xla"], "device 'xla': charseq runs on cpu, cuda, mps"),
+        (["--device", "vulkan"], "device 'vulkan': charseq runs on cpu, cuda, mps"),
+        (["--device", "meta"], "device 'meta': charseq runs on cpu, cuda, mps"),
+        (["--set", "optimizer.lr=1e300"], "optimizer.lr: must fit in float32"),
+        (["--set", "optimizer.lr=3e38"], "the optimizer's update overflowed float32"),
+    ],
+)
+def test_train_input_it_cannot_use_is_one_error_line(corpus, tmp_path, args, message):
+    out = tmp_path / "run"
+    result = run("train", "--data", str(corpus), "--out", str(out), "--steps", "2", *SMALL, *args)
+    assert_error_line(result, message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--num-samples", str(10**30)], "num_samples must be at most 1000000 (MAX_NUM_SAMPLES"),
+        (["--device", "meta"], "device 'meta': charseq runs on cpu, cuda, mps"),
+        (["--device", "xla"], "device 'xla': charseq runs on cpu, cuda, mps"),
+    ],
+)
+def test_sample_input_it_cannot_use_is_one_error_line(checkpoint, args, message):
+    path, pipe = checkpoint
+    assert_error_line(run("sample", str(path), "--length", "5", *args), message)
+
+
+def test_an_absurd_sample_count_is_a_generation_error_in_python_too(checkpoint):
+    from charseq.constraints import GenerationError
+
+    _, pipe = checkpoint
+    with pytest.raises(GenerationError, match="num_samples must be at most 1000000"):
+        pipe.generate("", 5, num_samples=10**30)
+    with pytest.raises(GenerationError, match="got an integer of 5001 digits"):
+        pipe.generate("", 5, num_samples=10**5000)  # too long to print: its size is named
+
+
+def test_none_is_the_empty_value_the_message_offers(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path, pipe = checkpoint
+    result = run("train", "--set", "sampler.top_k=3", "--set", "sampler.top_k=x", "--print-spec")
+    assert_error_line(result, "sampler.top_k: expected int | none, got str 'x'")
+    result = run("train", "--set", "sampler.top_k=none", "--print-spec")
+    assert result.exit_code == 0 and "top_k" not in result.output  # unset, as by default
+    args = ["--sampler", "temperature", "--seed", "3", "--length", "20"]
+    result = run("sample", str(path), *args, "--set", "top_k=none")
+    assert result.exit_code == 0, result.output
+    section = {"name": "temperature", "top_k": None}
+    assert result.output == pipe.generate("", 20, sampler=section, seed=3) + "\n"
+
+
+def test_an_unknown_policy_for_bytes_says_that_bytes_have_none(corpus, tmp_path):
+    out = tmp_path / "bytes"
+    args = ["--data", str(corpus), "--out", str(out), "--steps", "2", *SMALL]
+    assert run("train", *args, "--set", "tokenizer.name=byte").exit_code == 0
+    plain = run("eval", str(out), "--json")
+    for policy in ("skip", "replace"):
+        result = run("eval", str(out), "--unknown", policy, "--json")
+        assert result.exit_code == 0, result.output
+        assert "the byte tokenizer has no unknown characters (every text encodes" in result.output
+        assert json.loads(result.output.splitlines()[-1]) == json.loads(plain.output)
+        assert "has no unknown-character policy" not in result.output
+    from charseq import Pipeline
+
+    pipe = Pipeline.load(out, device="cpu")
+    with pytest.warns(UserWarning, match="the byte tokenizer has no unknown characters"):
+        skipped = pipe.score("h\u00e9 \U0001f600", unknown="skip")
+    assert skipped.to_dict() == pipe.score("h\u00e9 \U0001f600").to_dict()
+
+
+def test_a_refused_resume_says_what_to_do_in_its_own_terms(corpus, tmp_path):
+    from charseq.checkpoint import RunLock
+
+    out = tmp_path / "run"
+    args = ["--data", str(corpus), "--out", str(out), "--steps", "2", *SMALL]
+    assert run("train", *args).exit_code == 0
+    with RunLock(out):  # another process trains it now
+        result = run("train", "--resume", str(out), "--steps", "3", "--no-progress")
+        assert_error_line(result, f"another process is training into {out} now; resume it once")
+        assert "choose another out" not in result.output
+        result = run("train", *args, "--overwrite")
+        assert_error_line(
+            result, f"into --out {out} now; wait for it to finish, or choose another --out"
+        )
+    result = run("train", "--resume", str(out), "--steps", "1", "--no-progress")
+    assert "give a higher one (steps=..., or --steps on the command line)" in result.output
+
+
+def test_a_resume_that_stretches_the_cosine_schedule_says_so(corpus, tmp_path):
+    cosine = [*SMALL, "--set", "train.schedule=cosine", "--data", str(corpus)]
+    assert run("train", *cosine, "--out", "stretched", "--steps", "4").exit_code == 0
+    result = run("train", "--resume", "stretched", "--steps", "8", "--no-progress")
+    assert result.exit_code == 0, result.output
+    [note] = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert "the cosine schedule now ends at step 8 (train.steps) instead of 4" in note
+    assert "from step 5 the learning rate is 0.55x optimizer.lr instead of 0.1x" in note
+
+    whole = ["--out", "whole", "--steps", "8"]
+    assert run("train", *cosine, *whole).exit_code == 0
+    planned = ["--out", "planned", "--steps", "4", "--set", "train.schedule_steps=8"]
+    assert run("train", *cosine, *planned).exit_code == 0
+    result = run("train", "--resume", "planned", "--steps", "8", "--no-progress")
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
+
+    def losses(name):
+        records = map(json.loads, (tmp_path / name / "metrics.jsonl").read_text().splitlines())
+        return [record["loss"] for record in records if record["event"] == "step"]
+
+    assert len(losses("whole")) == 8 and losses("planned") == losses("whole")  # exactly
+    assert losses("stretched")[4:] != losses("whole")[4:]

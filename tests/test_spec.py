@@ -45,6 +45,18 @@ from charseq.spec import CellLayout, ModelSpec, TrainSpec
         ({"train": {"stepz": 1}}, "train.stepz: unknown option; did you mean 'steps'?"),
         ({"model": []}, "model: expected a table/dict, got list []"),
         ({"cell": {"name": 3}}, "cell.name: expected a name (str), got int 3"),
+        (
+            {"optimizer": {"name": "adam", "lr": 1e300}},
+            "optimizer.lr: must fit in float32 (|value| <= 3.403e+38), the precision of the "
+            "weights, got 1e+300",
+        ),
+        ({"train": {"max_seconds": 10**39}}, "train.max_seconds: must fit in float32"),
+        (
+            {"train": {"steps": 10**5000}},
+            "train.steps: must fit in 64 bits (|value| < 2**63), got an integer of 5001 digits",
+        ),
+        ({"train": {"steps": "9" * 5000}}, "train.steps: expected int, got str '99999"),
+        ({"sampler": {"name": "temperature", "top_k": "x"}}, "sampler.top_k: expected int | none"),
     ],
 )
 def test_bad_specs_name_the_path_and_the_fix(data, message):
@@ -101,6 +113,44 @@ def test_override_keeps_the_cell_layout_when_the_cell_changes():
     assert changed.optimizer.options.lr == 0.01
     with pytest.raises(SpecError, match="cell.hidden_size: must be >= 1"):
         spec.override({"cell.hidden_size": 0})
+
+
+def test_override_into_a_section_set_as_a_whole():
+    spec = PipelineSpec.from_dict({})
+    with pytest.raises(SpecError) as caught:
+        spec.override({"train": 5, "train.steps": 3})
+    assert caught.value.path == "train"
+    assert "expected a table/dict, got int 5, so train.steps cannot be set in it" in str(
+        caught.value
+    )
+    changed = spec.override({"cell": "gru", "cell.hidden_size": 3})  # a name, then an option
+    assert (changed.cell.name, changed.cell.layout.hidden_size) == ("gru", 3)
+    changed = spec.override({"sampler": None, "sampler.top_k": 3})  # the default, then an option
+    assert (changed.sampler.name, changed.sampler.options.top_k) == ("temperature", 3)
+
+
+def test_none_is_the_empty_value_of_an_optional_option():
+    from charseq.options import build_options, option
+
+    for spelling in ("none", "None", None):
+        spec = PipelineSpec.from_dict({"sampler": {"name": "temperature", "top_k": spelling}})
+        assert spec.sampler.options.top_k is None
+
+    @attrs.frozen(kw_only=True)
+    class Labelled:
+        label: str | None = option(None, help="a text option that may be unset")
+
+    # where "none" is a value the option takes, it stays that value
+    assert build_options(Labelled, {"label": "none"}, "x").label == "none"
+    assert build_options(Labelled, {"label": None}, "x").label is None
+
+
+def test_a_number_longer_than_python_reads_is_a_spec_error():
+    digits = "9" * 5000
+    with pytest.raises(SpecError, match="a number of more than 4300 digits"):
+        PipelineSpec.from_json('{"train": {"steps": ' + digits + "}}")
+    with pytest.raises(SpecError, match="a number of more than 4300 digits"):
+        PipelineSpec.from_toml("[train]\nsteps = " + digits + "\n")
 
 
 def test_files_and_text(tmp_path):

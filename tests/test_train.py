@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -152,6 +153,19 @@ def test_a_run_that_keeps_diverging_stops_with_advice():
         Pipeline.from_spec(hopeless, device="cpu").fit(TEXT)
 
 
+def test_an_update_that_overflows_float32_stops_with_advice():
+    huge = spec(steps=3)
+    huge["optimizer"] = {"name": "adam", "lr": 3e38}  # fits float32; lr / (1 - beta1) does not
+    with pytest.raises(TrainingDiverged, match="step 1: the optimizer's update overflowed float32"):
+        Pipeline.from_spec(huge, device="cpu").fit(TEXT)
+
+
+@pytest.mark.parametrize("device", ["meta", "xla", "vulkan"])
+def test_a_device_charseq_cannot_run_on_is_refused_up_front(device):
+    with pytest.raises(CharseqError, match=f"device '{device}': charseq runs on cpu, cuda, mps"):
+        Pipeline.from_spec(spec(), device=device)
+
+
 def test_sampling_during_training_does_not_change_it():
     plain = Pipeline.from_spec(spec(), device="cpu").fit(TEXT)
     samples = []
@@ -187,6 +201,43 @@ def test_schedules():
     assert lr_factor(cosine, 9, 0) == pytest.approx(1.0)
     assert lr_factor(cosine, 55, 0) == pytest.approx(0.55)
     assert lr_factor(cosine, 100, 0) == pytest.approx(0.1)
+
+
+def test_the_cosine_horizon_is_schedule_steps_or_steps():
+    def train(**options):
+        return PipelineSpec.from_dict({"train": {"schedule": "cosine", **options}}).train
+
+    following = train(steps=20, min_lr_ratio=0.0)
+    planned = train(steps=10, schedule_steps=20, min_lr_ratio=0.0)
+    assert [lr_factor(planned, s, 0) for s in range(20)] == [
+        lr_factor(following, s, 0) for s in range(20)
+    ]
+    assert lr_factor(following, 10, 0) == pytest.approx(0.5)
+
+
+def test_a_run_trained_in_parts_follows_one_cosine_curve_when_told_its_total(tmp_path):
+    """``train.schedule_steps`` makes 4 steps and a resume to 8 train exactly as 8 in one go;
+    without it the resume stretches the curve to the new ``steps`` and says so."""
+    cosine = {"schedule": "cosine", "warmup_steps": 1, "eval_every": 0}
+
+    def losses(run):
+        records = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        return [record["loss"] for record in records if record["event"] == "step"]
+
+    whole = Pipeline.from_spec(spec(**cosine), device="cpu")
+    whole.fit(TEXT, out=tmp_path / "whole")
+    planned = Pipeline.from_spec(spec(**cosine, steps=4, schedule_steps=8), device="cpu")
+    planned.fit(TEXT, out=tmp_path / "planned")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # nothing to say: the curve is the one planned
+        resumed = Pipeline.resume(tmp_path / "planned", text=TEXT, steps=8, device="cpu")
+    assert_identical(weights(whole), weights(resumed))
+    assert losses(tmp_path / "planned") == losses(tmp_path / "whole")
+
+    Pipeline.from_spec(spec(**cosine, steps=4), device="cpu").fit(TEXT, out=tmp_path / "part")
+    with pytest.warns(UserWarning, match="now ends at step 8 .train.steps. instead of 4: from st"):
+        Pipeline.resume(tmp_path / "part", text=TEXT, steps=8, device="cpu")
+    assert losses(tmp_path / "part")[4:] != losses(tmp_path / "whole")[4:]
 
 
 def test_the_learning_rate_follows_the_schedule():

@@ -271,7 +271,14 @@ class RunLockedError(CheckpointError):
     """Another process is training into the run directory now."""
 
 
-def _locked_message(run_dir: Path, argument: str) -> str:
+def _locked_message(run_dir: Path, argument: str, *, resuming: bool = False) -> str:
+    """Why ``run_dir`` is refused, in the caller's terms: a new run may choose another
+    ``argument`` (``out``, the command line's ``--out``); a resume has only the run it names."""
+    if resuming:
+        return (
+            f"another process is training into {run_dir} now; resume it once that process has "
+            "finished (one process trains a run at a time)"
+        )
     return (
         f"another process is training into {argument} {run_dir} now; wait for it to finish, "
         f"or choose another {argument}"
@@ -287,10 +294,11 @@ class RunLock:
     process training into it until :meth:`release`, so that a second one (a new run, an
     ``overwrite``, a resume) is refused with :class:`RunLockedError` instead of mixing its
     checkpoints into the first's. Where there are no such locks (Windows, a file system without
-    them: then with a warning), nothing is locked.
+    them: then with a warning), nothing is locked. ``argument`` names the caller's choice of
+    directory in the refusal; ``resuming``: the caller continues this run (it has no other).
     """
 
-    def __init__(self, run_dir: Path, *, argument: str = "out") -> None:
+    def __init__(self, run_dir: Path, *, argument: str = "out", resuming: bool = False) -> None:
         self.handle: int | None = None
         if fcntl is None:
             return
@@ -299,7 +307,7 @@ class RunLock:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(handle)
-            raise RunLockedError(_locked_message(run_dir, argument)) from None
+            raise RunLockedError(_locked_message(run_dir, argument, resuming=resuming)) from None
         except OSError as error:
             os.close(handle)
             if error.errno not in _NO_LOCKS:

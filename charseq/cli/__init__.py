@@ -16,9 +16,9 @@ from typing import Any
 import click
 
 from charseq.callbacks import ProgressBar, SampleEvery
-from charseq.errors import CharseqError
+from charseq.errors import CharseqError, SpecError
 from charseq.registry import get_registry
-from charseq.spec import presets
+from charseq.spec import TOO_MANY_DIGITS, presets
 
 
 def main() -> None:
@@ -318,6 +318,8 @@ def _check_run_dir(out: Path, overwrite: bool) -> Path:
 
 
 def _train_callbacks(progress: bool, sample_every: int) -> list:
+    if sample_every < 0:
+        raise CharseqError(f"--sample-every must be >= 0 (0: no samples), got {sample_every}")
     callbacks: list = [ProgressBar()] if progress else []
     if sample_every:
         callbacks.append(SampleEvery(sample_every, _print_sample))
@@ -505,6 +507,8 @@ def _parse_setting(
         return key.strip(), json.loads(value)
     except json.JSONDecodeError:
         return key.strip(), value
+    except ValueError:  # an integer longer than Python reads
+        raise SpecError(key.strip(), TOO_MANY_DIGITS) from None
 
 
 __all__ = ["cli", "main"]
