@@ -17,6 +17,7 @@ import click
 
 from charseq.callbacks import ProgressBar, SampleEvery
 from charseq.errors import CharseqError
+from charseq.options import format_default
 from charseq.registry import get_registry
 from charseq.spec import presets
 
@@ -102,9 +103,9 @@ def plugins(as_json: bool) -> None:
             f"  {component.name:<12} {component.help}  [{owner.distribution} {owner.version}]"
         )
         for option in component.describe()["options"]:
+            default = format_default(option["default"])  # as a spec writes it; None: unset
             click.echo(
-                f"      {option['name']} ({option['type']}, default {option['default']!r}): "
-                f"{option['help']}"
+                f"      {option['name']} ({option['type']}, default {default}): {option['help']}"
             )
     for failure in registry.failures:
         click.secho(f"failed: {failure}", fg="red")
