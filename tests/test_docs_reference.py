@@ -58,8 +58,8 @@ smartquotes = False  # compare help texts as written
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    pytest.importorskip("sphinx", reason="install the docs extra: pip install -e .[docs]")
-    pytest.importorskip("myst_parser", reason="install the docs extra: pip install -e .[docs]")
+    pytest.importorskip("sphinx", reason='install the docs extra: pip install -e ".[docs]"')
+    pytest.importorskip("myst_parser", reason='install the docs extra: pip install -e ".[docs]"')
     root = tmp_path_factory.mktemp("reference")
     (root / "conf.py").write_text(CONF, encoding="utf-8")
     (root / "index.md").write_text(PAGE, encoding="utf-8")

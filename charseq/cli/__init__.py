@@ -410,7 +410,8 @@ def sample(
     unknown,
     device,
 ) -> None:
-    """Generate text from a checkpoint, streaming it to stdout as it is made."""
+    """Generate text from a checkpoint, streaming it to stdout as it is made: the prime first,
+    then the new text (Pipeline.generate returns the new text alone)."""
     from charseq.pipeline import Pipeline
 
     options = {
