@@ -17,7 +17,7 @@ Both training batchers are resumable exactly: ``state_dict()`` is JSON-ready and
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -389,6 +389,7 @@ def evaluate_ids(
     seq_len: int = 256,
     warmup: int = 256,
     device: torch.device | str | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, float | int]:
     """Mean cross-entropy of ``ids`` under ``model``, with the hidden state carried through.
 
@@ -403,6 +404,8 @@ def evaluate_ids(
         ids: a 1-D id array, e.g. ``corpus.split().val``.
         batch_size, seq_len, warmup: see :func:`evaluation_batches`.
         device: where to run (default: where the model's parameters are).
+        on_batch: called after each batch with the number of tokens scored so far (about
+            ``len(ids) - 1`` in all), e.g. to show progress.
 
     Returns:
         ``{"nats": nats per token, "bpc": bits per token (bits per character for character
@@ -428,5 +431,7 @@ def evaluate_ids(
                 reduction="sum",
             )
             total += loss.double()
+            if on_batch is not None:
+                on_batch(tokens)
     nats = total.item() / tokens
     return {"nats": nats, "bpc": nats / math.log(2), "tokens": tokens}

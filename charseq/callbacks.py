@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+from charseq.progress import EVAL_PROGRESS_TOKENS, open_bar
 
 if TYPE_CHECKING:
     from charseq.train import Trainer
@@ -25,6 +27,10 @@ class Callback:
 
     def on_step_end(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
         """After each optimizer step: ``loss`` (nats/char), ``lr``, ``epoch``, ``chars_per_s``."""
+
+    def on_eval_progress(self, trainer: Trainer, split: str, done: int, total: int) -> None:
+        """During an evaluation of ``split``: ``done`` of about ``total`` tokens scored so far;
+        first with ``done == 0``, last with ``done == total``."""
 
     def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
         """After each evaluation: ``val_nats``, ``val_bpc``, ``best_val_bpc``."""
@@ -44,11 +50,19 @@ class Callback:
 
 
 class ProgressBar(Callback):
-    """A tqdm bar: step, loss, val BPC, chars/s and ETA; notices go above the bar."""
+    """A tqdm bar: step, loss, val BPC, chars/s and ETA; notices go above the bar.
 
-    def __init__(self, file: TextIO | None = None) -> None:
+    An evaluation of at least ``eval_min_tokens`` tokens (the last one, after the bar has
+    reached 100%, included) shows a second bar while it runs. Given to ``Pipeline.fit`` or
+    ``resume``, it also has reading and encoding a large corpus show bars (see
+    :mod:`charseq.progress`).
+    """
+
+    def __init__(self, file: TextIO | None = None, eval_min_tokens: int | None = None) -> None:
         self.file = file
+        self.eval_min_tokens = EVAL_PROGRESS_TOKENS if eval_min_tokens is None else eval_min_tokens
         self.bar: Any = None
+        self.eval_bar: Any = None
         self.postfix = {"loss": "-", "val_bpc": "-", "best": "-", "chars_s": "-"}
 
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -74,6 +88,20 @@ class ProgressBar(Callback):
         self.postfix.update(loss=f"{metrics['loss']:.3f}", chars_s=f"{metrics['chars_per_s']:.0f}")
         self.bar.set_postfix(self.postfix, refresh=False)
 
+    def on_eval_progress(self, trainer: Trainer, split: str, done: int, total: int) -> None:
+        if self.eval_bar is None:
+            if done >= total or total < self.eval_min_tokens:
+                return
+            self.eval_bar = open_bar(f"evaluating {split}", total, unit="tok", file=self.file)
+        self.eval_bar.update(done - self.eval_bar.n)
+        if done >= total:
+            self._close_eval_bar()
+
+    def _close_eval_bar(self) -> None:
+        if self.eval_bar is not None:
+            self.eval_bar.close()
+            self.eval_bar = None
+
     def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
         self.postfix.update(
             val_bpc=f"{metrics['val_bpc']:.3f}", best=f"{metrics['best_val_bpc']:.3f}"
@@ -84,10 +112,17 @@ class ProgressBar(Callback):
         self.bar.write(message, file=self.file or sys.stderr)
 
     def on_fit_end(self, trainer: Trainer, step: int, reason: str) -> None:
+        self._close_eval_bar()
         self.bar.close()
 
     def on_exception(self, trainer: Trainer, step: int, error: BaseException) -> None:
+        self._close_eval_bar()
         self.bar.close()
+
+
+def shows_progress(callbacks: Iterable[Callback]) -> bool:
+    """Whether ``callbacks`` show a progress bar (then the slow phases around training do too)."""
+    return any(isinstance(callback, ProgressBar) for callback in callbacks)
 
 
 class MetricsLog(Callback):

@@ -14,6 +14,7 @@ from charseq.batches import evaluate_ids
 from charseq.checkpoint import CheckpointError, read_manifest, resolve_checkpoint
 from charseq.errors import CharseqError, UnknownCharacterError
 from charseq.pipeline import Pipeline, with_policy
+from charseq.progress import EVAL_PROGRESS_TOKENS, phase
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -26,6 +27,7 @@ def evaluate_checkpoint(
     device: torch.device | str | None = None,
     seq_len: int = 1024,
     unknown: str | None = None,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """nats/char and BPC of a checkpoint on one split of its corpus, or of other ``files``.
 
@@ -35,6 +37,9 @@ def evaluate_checkpoint(
     token after the first is predicted from all that precede it. ``unknown`` (``"error"``,
     ``"skip"`` or ``"replace"``) overrides the tokenizer's policy for characters outside its
     vocabulary, as :meth:`~charseq.Pipeline.score` does: with ``"skip"`` they are not counted.
+    ``progress`` shows bars on standard error while a large corpus is read and a large split
+    evaluated: ``True``, ``False``, or ``None`` (the default, as ``charseq eval`` has it) for
+    "when standard error is a terminal"; see :mod:`charseq.progress`.
 
     Returns:
         ``{"split", "nats", "bpc", "tokens", "checkpoint", "step", "tokenizer"}`` (the
@@ -53,7 +58,14 @@ def evaluate_checkpoint(
             cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="charseq-")))
         try:
             ids, splits, _ = pipe.read_training_corpus(
-                path, manifest, None, files, cache, same=files is None, split=split != "all"
+                path,
+                manifest,
+                None,
+                files,
+                cache,
+                same=files is None,
+                split=split != "all",
+                progress=progress,
             )
         except UnknownCharacterError as error:
             error.args = (f"{error} When evaluating: unknown='skip' or 'replace' (--unknown).",)
@@ -70,9 +82,29 @@ def evaluate_checkpoint(
                 f"evaluate another split ({', '.join(x for x in SPLITS if x != split)}: "
                 "split=... in Python, --split on the command line)"
             )
-        scores = evaluate_ids(
-            pipe.model, ids, batch_size=1, seq_len=seq_len, warmup=0, device=pipe.device
-        )
+        with phase(
+            f"evaluating {split}",
+            len(ids) - 1,
+            unit="tok",
+            show=progress,
+            minimum=EVAL_PROGRESS_TOKENS,
+        ) as advance:
+            scored = 0
+
+            def report(done: int) -> None:
+                nonlocal scored
+                advance(done - scored)
+                scored = done
+
+            scores = evaluate_ids(
+                pipe.model,
+                ids,
+                batch_size=1,
+                seq_len=seq_len,
+                warmup=0,
+                device=pipe.device,
+                on_batch=report,
+            )
     tokenizer = pipe.spec.tokenizer.name
     return {
         "split": split,

@@ -13,6 +13,7 @@ and the options tables of the documentation.
 
 from __future__ import annotations
 
+import json
 import math
 import types
 import typing
@@ -113,6 +114,17 @@ def describe_options(cls: type) -> list[dict[str, Any]]:
         }
         for f in option_fields(cls)
     ]
+
+
+def format_default(value: Any) -> str:
+    """A default (as :func:`describe_options` gives it) as a spec writes it; ``None`` is "unset".
+
+    ``charseq plugins`` and the options tables of the documentation show defaults this way:
+    ``true``, ``"error"``, ``[0.9, 0.999]``, and ``unset`` for an option that is left out.
+    """
+    if value is None:
+        return "unset"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def build_options(cls: type, data: Mapping[str, Any], path: str) -> Any:

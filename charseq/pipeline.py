@@ -25,7 +25,7 @@ import torch
 from charseq import __version__
 from charseq.batches import evaluate_ids
 from charseq.builtins.tokenizers import ByteTokenizer
-from charseq.callbacks import Callback
+from charseq.callbacks import Callback, shows_progress
 from charseq.checkpoint import (
     LATEST_FILE,
     CheckpointError,
@@ -245,7 +245,15 @@ class Pipeline:
             started = False
             try:
                 cache = run_dir / "cache" if run_dir else Path(stack.enter_context(_tempdir()))
-                _, splits, corpus = self._corpus(text, files, include, encoding, normalize, cache)
+                _, splits, corpus = self._corpus(
+                    text,
+                    files,
+                    include,
+                    encoding,
+                    normalize,
+                    cache,
+                    progress=shows_progress(callbacks),
+                )
                 if self.model is None:
                     torch.manual_seed(spec.train.seed)
                     self.model = self.build_model()
@@ -318,7 +326,7 @@ class Pipeline:
             stack.enter_context(RunLock(run_dir, resuming=True))  # one process per run directory
             cache = run_dir / "cache" if text is None else Path(stack.enter_context(_tempdir()))
             _, splits, corpus = pipe.read_training_corpus(
-                path, manifest, text, files, cache, same=True
+                path, manifest, text, files, cache, same=True, progress=shows_progress(callbacks)
             )
             trainer = Trainer(
                 pipe,
@@ -342,11 +350,14 @@ class Pipeline:
         cache: Path,
         *,
         split: bool = True,
+        progress: bool | None = False,
     ) -> tuple[np.ndarray, Splits | None, dict[str, Any]]:
         """Read, fit the tokenizer on (if it has no vocabulary), encode and split the corpus.
 
         Returns the ids, their splits (``None`` without ``split``: a text too small to split
         can still be evaluated whole), and what a checkpoint records about the corpus.
+        ``progress``: show bars while a large corpus of files is read (see
+        :func:`~charseq.corpus.prepare_corpus`).
         """
         train = self.spec.train
         if (text is None) == (files is None):
@@ -368,7 +379,12 @@ class Pipeline:
         paths = [files] if isinstance(files, str | Path) else list(files)
         sources = find_sources(paths, tuple(include), encoding=encoding)
         corpus = prepare_corpus(
-            sources, self.tokenizer, cache, encoding=encoding, normalize=normalize
+            sources,
+            self.tokenizer,
+            cache,
+            encoding=encoding,
+            normalize=normalize,
+            progress=progress,
         )
         self.normalize = normalize
         info = {
@@ -392,10 +408,11 @@ class Pipeline:
         *,
         same: bool,
         split: bool = True,
+        progress: bool | None = False,
     ) -> tuple[np.ndarray, Splits | None, dict[str, Any]]:
         """The corpus a checkpoint was trained on, read again from the sources it names (or
         from ``text`` / ``files``); with ``same``, it must be that very text (same hash).
-        Without ``split`` the splits are ``None`` (see :meth:`_corpus`)."""
+        Without ``split`` the splits are ``None``; ``progress`` as for :meth:`_corpus`."""
         recorded = manifest.get("corpus", {})
         if text is None and files is None:
             if recorded.get("kind") != "files":
@@ -417,6 +434,7 @@ class Pipeline:
                 recorded.get("normalize"),
                 cache,
                 split=split,
+                progress=progress,
             )
         except EmptyCorpusError as error:
             if text is None and STDIN in files:

@@ -277,14 +277,32 @@ class Trainer:
     # -- evaluation and checkpoints ------------------------------------------------------------
 
     def evaluate(self, split: str = "val") -> dict[str, float]:
-        """nats/char and BPC of ``split`` (stateful over the whole split)."""
+        """nats/char and BPC of ``split`` (stateful over the whole split); callbacks'
+        ``on_eval_progress`` follow it."""
         ids = getattr(self.splits, split)
         if len(ids) < 2:
             raise CharseqError(f"the {split} split has {len(ids)} token(s); nothing to evaluate")
         train = self.spec.train
-        return evaluate_ids(
-            self.model, ids, batch_size=train.batch_size, seq_len=train.seq_len, device=self.device
+        total, reported = len(ids) - 1, -1
+
+        def report(done: int) -> None:  # callbacks see the evaluation's progress
+            nonlocal reported
+            if done != reported:
+                reported = done
+                for callback in self.callbacks:
+                    callback.on_eval_progress(self, split, done, total)
+
+        report(0)
+        scores = evaluate_ids(
+            self.model,
+            ids,
+            batch_size=train.batch_size,
+            seq_len=train.seq_len,
+            device=self.device,
+            on_batch=report,
         )
+        report(total)
+        return scores
 
     def _evaluate(self) -> bool | None:
         """Evaluate on val, track the best; ``None`` when there is no val split."""

@@ -1,6 +1,7 @@
 """The documentation builds with warnings as errors (its code blocks run in docs/ via Sybil,
 and the pages marked `show-output` run again in the build, to show what they print)."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def test_docs_build_without_warnings(tmp_path):
-    pytest.importorskip("sphinx", reason="install the docs extra: pip install -e .[docs]")
+    pytest.importorskip("sphinx", reason='install the docs extra: pip install -e ".[docs]"')
     done = subprocess.run(
         [
             sys.executable,
@@ -33,3 +34,36 @@ def test_docs_build_without_warnings(tmp_path):
     sampling = (tmp_path / "html" / "tutorial" / "sampling.html").read_text("utf-8")
     assert sampling.count('class="charseq-output') >= 4
     assert "greedy: 'def " in sampling or "greedy: &#39;def " in sampling
+
+
+ROOT = DOCS.parent
+_PIP_INSTALL = re.compile(r"\bpip +install\b[^\n`]*")
+
+
+def _pip_installs():
+    """Every ``pip install ...`` the project shows: docs, READMEs, messages and scripts."""
+    files = [
+        *ROOT.glob("*.md"),
+        *(p for p in DOCS.rglob("*.md") if "_build" not in p.parts),
+        *ROOT.glob("plugins/*/*.md"),
+        *ROOT.glob("charseq/**/*.py"),
+        *ROOT.glob("tests/*.py"),
+        *ROOT.glob("scripts/*"),
+    ]
+    for path in files:
+        for line in path.read_text("utf-8").splitlines():
+            for match in _PIP_INSTALL.finditer(line):
+                yield path.relative_to(ROOT), match.group(0)
+
+
+def test_every_pip_install_quotes_its_extras():
+    """zsh (macOS's shell) takes ``charseq[testing]`` for a glob and fails with "no matches
+    found": every extra shown in a ``pip install`` is quoted."""
+    shown = list(_pip_installs())
+    assert any('"charseq[testing]"' in command for _, command in shown)
+    bare = [
+        (str(path), command)
+        for path, command in shown
+        if any("[" in word and word[0] not in "\"'" for word in command.split())
+    ]
+    assert not bare, bare

@@ -58,8 +58,8 @@ smartquotes = False  # compare help texts as written
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    pytest.importorskip("sphinx", reason="install the docs extra: pip install -e .[docs]")
-    pytest.importorskip("myst_parser", reason="install the docs extra: pip install -e .[docs]")
+    pytest.importorskip("sphinx", reason='install the docs extra: pip install -e ".[docs]"')
+    pytest.importorskip("myst_parser", reason='install the docs extra: pip install -e ".[docs]"')
     root = tmp_path_factory.mktemp("reference")
     (root / "conf.py").write_text(CONF, encoding="utf-8")
     (root / "index.md").write_text(PAGE, encoding="utf-8")
@@ -115,3 +115,36 @@ def test_every_check_is_in_the_checks_table(text):
 
     for check in all_checks():
         assert check.__name__ in text, f"{check.__name__} is missing"
+
+
+def test_charseq_plugins_shows_each_default_as_the_spec_reference_does(text):
+    """`charseq plugins` and the spec reference agree on every default: ``unset`` for None
+    (what the reference says an unset default looks like), ``true``, ``"error"``; ``--json``
+    keeps JSON's own values (``null``)."""
+    import json
+
+    from click.testing import CliRunner
+
+    listing = CliRunner().invoke(cli, ["plugins"]).stdout
+    described = json.loads(CliRunner().invoke(cli, ["plugins", "--json"]).stdout)
+    by_name = {(c["kind"], c["name"]): c for c in described["components"]}
+    top_k = next(o for o in by_name["sampler", "temperature"]["options"] if o["name"] == "top_k")
+    assert top_k["default"] is None  # JSON null
+    assert "top_k (int | none, default unset): " in listing
+    assert "default None" not in listing
+    components = [
+        c
+        for kind in KINDS
+        for c in get_registry().components(kind)
+        if c.owner.distribution == BUILTIN_DISTRIBUTION
+    ]
+    blocks = re.split(r"^  (?=\S)", listing, flags=re.M)  # one per component (and kind)
+    listed = {block.split()[0]: block for block in blocks if block.strip()}
+    for component in components:
+        block = listed[component.name]
+        for option in describe_options(component.options):
+            name, kind = re.escape(option["name"]), re.escape(option["type"])
+            shown = re.search(rf"^ +{name} \({kind}, default (.*?)\): ", block, re.M)
+            assert shown, f"{component.name}.{option['name']} is not listed"
+            row = f"{option['name']} {option['type']} {shown.group(1)} "
+            assert row in text, f"{component.name}: the reference does not show {row!r}"

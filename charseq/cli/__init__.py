@@ -17,6 +17,7 @@ import click
 
 from charseq.callbacks import ProgressBar, SampleEvery
 from charseq.errors import CharseqError, SpecError
+from charseq.options import format_default
 from charseq.registry import get_registry
 from charseq.spec import TOO_MANY_DIGITS, presets
 
@@ -103,9 +104,9 @@ def plugins(as_json: bool) -> None:
             f"[{owner.distribution} {owner.version}]"
         )
         for option in component.describe()["options"]:
+            default = format_default(option["default"])  # as a spec writes it; None: unset
             click.echo(
-                f"      {option['name']} ({option['type']}, default {option['default']!r}): "
-                f"{option['help']}"
+                f"      {option['name']} ({option['type']}, default {default}): {option['help']}"
             )
     for failure in registry.failures:
         click.secho(f"failed: {failure}", fg="red")
@@ -412,7 +413,8 @@ def sample(
     unknown,
     device,
 ) -> None:
-    """Generate text from a checkpoint, streaming it to stdout as it is made."""
+    """Generate text from a checkpoint, streaming it to stdout as it is made: the prime first,
+    then the new text (Pipeline.generate returns the new text alone)."""
     from charseq.pipeline import Pipeline
 
     options = {

@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from charseq.corpus.text import _READ_BLOCK, CHUNK_CHARS, _stream_text
 from charseq.errors import CharseqError, warn
 from charseq.files import atomic_write
 from charseq.interfaces import Tokenizer
+from charseq.progress import CORPUS_PROGRESS_BYTES, phase
 
 _CACHE_FORMAT = 1
 
@@ -161,6 +162,8 @@ def prepare_corpus(
     normalize: Normalization | None = None,
     errors: str | None = None,
     chunk_chars: int = CHUNK_CHARS,
+    progress: bool | None = False,
+    progress_min_bytes: int | None = None,
 ) -> EncodedCorpus:
     """Encode ``sources`` with ``tokenizer`` into a memory-mapped id array cached in ``cache_dir``.
 
@@ -188,6 +191,11 @@ def prepare_corpus(
         errors: the codec's error handler; by default ``"surrogateescape"`` for the ``byte``
             tokenizer (raw bytes pass through unchanged) and ``"strict"`` for the others.
         chunk_chars: characters per piece (see :func:`iter_text`).
+        progress: show a bar on standard error while each pass reads a corpus of at least
+            ``progress_min_bytes``: ``True``, ``False``, or ``None`` for "when standard error is
+            a terminal" (see :mod:`charseq.progress`).
+        progress_min_bytes: the smallest corpus that shows a bar (default
+            :data:`~charseq.progress.CORPUS_PROGRESS_BYTES`).
 
     Raises:
         EmptyCorpusError: no bytes, or no token after encoding.
@@ -223,17 +231,30 @@ def prepare_corpus(
                 f"{'has' if len(names) == 1 else 'have'} no text"
             )
 
+        minimum = CORPUS_PROGRESS_BYTES if progress_min_bytes is None else progress_min_bytes
+
+        def bar(desc: str) -> Any:  # a bar over the corpus's bytes (or none: see phase)
+            return phase(desc, sum(sizes), unit="B", show=progress, minimum=minimum)
+
         hasher = hashlib.sha256()
         if tokenizer.is_fitted:
-            for path, _ in items:
-                with open(path, "rb") as file:
-                    while block := file.read(_READ_BLOCK):
-                        hasher.update(block)
+            with bar("reading the corpus") as advance:
+                for path, _ in items:
+                    with open(path, "rb") as file:
+                        while block := file.read(_READ_BLOCK):
+                            hasher.update(block)
+                            advance(len(block))
         else:
-            pieces = _stream_text(items, codec, form, chunk_chars, errors, hasher.update)
-            tokenizer.fit_chunks(pieces)
-            for _ in pieces:  # make sure every byte was hashed, whatever fit_chunks did
-                pass
+            with bar("fitting the tokenizer") as advance:
+
+                def hash_block(block: bytes) -> None:
+                    hasher.update(block)
+                    advance(len(block))
+
+                pieces = _stream_text(items, codec, form, chunk_chars, errors, hash_block)
+                tokenizer.fit_chunks(pieces)
+                for _ in pieces:  # make sure every byte was hashed, whatever fit_chunks did
+                    pass
         content = hasher.hexdigest()
 
         state = tokenizer.state_dict()
@@ -256,9 +277,10 @@ def prepare_corpus(
         tokens = _cached_tokens(ids_path, meta_path, key, dtype)
         reused = tokens is not None
         if tokens is None:
-            tokens = _encode_to_file(
-                items, tokenizer, dtype, ids_path, codec, form, chunk_chars, errors
-            )
+            with bar("encoding the corpus") as advance:
+                tokens = _encode_to_file(
+                    items, tokenizer, dtype, ids_path, codec, form, chunk_chars, errors, advance
+                )
             if tokens == 0:
                 ids_path.unlink(missing_ok=True)
                 raise EmptyCorpusError(
@@ -338,12 +360,18 @@ def _encode_to_file(
     form: str | None,
     chunk_chars: int,
     errors: str,
+    advance: Callable[[int], None],
 ) -> int:
-    """Pass 2: encode piece by piece into a temporary file, then rename it to ``ids_path``."""
+    """Pass 2: encode piece by piece into a temporary file, then rename it to ``ids_path``;
+    ``advance`` is told how many bytes of the corpus each read took."""
+
+    def on_bytes(block: bytes) -> None:
+        advance(len(block))
+
     tokens = 0
     with atomic_write(ids_path) as out:
         start = 0  # characters of the (normalised) text before this piece
-        for piece in _stream_text(items, codec, form, chunk_chars, errors):
+        for piece in _stream_text(items, codec, form, chunk_chars, errors, on_bytes):
             try:
                 ids = np.asarray(tokenizer.encode_array(piece))
             except CharseqError as error:

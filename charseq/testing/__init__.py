@@ -1,7 +1,8 @@
 """charseq's conformance kit: the checks every cell, tokenizer and sampler plugin must pass.
 
-Install with ``pip install charseq[testing]`` (pytest and Hypothesis). charseq runs this kit on
-its own built-in components; a plugin author runs it from the plugin's tests::
+Install with ``pip install "charseq[testing]"`` (pytest and Hypothesis), or in a checkout
+``pip install -e ".[testing]"``. charseq runs this kit on its own built-in components; a plugin
+author runs it from the plugin's tests::
 
     from charseq.testing import check_plugin_installed, parametrize_with_checks
 

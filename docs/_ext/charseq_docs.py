@@ -14,7 +14,6 @@ docutils nodes themselves, so they work the same in MyST Markdown and in reStruc
 from __future__ import annotations
 
 import inspect
-import json
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -229,14 +228,9 @@ class CliDirective(SphinxDirective):
 # -- charseq-options -------------------------------------------------------------------------------
 
 
-def format_default(value: Any) -> str:
-    """A default as it is written in a TOML or JSON spec; ``None`` is "unset"."""
-    if value is None:
-        return "unset"
-    return json.dumps(value, ensure_ascii=False)
-
-
 def options_table(options: list[dict[str, Any]]) -> nodes.Node:
+    from charseq.options import format_default  # as `charseq plugins` shows a default
+
     if not options:
         return nodes.paragraph(text="No options.")
     rows = [
