@@ -51,6 +51,7 @@ from charseq.checkpoint.run import (
     is_training_checkpoint,
     make_writable_dir,
     prepare_run_dir,
+    read_checkpoint,
     resolve_checkpoint,
     restore_run_dir,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "optimizer_state_from_tensors",
     "optimizer_state_to_tensors",
     "prepare_run_dir",
+    "read_checkpoint",
     "read_manifest",
     "read_tensors",
     "read_weights",
