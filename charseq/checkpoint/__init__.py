@@ -15,7 +15,8 @@ was interrupted between the two renames, restores) what a killed process left be
 Exact resume needs more than weights, so this module also turns nested state (an optimizer's or a
 scheduler's ``state_dict``, the data cursor, the carried hidden state) into tensors plus plain JSON
 (:func:`state_to_tensors`), captures every global RNG (:func:`capture_rng`), and keeps the last K
-and the best checkpoints of a run (:class:`CheckpointStore`). It knows nothing about trainers.
+and the best checkpoints of a run (:class:`CheckpointStore`), which readers read whole while it is
+written (:func:`read_checkpoint`). It knows nothing about trainers.
 
 Modules: ``directory`` (one checkpoint directory, written atomically), ``state`` (nested state
 and RNGs as tensors + JSON), ``run`` (a run directory: its checkpoints, ``latest.json``, and
