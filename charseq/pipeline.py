@@ -35,6 +35,7 @@ from charseq.checkpoint import (
     prepare_run_dir,
     read_checkpoint,
     read_manifest,
+    recover_interrupted_save,
     resolve_checkpoint,
     restore_run_dir,
     write_checkpoint,
@@ -297,6 +298,7 @@ class Pipeline:
         """
         from charseq.train import Trainer, training_state
 
+        recover_interrupted_save(checkpoint)  # a run killed mid-save is whole again
         path = resolve_checkpoint(checkpoint)
         manifest = read_manifest(path)
         training_state(path, manifest)

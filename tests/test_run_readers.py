@@ -349,3 +349,20 @@ def test_truncate_metrics_without_the_checkpoint_record(tmp_path):
     truncate_metrics(log, 2)
     kept = log.read_text().splitlines()
     assert [json.loads(line) for line in kept[:4]] == lines[:4] and kept[4:] == ["not json"]
+
+
+def test_a_resume_after_a_rewrite_killed_between_its_renames(run, monkeypatch):
+    # the trainer rewrites its last step as the best when a stop came after that step's
+    # checkpoint_every save; killed with the step moved aside and its new version not in place
+    store = CheckpointStore(run, keep_last=1)
+    manifest, tensors = load_checkpoint(run / "step-00000002")
+    kill_at(monkeypatch, 1)  # 0: step 2 -> aside; 1: staging -> step 2
+    with pytest.raises(Killed):
+        store.save(2, tensors, manifest, metric=0.5)
+    monkeypatch.undo()
+    assert not (run / "step-00000002").exists()
+    assert Pipeline.load(run).step == 2  # readers read the version kept aside
+    resumed = Pipeline.resume(run, steps=3, device="cpu")
+    assert resumed.result.step == 3
+    assert CheckpointStore(run).latest() == run / "step-00000003"
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".") and "lock" not in p.name]

@@ -53,6 +53,7 @@ from charseq.checkpoint.run import (
     make_writable_dir,
     prepare_run_dir,
     read_checkpoint,
+    recover_interrupted_save,
     resolve_checkpoint,
     restore_run_dir,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "read_manifest",
     "read_tensors",
     "read_weights",
+    "recover_interrupted_save",
     "resolve_checkpoint",
     "restore_generator",
     "restore_rng",

@@ -258,6 +258,22 @@ def read_checkpoint(
     )
 
 
+def recover_interrupted_save(path: str | Path) -> None:
+    """Before a resume reads the run ``path`` is (or holds a checkpoint of): put back what a
+    save killed between its two renames left moved aside, and delete its leftovers, as the
+    run's next save would. Nothing is done where ``path`` is in no run, or while a process
+    trains into the run (holding its lock)."""
+    path = Path(path)
+    run = path if (path / LATEST_FILE).is_file() else path.parent
+    if not (run / LATEST_FILE).is_file():
+        return
+    try:
+        with RunLock(run):
+            _recover_leftovers(run)
+    except (RunLockedError, OSError):
+        return  # the resume itself says the run is busy, or that it cannot be written
+
+
 def _resolve_for_reading(path: Path) -> Path:
     """:func:`resolve_checkpoint`, except that a checkpoint directory a save is replacing (or a
     killed save left moved aside) has a stand-in: for ``RUN/best`` the step checkpoint
