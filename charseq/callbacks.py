@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from charseq.files import atomic_write
 from charseq.progress import EVAL_PROGRESS_TOKENS, open_bar
 
 if TYPE_CHECKING:
@@ -128,12 +129,18 @@ def shows_progress(callbacks: Iterable[Callback]) -> bool:
 class MetricsLog(Callback):
     """Appends one JSON object per step, evaluation and checkpoint to ``path`` (JSON Lines).
 
-    The file and its folder are created on the first record.
+    The file and its folder are created on the first record. When a run is resumed, the
+    records written after the checkpoint it resumes from (the work a killed or stopped run
+    lost, which the resume does again) are removed first, so that no step is logged twice.
     """
 
     def __init__(self, path: str | Path, every: int = 1) -> None:
         self.path = Path(path)
         self.every = every
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        if trainer.restored_step is not None and self.path.is_file():
+            truncate_metrics(self.path, trainer.restored_step)
 
     def _write(self, record: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -192,6 +199,44 @@ class SampleEvery(Callback):
                 self.prime, self.length, sampler=self.sampler, seed=self.seed
             )
             self.write(step, self.prime + text)
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Cut the JSON Lines log ``path`` back to where a run's checkpoint of ``step`` left it.
+
+    It keeps the lines up to the last ``{"event": "checkpoint", "step": step}`` record; where
+    there is none (a run killed between writing that checkpoint and logging it), the records of
+    steps up to ``step`` and any line that names no step. A last line without its newline (cut
+    short by a kill) goes too. The file is replaced atomically.
+    """
+    with path.open("rb") as file:
+        lines = file.readlines()
+    if lines and not lines[-1].endswith(b"\n"):
+        lines.pop()
+    records = [_record(line) for line in lines]
+    marks = [
+        i for i, r in enumerate(records) if r.get("event") == "checkpoint" and r.get("step") == step
+    ]
+    if marks:
+        kept = lines[: marks[-1] + 1]
+    else:
+        kept = [
+            line
+            for line, record in zip(lines, records, strict=True)
+            if not isinstance(record.get("step"), int) or record["step"] <= step
+        ]
+    if len(kept) == len(lines) and path.stat().st_size == sum(map(len, lines)):
+        return
+    with atomic_write(path) as file:
+        file.writelines(kept)
+
+
+def _record(line: bytes) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _to_stderr(step: int, text: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from charseq.batches import evaluate_ids
-from charseq.checkpoint import CheckpointError, read_manifest, resolve_checkpoint
+from charseq.checkpoint import CheckpointError, read_checkpoint
 from charseq.errors import CharseqError, UnknownCharacterError
 from charseq.pipeline import Pipeline, with_policy
 from charseq.progress import EVAL_PROGRESS_TOKENS, phase
@@ -47,9 +47,8 @@ def evaluate_checkpoint(
     """
     if split not in SPLITS:
         raise CharseqError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
-    path = resolve_checkpoint(checkpoint)
-    manifest = read_manifest(path)
-    pipe = Pipeline.load(path, device=device)
+    path, manifest, tensors = read_checkpoint(checkpoint, ["model"])  # one, even while written
+    pipe = Pipeline._from_checkpoint(path, manifest, tensors["model"], device=device)
     if unknown is not None:
         pipe.tokenizer = with_policy(pipe.tokenizer, unknown)
     with ExitStack() as stack:

@@ -34,8 +34,9 @@ from charseq.checkpoint import (
     clear_run_dir,
     is_training_checkpoint,
     prepare_run_dir,
+    read_checkpoint,
     read_manifest,
-    read_tensors,
+    recover_interrupted_save,
     resolve_checkpoint,
     restore_run_dir,
     write_checkpoint,
@@ -313,6 +314,7 @@ class Pipeline:
         """
         from charseq.train import Trainer, training_state
 
+        recover_interrupted_save(checkpoint)  # a run killed mid-save is whole again
         path = resolve_checkpoint(checkpoint)
         manifest = read_manifest(path)
         training_state(path, manifest)
@@ -730,10 +732,28 @@ class Pipeline:
         plugins need not be (sampling and evaluating use neither): the defaults stand in, with a
         warning, and training or sampling with the checkpoint's own sampler is refused until
         they are installed; :meth:`save` records them as the checkpoint did.
+
+        A run that a process is training into (or its ``best``) loads too: the checkpoint is
+        read once, consistently (:func:`~charseq.checkpoint.read_checkpoint`).
         """
+        path, manifest, tensors = read_checkpoint(directory, ["model"])
+        return cls._from_checkpoint(
+            path, manifest, tensors["model"], registry=registry, device=device
+        )
+
+    @classmethod
+    def _from_checkpoint(
+        cls,
+        path: Path,
+        manifest: dict[str, Any],
+        weights: dict[str, torch.Tensor],
+        *,
+        registry: Registry | None = None,
+        device: torch.device | str | None = None,
+    ) -> Pipeline:
+        """:meth:`load` from a checkpoint already read: its directory, manifest and weights
+        (:func:`~charseq.checkpoint.read_checkpoint`, one consistent read)."""
         registry = get_registry() if registry is None else registry
-        path = resolve_checkpoint(directory)
-        manifest = read_manifest(path)
         _check_pipeline_fields(path, manifest)
         missing = missing_plugins(registry, manifest)
         refuse_missing(registry, {k: v for k, v in missing.items() if k not in NOT_NEEDED})
@@ -773,7 +793,7 @@ class Pipeline:
             ) from error
         model = pipe.build_model()
         try:
-            model.load_state_dict(read_tensors(path, "model", manifest=manifest))
+            model.load_state_dict(weights)
         except RuntimeError as error:
             raise CheckpointError(f"{path}: weights do not fit the spec: {error}") from None
         pipe.model = model

@@ -165,7 +165,10 @@ class TrainSpec:
         0, help="stop after this many evaluations without a better val BPC (0: never)", min=0
     )
     checkpoint_every: int = option(
-        0, help="steps between checkpoints (0: at each evaluation)", min=0
+        0,
+        help="steps between checkpoints (0: at each evaluation); an evaluation that improves "
+        "val BPC saves one too (the best)",
+        min=0,
     )
     keep_last: int = option(3, help="checkpoints kept besides the best", min=1)
     divergence_factor: float = option(

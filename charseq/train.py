@@ -127,6 +127,8 @@ class Trainer:
         self.first_loss: float | None = None
         self.divergences = 0
         self.train_seconds = 0.0
+        self.restored_step: int | None = None
+        """The step of the checkpoint :meth:`restore` resumed from (None for a new run)."""
         self._stop = threading.Event()
         self._stop_reason = "stop requested"
         self._good: dict[str, Any] | None = None
@@ -188,13 +190,19 @@ class Trainer:
                 if train.eval_every and self.step % train.eval_every == 0:
                     improved = self._evaluate()
                     evaluated_at = self.step
-                    if not train.checkpoint_every:
+                    # With checkpoint_every, an improvement is saved too: it is the best.
+                    if not train.checkpoint_every or improved:
                         self._checkpoint(improved)
                         checkpointed_at = self.step
                     if train.patience and self.evals_since_best >= train.patience:
                         reason = "early stopping"
                         break
-                if train.checkpoint_every and self.step % train.checkpoint_every == 0:
+                if (
+                    train.checkpoint_every
+                    and self.step % train.checkpoint_every == 0
+                    and checkpointed_at != self.step
+                    and self.step < train.steps  # the last step's, after its evaluation below
+                ):
                     self._checkpoint(None)
                     checkpointed_at = self.step
             # Still under the handlers: a signal now stops nothing but is not lost either (the
@@ -203,7 +211,7 @@ class Trainer:
             if evaluated_at != self.step:
                 improved = self._evaluate()
             checkpoint = self.store.latest() if self.store else None
-            if checkpointed_at != self.step:
+            if checkpointed_at != self.step or improved:  # rewritten as the best it is
                 checkpoint = self._checkpoint(improved)
             if self._stop.is_set() and reason != self._stop_reason:
                 reason = self._stop_reason
@@ -377,7 +385,7 @@ class Trainer:
             optimizer_state_from_tensors(read_tensors(directory, "optimizer"), state["optimizer"])
         )
         self.batches.load_state_dict(state["batches"])
-        self.step = self.pipeline.step = state["step"]
+        self.step = self.pipeline.step = self.restored_step = state["step"]
         self.best_val_bpc = state["best_val_bpc"]
         self.evals_since_best = state["evals_since_best"]
         self.lr_scale = state["lr_scale"]

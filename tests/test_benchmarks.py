@@ -115,3 +115,15 @@ def test_the_scaling_benchmark_runs():
         assert record["tokens"] == record["corpus_bytes"]  # the generated text is ASCII
         assert record["prepare_ns_per_char"] > 0 and record["train_chars_per_s"] > 0
         assert record["peak_mib"] is None or record["peak_mib"] >= 0
+
+
+def test_the_run_directory_reliability_script_runs(tmp_path):
+    args = ["--reads", "20", "--cli-reads", "1", "--kills", "1", "--work", str(tmp_path)]
+    readers, kills = _json_lines("run_dir_reliability.py", *args)
+    assert readers["api_reads"] == 20 and readers["cli_reads"] == 1
+    assert readers["failures"] == 0, readers["errors"]
+    assert readers["checkpoints_written_meanwhile"] > 0 and readers["trainer_ran_throughout"]
+    assert kills["kills"] == 1 and kills["last_step"] > 0
+    failures = ("corrupt", "latest_json_names_missing", "best_unreadable", "run_unreadable")
+    assert [kills[key] for key in failures] == [0, 0, 0, 0], kills["errors"]
+    assert kills["resume_failures"] == kills["metrics_steps_repeated"] == 0, kills["errors"]

@@ -469,7 +469,7 @@ def test_what_the_machine_refuses_is_an_error_line(corpus, tmp_path, monkeypatch
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(out / "model.safetensors"))
 
-    monkeypatch.setattr("charseq.pipeline.read_tensors", refuse)
+    monkeypatch.setattr("charseq.checkpoint.run.read_tensors", refuse)  # what loads read
     result = run("sample", str(out))
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and "model.safetensors: Permission denied" in (

@@ -15,7 +15,8 @@ was interrupted between the two renames, restores) what a killed process left be
 Exact resume needs more than weights, so this module also turns nested state (an optimizer's or a
 scheduler's ``state_dict``, the data cursor, the carried hidden state) into tensors plus plain JSON
 (:func:`state_to_tensors`), captures every global RNG (:func:`capture_rng`), and keeps the last K
-and the best checkpoints of a run (:class:`CheckpointStore`). It knows nothing about trainers.
+and the best checkpoints of a run (:class:`CheckpointStore`), which readers read whole while it is
+written (:func:`read_checkpoint`). It knows nothing about trainers.
 
 Modules: ``directory`` (one checkpoint directory, written atomically), ``state`` (nested state
 and RNGs as tensors + JSON), ``run`` (a run directory: its checkpoints, ``latest.json``, and
@@ -51,6 +52,8 @@ from charseq.checkpoint.run import (
     is_training_checkpoint,
     make_writable_dir,
     prepare_run_dir,
+    read_checkpoint,
+    recover_interrupted_save,
     resolve_checkpoint,
     restore_run_dir,
 )
@@ -87,9 +90,11 @@ __all__ = [
     "optimizer_state_from_tensors",
     "optimizer_state_to_tensors",
     "prepare_run_dir",
+    "read_checkpoint",
     "read_manifest",
     "read_tensors",
     "read_weights",
+    "recover_interrupted_save",
     "resolve_checkpoint",
     "restore_generator",
     "restore_rng",

@@ -321,10 +321,21 @@ def _recover_leftovers(parent: Path, only: str | None = None) -> None:
                 entry.unlink()
 
 
+def _kept_aside(directory: Path) -> Path | None:
+    """The previous version of the checkpoint ``directory`` that a save replacing it moved aside
+    (``.<name>.old-*/previous``), if there is one: kept while the save runs, and after a save
+    killed between its two renames until the next save puts it back."""
+    prefix = f".{directory.name}.old-"
+    with contextlib.suppress(OSError):
+        for entry in directory.parent.iterdir():
+            if entry.name.startswith(prefix) and (entry / "previous" / MANIFEST_FILE).is_file():
+                return entry / "previous"
+    return None
+
+
 def _interrupted_hint(directory: Path) -> str:
     """A hint when a killed save left ``directory``'s previous version aside."""
-    with contextlib.suppress(OSError):
-        for entry in directory.parent.glob(f".{directory.name}.old-*"):
-            if (entry / "previous" / MANIFEST_FILE).is_file():
-                return f" (an interrupted save left its previous version in {entry / 'previous'})"
-    return ""
+    previous = _kept_aside(directory)
+    if previous is None:
+        return ""
+    return f" (an interrupted save left its previous version in {previous})"

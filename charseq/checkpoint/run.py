@@ -11,7 +11,8 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,14 @@ from charseq.checkpoint.directory import (
     MANIFEST_FILE,
     CheckpointError,
     _interrupted_hint,
+    _kept_aside,
     _recover_leftovers,
     _remove_dir,
     _write_json,
     copy_checkpoint,
     read_manifest,
+    read_tensors,
+    tensor_names,
     write_checkpoint,
 )
 from charseq.errors import warn
@@ -38,6 +42,8 @@ from charseq.errors import warn
 LATEST_FILE = "latest.json"
 BEST_DIR = "best"
 LOCK_FILE = ".charseq.lock"
+READ_ATTEMPTS = 10
+"""How many times :func:`read_checkpoint` reads a checkpoint that a writer keeps replacing."""
 _STEP_DIR = re.compile(r"step-(\d+)")
 _EARLY = re.compile(
     r"cache|metrics\.jsonl|\.charseq\.lock|\.write-test-\w+|\..+\.(?:tmp|old|trash)-\w+"
@@ -57,7 +63,8 @@ class CheckpointStore:
     ``best/`` (an independent copy of the best step directory), then prunes step directories
     beyond the ``keep_last`` highest steps, never deleting the latest or the best.
     ``latest.json`` is the source of truth: a process killed at any point leaves it naming
-    complete checkpoints. One process writes a run directory at a time; any number may read.
+    complete checkpoints. One process writes a run directory at a time; any number may read it
+    with :func:`read_checkpoint`, which copes with the writer replacing and pruning directories.
     """
 
     def __init__(self, run_dir: str | Path, keep_last: int = 3) -> None:
@@ -134,7 +141,8 @@ class CheckpointStore:
         path = self.run_dir / name
         if not path.is_dir():
             raise CheckpointError(
-                f"{self.run_dir / LATEST_FILE} names {name}, which is missing from {self.run_dir}"
+                f"{self.run_dir / LATEST_FILE} names {name}, which is missing from "
+                f"{self.run_dir}{_interrupted_hint(path)}"
             )
         return path
 
@@ -201,6 +209,112 @@ def resolve_checkpoint(path: str | Path) -> Path:
         f"{path}: neither a checkpoint (no {MANIFEST_FILE}) nor a run directory "
         f"(no {LATEST_FILE}, no step-* checkpoints)"
     )
+
+
+def read_checkpoint(
+    path: str | Path, names: Sequence[str] | None = None
+) -> tuple[Path, dict[str, Any], dict[str, dict[str, Tensor]]]:
+    """Resolve ``path`` to one checkpoint and read its manifest and tensor files, consistently,
+    even while a process trains into the run.
+
+    ``path`` is a checkpoint directory (``RUN/best``, ``RUN/step-XXXXXXXX``) or a run directory
+    (its latest checkpoint, as :func:`resolve_checkpoint` says). A training process replaces
+    ``best/`` and prunes step directories as it saves; a read that fails while what ``path``
+    resolves to changes under it (``latest.json``, the directory or its manifest) is started
+    again, up to :data:`READ_ATTEMPTS` times, so a file is only called corrupt or missing when
+    it is so in a checkpoint that stood still. While a save is replacing ``best/`` (or a
+    killed save left it moved aside) the reader takes the step checkpoint ``latest.json`` names
+    as the best, or else the previous version the save kept aside.
+
+    Args:
+        path: a checkpoint or run directory.
+        names: the tensor files to read (``"model"``, ``"optimizer"``, ...); default: all.
+
+    Returns:
+        The checkpoint directory read, its manifest, and ``{name: {key: tensor}}`` (on the CPU).
+    """
+    if not isinstance(path, str | os.PathLike):
+        resolve_checkpoint(path)  # refuses it, saying how a checkpoint is named
+    path = Path(path)
+    last: Exception | None = None
+    for attempt in range(READ_ATTEMPTS):
+        before, directory, seen = _fingerprint(path), None, None
+        try:
+            directory = _resolve_for_reading(path)
+            seen = _state(directory)
+            manifest = read_manifest(directory)
+            wanted = tensor_names(manifest) if names is None else names
+            tensors = {n: read_tensors(directory, n, manifest=manifest) for n in wanted}
+            return directory, manifest, tensors
+        except (CheckpointError, OSError) as error:
+            moved = _fingerprint(path) != before
+            if not moved and (directory is None or _state(directory) == seen):
+                raise  # nothing changed under the reader: the error is the checkpoint's own
+            last = error
+        time.sleep(0.002 * (attempt + 1))  # let the writer finish the save it is in
+    raise CheckpointError(
+        f"{path}: changed {READ_ATTEMPTS} times while being read (is a run being written there "
+        f"very often?); try again. The last attempt said: {last}"
+    )
+
+
+def recover_interrupted_save(path: str | Path) -> None:
+    """Before a resume reads the run ``path`` is (or holds a checkpoint of): put back what a
+    save killed between its two renames left moved aside, and delete its leftovers, as the
+    run's next save would. Nothing is done where ``path`` is in no run, or while a process
+    trains into the run (holding its lock)."""
+    path = Path(path)
+    run = path if (path / LATEST_FILE).is_file() else path.parent
+    if not (run / LATEST_FILE).is_file():
+        return
+    try:
+        with RunLock(run):
+            _recover_leftovers(run)
+    except (RunLockedError, OSError):
+        return  # the resume itself says the run is busy, or that it cannot be written
+
+
+def _resolve_for_reading(path: Path) -> Path:
+    """:func:`resolve_checkpoint`, except that a checkpoint directory a save is replacing (or a
+    killed save left moved aside) has a stand-in: for ``RUN/best`` the step checkpoint
+    ``latest.json`` names as the best, else the previous version kept aside."""
+    target = path
+    if path.is_dir() and not (path / MANIFEST_FILE).is_file() and (path / LATEST_FILE).is_file():
+        name = CheckpointStore(path)._index().get("latest")
+        target = path / name if isinstance(name, str) else path
+    if target.exists() or target.is_symlink():
+        return resolve_checkpoint(path)
+    if target.name == BEST_DIR:
+        with contextlib.suppress(CheckpointError):
+            best = CheckpointStore(target.parent).best()
+            if best is not None:
+                return best
+    previous = _kept_aside(target)
+    return resolve_checkpoint(path if previous is None else previous)
+
+
+def _fingerprint(path: Path) -> tuple[Any, ...]:
+    """What a writer changes when it replaces or prunes what ``path`` resolves to: the
+    ``latest.json`` of ``path`` and of its parent, and ``path`` itself (see :func:`_state`)."""
+    return _bytes(path / LATEST_FILE), _bytes(path.parent / LATEST_FILE), _state(path)
+
+
+def _state(directory: Path) -> tuple[Any, ...]:
+    """A checkpoint directory's identity (device, inode) and its manifest's bytes (None where
+    missing): a directory replaced, removed or rewritten changes one of them."""
+    try:
+        status = os.stat(directory)
+        identity: tuple[int, int] | None = (status.st_dev, status.st_ino)
+    except OSError:
+        identity = None
+    return identity, _bytes(directory / MANIFEST_FILE)
+
+
+def _bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def check_run_dir(
