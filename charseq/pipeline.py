@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import copy as copy_module
+import functools
 import hashlib
 import os
 import shutil
@@ -27,6 +28,7 @@ from charseq.batches import evaluate_ids
 from charseq.callbacks import Callback
 from charseq.checkpoint import (
     LATEST_FILE,
+    MODEL_FILE,
     CheckpointError,
     RunLock,
     check_latest_of_its_run,
@@ -67,6 +69,7 @@ from charseq.plugin_records import (
 from charseq.registry import Registry, get_registry
 from charseq.scoring import UNITS, Score, score_ids
 from charseq.spec import ComponentSpec, PipelineSpec
+from charseq.stored_weights import check_stored_weights
 from charseq.streaming import Generation, stream_text
 
 MAX_NEW_TOKENS = 1_000_000
@@ -138,6 +141,10 @@ class Pipeline:
 
     def build_model(self) -> CharModel:
         """A freshly initialised model for the fitted tokenizer's vocabulary."""
+        return self._new_model().to(self.device)
+
+    def _new_model(self) -> CharModel:
+        """:meth:`build_model` on the current default device (``meta`` to measure it)."""
         if not self.tokenizer.is_fitted:
             raise CharseqError("the tokenizer has no vocabulary yet: call fit(text) first")
         cell = self.spec.cell
@@ -150,14 +157,13 @@ class Pipeline:
             component.factory(input_size, cell.layout.hidden_size, **options)
             for input_size in sizes[:-1]
         ]
-        model = CharModel(
+        return CharModel(
             self.tokenizer.vocab_size,
             self.spec.model.embedding_size,
             cells,
             cell.layout.dropout,
             self.spec.model.embedding_dropout,
         )
-        return model.to(self.device)
 
     def build_optimizer(self, parameters: Any) -> torch.optim.Optimizer:
         """The spec's optimizer over ``parameters``."""
@@ -739,9 +745,18 @@ class Pipeline:
                 f"({type(error).__name__}: {error}); it was written by {source(owner)}, and "
                 f"{registry.get('tokenizer', spec.tokenizer.name).owner} is installed"
             ) from error
+        weights = read_tensors(path, "model", manifest=manifest)
+        cell = registry.get("cell", spec.cell.name).factory
+        check_stored_weights(  # before anything the spec implies is allocated
+            path / MODEL_FILE,
+            weights,
+            spec,
+            functools.partial(cell, **_kwargs(spec.cell.options)),
+            pipe._new_model,
+        )
         model = pipe.build_model()
         try:
-            model.load_state_dict(read_tensors(path, "model", manifest=manifest))
+            model.load_state_dict(weights)
         except RuntimeError as error:
             raise CheckpointError(f"{path}: weights do not fit the spec: {error}") from None
         pipe.model = model

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import math
 import os
 import re
@@ -30,6 +29,7 @@ from charseq.checkpoint.directory import (
     _remove_dir,
     _write_json,
     copy_checkpoint,
+    read_json,
     read_manifest,
     write_checkpoint,
 )
@@ -142,10 +142,7 @@ class CheckpointStore:
         path = self.run_dir / LATEST_FILE
         if not path.is_file():
             return {}
-        try:
-            index = json.loads(path.read_text("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise CheckpointError(f"{path}: unreadable: {error}") from None
+        index = read_json(path, LATEST_FILE)
         names = [index.get("latest"), index.get("best")] if isinstance(index, dict) else [None]
         if not isinstance(names[0], str) or not all(
             n is None or (isinstance(n, str) and _STEP_DIR.fullmatch(n)) for n in names
