@@ -49,7 +49,7 @@ def evaluate_checkpoint(
         pipe.tokenizer = with_policy(pipe.tokenizer, unknown)
     with ExitStack() as stack:
         cache = path.parent / "cache"
-        if not cache.is_dir():
+        if not cache.is_dir() or cache.is_symlink():  # never read or write through a link
             cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="charseq-")))
         try:
             ids, splits, _ = pipe.read_training_corpus(

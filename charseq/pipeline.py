@@ -55,6 +55,7 @@ from charseq.corpus import (
     prepare_corpus,
     split_ids,
 )
+from charseq.corpus_record import from_run_cache, recorded_corpus, unread_sources
 from charseq.errors import CharseqError, SpecError, UnknownCharacterError, warn
 from charseq.interfaces import Sampler, Tokenizer
 from charseq.model import CharModel
@@ -314,7 +315,9 @@ class Pipeline:
         run_dir = path.parent
         with ExitStack() as stack:
             stack.enter_context(RunLock(run_dir))  # one process per run directory
-            cache = run_dir / "cache" if text is None else Path(stack.enter_context(_tempdir()))
+            cache = run_dir / "cache"
+            if text is not None or cache.is_symlink():  # never write through a link out of it
+                cache = Path(stack.enter_context(_tempdir()))
             _, splits, corpus = pipe.read_training_corpus(
                 path, manifest, text, files, cache, same=True
             )
@@ -391,10 +394,12 @@ class Pipeline:
         same: bool,
         split: bool = True,
     ) -> tuple[np.ndarray, Splits | None, dict[str, Any]]:
-        """The corpus a checkpoint was trained on, read again from the sources it names (or
-        from ``text`` / ``files``); with ``same``, it must be that very text (same hash).
-        Without ``split`` the splits are ``None`` (see :meth:`_corpus`)."""
-        recorded = manifest.get("corpus", {})
+        """The corpus a checkpoint was trained on: from ``text`` / ``files`` if given, else
+        from the run's cache (``cache``), never from the paths the manifest names (see
+        :mod:`charseq.corpus_record`; only standard input, which the user pipes, is read again).
+        With ``same``, it must be that very text (same hash). Without ``split`` the splits are
+        ``None`` (see :meth:`_corpus`)."""
+        recorded = recorded_corpus(path, manifest)
         if text is None and files is None:
             if recorded.get("kind") != "files":
                 what = (
@@ -403,15 +408,24 @@ class Pipeline:
                     else "records no corpus (a weights-only export, written by Pipeline.save)"
                 )
                 raise CheckpointError(f"{path} {what}: {_GIVE_CORPUS}")
+            corpus = from_run_cache(cache, self.tokenizer, recorded, manifest)
+            if corpus is not None:
+                self.normalize = recorded["normalize"]
+                train = self.spec.train
+                splits = corpus.split(train.val_fraction, train.test_fraction) if split else None
+                info = {k: recorded.get(k) for k in _RECORDED}
+                return corpus.ids, splits, info
             files = recorded["sources"]
-            if STDIN in files and (sys.stdin is None or sys.stdin.isatty()):
+            if files != [STDIN]:
+                raise unread_sources(path, files)
+            if sys.stdin is None or sys.stdin.isatty():
                 raise CheckpointError(f"{path} {_STDIN_RUN}")
         try:
             ids, splits, info = self._corpus(
                 text,
                 files,
-                recorded.get("include", ("*",)),
-                recorded.get("encoding", "utf-8"),
+                recorded.get("include") or ("*",),
+                recorded.get("encoding") or "utf-8",
                 recorded.get("normalize"),
                 cache,
                 split=split,
@@ -831,6 +845,9 @@ def _kwargs(options: Any) -> dict[str, Any]:
     """An options instance as the keyword arguments of its component's factory."""
     return attrs.asdict(options, recurse=False)
 
+
+_RECORDED = ("kind", "sources", "include", "encoding", "normalize", "hash")
+"""What a checkpoint records about a corpus of files (besides the splits' bounds)."""
 
 _OWN_SAMPLER = "sample with the checkpoint's own sampler"
 
