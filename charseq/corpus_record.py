@@ -63,7 +63,11 @@ def from_run_cache(
         raise CheckpointError(str(error)) from None
 
 
-def unread_sources(path: Path, sources: list[str]) -> CheckpointError:
+class UnreadSourcesError(CheckpointError):
+    """A run's corpus would have to be read from the paths its manifest names: pass it."""
+
+
+def unread_sources(path: Path, sources: list[str]) -> UnreadSourcesError:
     """The error for a run whose recorded sources would have to be read: which paths they are
     and how to pass them."""
     files = [source for source in sources if source != STDIN]
@@ -76,7 +80,7 @@ def unread_sources(path: Path, sources: list[str]) -> CheckpointError:
     listed = ", ".join(sources[:4]) + (f" and {len(sources) - 4} more" if len(sources) > 4 else "")
     cache = path.parent / "cache"
     they, them = ("they", "them") if len(files) > 1 else ("it", "it")
-    return CheckpointError(
+    return UnreadSourcesError(
         f"{path} was trained on {listed}, recorded in its manifest, and its run has no corpus "
         f"cache to take it from ({cache}). charseq does not read the paths a checkpoint names "
         f"on its word alone ({they} could name any file on this machine): if you trust {them}, "

@@ -297,10 +297,11 @@ class Pipeline:
     ) -> Pipeline:
         """Continue a run exactly where ``checkpoint`` (a checkpoint or run directory) left off.
 
-        The corpus is read again from the sources the checkpoint names (or ``files`` / ``text``)
-        and must be the one it was trained on (same hash). New checkpoints go to the same run
-        directory. ``steps`` and ``max_seconds`` may be raised; every other setting is the
-        checkpoint's.
+        The corpus comes from the run's cache (``RUN/cache``), or from ``files`` / ``text``,
+        and must be the one it was trained on (same hash); the paths the checkpoint records are
+        never read on its word (without a cache, the error names them: pass them as ``files``).
+        New checkpoints go to the same run directory. ``steps`` and ``max_seconds`` may be
+        raised; every other setting is the checkpoint's.
         """
         from charseq.train import Trainer, training_state
 
