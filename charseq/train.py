@@ -361,7 +361,9 @@ class Trainer:
         with fields.restoring(file, "trainer.optimizer"):
             self.optimizer.load_state_dict(
                 optimizer_state_from_tensors(
-                    read_tensors(directory, "optimizer"), state["optimizer"]
+                    read_tensors(directory, "optimizer"),
+                    state["optimizer"],
+                    self.optimizer.state_dict(),
                 )
             )
         with fields.restoring(file, "trainer.batches"):

@@ -260,6 +260,17 @@ def test_trainer_state_fields_of_the_wrong_type_are_named(run, field, value):
         Pipeline.resume(run, steps=6, device="cpu")
 
 
+@pytest.mark.parametrize(("setting", "value"), [("lr", "fast"), ("betas", [0.9]), ("foreach", 3)])
+def test_optimizer_settings_of_the_wrong_kind_are_named(run, setting, value):
+    checkpoint = latest(run)
+    edit_manifest(
+        checkpoint,
+        lambda m: m["trainer"]["optimizer"]["param_groups"][0].__setitem__(setting, value),
+    )
+    with pytest.raises(CheckpointError, match=rf"trainer.optimizer.*param_groups\[0\].{setting}"):
+        Pipeline.resume(run, steps=6, device="cpu")
+
+
 def test_a_deeply_nested_optimizer_state_is_a_checkpoint_error(run):
     checkpoint = latest(run)
     deep: list = []

@@ -53,12 +53,55 @@ def optimizer_state_to_tensors(state_dict: Mapping[str, Any]) -> tuple[dict[str,
     return state_to_tensors(dict(state_dict))
 
 
-def optimizer_state_from_tensors(tensors: Mapping[str, Tensor], meta: Any) -> dict[str, Any]:
-    """The optimizer ``state_dict`` saved by :func:`optimizer_state_to_tensors`, exactly."""
+def optimizer_state_from_tensors(
+    tensors: Mapping[str, Tensor], meta: Any, like: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The optimizer ``state_dict`` saved by :func:`optimizer_state_to_tensors`, exactly.
+
+    With ``like`` (the ``state_dict()`` of the optimizer it is for), its parameter groups must
+    match those: as many, with as many parameters, and each setting both have of the same kind
+    (a number where ``like`` has a number, ...), so that a wrong one fails here and not in the
+    middle of a training step.
+    """
     state = state_from_tensors(tensors, meta)
     if not isinstance(state, dict) or not {"state", "param_groups"} <= set(state):
         raise CheckpointError("the saved optimizer state is not an optimizer state_dict")
+    if like is not None:
+        _check_groups(state["param_groups"], like["param_groups"])
     return state
+
+
+def _check_groups(saved: Any, fresh: list[dict[str, Any]]) -> None:
+    if not isinstance(saved, list) or len(saved) != len(fresh):
+        raise CheckpointError(f"param_groups is {_shown(saved)}; expected {len(fresh)} group(s)")
+    for i, (group, mine) in enumerate(zip(saved, fresh, strict=True)):
+        if not isinstance(group, dict):
+            raise CheckpointError(f"param_groups[{i}] is {_shown(group)}; expected a table")
+        for key in mine.keys() & group.keys():
+            if not _same_kind(mine[key], group[key]):
+                raise CheckpointError(
+                    f"param_groups[{i}].{key} is {_shown(group[key])}; expected the kind of "
+                    f"{_shown(mine[key])}"
+                )
+
+
+def _same_kind(mine: Any, saved: Any) -> bool:
+    """Whether a saved optimizer setting is of the kind of the optimizer's own value."""
+    if mine is None or isinstance(mine, bool):  # flags: foreach, fused, maximize, ...
+        return saved is None or isinstance(saved, bool)
+    if isinstance(mine, int | float):
+        return _is_number(saved)
+    if isinstance(mine, list | tuple):
+        return (
+            isinstance(saved, list | tuple)
+            and len(saved) == len(mine)
+            and all(_same_kind(a, b) for a, b in zip(mine, saved, strict=True))
+        )
+    if isinstance(mine, str):
+        return isinstance(saved, str)
+    if isinstance(mine, Tensor):
+        return isinstance(saved, Tensor) or _is_number(saved)
+    return True
 
 
 def _encode(value: Any, path: str, tensors: dict[str, Tensor]) -> Any:
@@ -212,7 +255,15 @@ def restoring(file: Path | str, field: str) -> Iterator[None]:
     component refuses or chokes on) into a :class:`CheckpointError` naming both."""
     try:
         yield
-    except (CharseqError, KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
+    except (
+        CharseqError,
+        KeyError,
+        TypeError,
+        ValueError,
+        IndexError,
+        RuntimeError,
+        OverflowError,
+    ) as error:
         if isinstance(error, CheckpointError) and str(file) in str(error):
             raise
         raise CheckpointError(f"{file}: {field} cannot be restored: {error}") from None
@@ -292,7 +343,7 @@ def restore_rng(tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> None:
         if saved and torch.cuda.is_available():
             for i in range(min(saved, torch.cuda.device_count())):
                 torch.cuda.set_rng_state(tensors[f"cuda.{i}"], i)
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, OverflowError) as error:
         raise CheckpointError(f"the saved RNG state is incomplete or invalid: {error!r}") from None
 
 
