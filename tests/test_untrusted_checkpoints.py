@@ -281,6 +281,16 @@ def test_a_deeply_nested_optimizer_state_is_a_checkpoint_error(run):
         Pipeline.resume(run, steps=6, device="cpu")
 
 
+def test_a_step_of_the_wrong_type_in_the_runs_latest_checkpoint_is_named(run):
+    checkpoint = latest(run)
+    older = run / "step-00000002"
+    shutil.copytree(checkpoint, older)
+    edit_manifest(older, lambda m: m.__setitem__("step", 2))
+    edit_manifest(checkpoint, lambda m: m.__setitem__("step", "4"))
+    with pytest.raises(CheckpointError, match=f"{checkpoint.name}/manifest.json: step is '4'"):
+        Pipeline.resume(older, steps=6, device="cpu")
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("sources", "/"), ("include", 5), ("encoding", ["utf-8"]), ("hash", None)],

@@ -436,6 +436,9 @@ def check_latest_of_its_run(path: Path, manifest: Mapping[str, Any]) -> None:
     if latest is None:
         return
     step, last = manifest.get("step", 0), read_manifest(latest).get("step", 0)
+    for where, value in ((path, step), (latest, last)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CheckpointError(f"{where / MANIFEST_FILE}: step is {value!r}; expected an int")
     if step < last:
         raise CheckpointError(
             f"{path} is step {step}, older than its run's latest checkpoint ({latest.name}, step "
