@@ -57,7 +57,7 @@ from charseq.corpus import (
 )
 from charseq.corpus_record import from_run_cache, recorded_corpus, unread_sources
 from charseq.errors import CharseqError, SpecError, UnknownCharacterError, warn
-from charseq.interfaces import Sampler, Tokenizer
+from charseq.interfaces import KINDS, Sampler, Tokenizer
 from charseq.model import CharModel
 from charseq.plugin_records import (
     NOT_NEEDED,
@@ -307,6 +307,7 @@ class Pipeline:
 
         path = resolve_checkpoint(checkpoint)
         manifest = read_manifest(path)
+        _check_pipeline_fields(path, manifest)
         training_state(path, manifest)
         check_latest_of_its_run(path, manifest)
         registry = get_registry() if registry is None else registry
@@ -872,6 +873,18 @@ def _check_pipeline_fields(path: Path, manifest: Mapping[str, Any]) -> None:
     normalize = manifest.get("normalize")
     if normalize not in (None, "NFC", "NFKC"):
         problems.append(f"normalize {normalize!r} (null, 'NFC' or 'NFKC' expected)")
+    if not isinstance(manifest.get("corpus", {}), dict):
+        problems.append("corpus that is not a table")
+    plugins = manifest.get("plugins", {})
+    if not isinstance(plugins, dict) or not all(
+        kind in KINDS
+        and isinstance(owner, dict)
+        and all(isinstance(v, str) or v is None for v in owner.values())
+        for kind, owner in plugins.items()
+    ):
+        problems.append(
+            f"plugins (a table of {', '.join(KINDS)}, each a table of strings, expected)"
+        )
     if problems:
         raise CheckpointError(
             f"{path}: its manifest is not a charseq pipeline's: {'; '.join(problems)}"

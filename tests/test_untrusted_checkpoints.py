@@ -319,3 +319,17 @@ def test_a_hidden_state_of_another_dtype_or_shape_is_named(run, change):
     replace_tensors(checkpoint, "hidden", hidden)
     with pytest.raises(CheckpointError, match=f"hidden.safetensors.*{change}"):
         Pipeline.resume(run, steps=6, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("plugins", []), ("plugins", {"cell": "lstm"}), ("plugins", {"bogus": {}}), ("corpus", [])],
+)
+def test_pipeline_fields_of_the_wrong_type_are_named(run, field, value):
+    edit_manifest(latest(run), lambda m: m.__setitem__(field, value))
+    for attempt in (
+        lambda: Pipeline.load(run, device="cpu"),
+        lambda: Pipeline.resume(run, steps=6, device="cpu"),
+    ):
+        with pytest.raises(CheckpointError, match=f"manifest is not a charseq pipeline's.*{field}"):
+            attempt()
