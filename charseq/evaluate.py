@@ -12,6 +12,7 @@ import torch
 
 from charseq.batches import evaluate_ids
 from charseq.checkpoint import CheckpointError, read_checkpoint
+from charseq.corpus_record import UnreadSourcesError
 from charseq.errors import CharseqError, UnknownCharacterError
 from charseq.pipeline import Pipeline, with_policy
 from charseq.progress import EVAL_PROGRESS_TOKENS, phase
@@ -31,8 +32,9 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """nats/char and BPC of a checkpoint on one split of its corpus, or of other ``files``.
 
-    The corpus is read again from the sources the checkpoint names (``files`` replaces them)
-    and split with the run's fractions; ``split="all"`` takes all of it. Evaluation is one
+    The corpus comes from the run's cache (``RUN/cache``; the paths the checkpoint records are
+    never read on its word: without a cache, the error names them), or ``files`` replaces it;
+    it is split with the run's fractions; ``split="all"`` takes all of it. Evaluation is one
     stream over the whole split with the state carried, ``seq_len`` tokens at a time: every
     token after the first is predicted from all that precede it. ``unknown`` (``"error"``,
     ``"skip"`` or ``"replace"``) overrides the tokenizer's policy for characters outside its
@@ -53,7 +55,7 @@ def evaluate_checkpoint(
         pipe.tokenizer = with_policy(pipe.tokenizer, unknown)
     with ExitStack() as stack:
         cache = path.parent / "cache"
-        if not cache.is_dir():
+        if not cache.is_dir() or cache.is_symlink():  # never read or write through a link
             cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="charseq-")))
         try:
             ids, splits, _ = pipe.read_training_corpus(
@@ -68,6 +70,12 @@ def evaluate_checkpoint(
             )
         except UnknownCharacterError as error:
             error.args = (f"{error} When evaluating: unknown='skip' or 'replace' (--unknown).",)
+            raise
+        except UnreadSourcesError as error:
+            if split != "all":  # what the command line does with --data unless told
+                error.args = (
+                    f"{error}; charseq eval takes all of a --data text: add --split {split}",
+                )
             raise
         ids = ids if splits is None else splits[split]
         if len(ids) < 2:

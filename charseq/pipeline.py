@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import copy as copy_module
+import functools
 import hashlib
 import os
 import shutil
@@ -28,6 +29,7 @@ from charseq.builtins.tokenizers import ByteTokenizer
 from charseq.callbacks import Callback, shows_progress
 from charseq.checkpoint import (
     LATEST_FILE,
+    MODEL_FILE,
     CheckpointError,
     RunLock,
     check_latest_of_its_run,
@@ -55,8 +57,9 @@ from charseq.corpus import (
     prepare_corpus,
     split_ids,
 )
+from charseq.corpus_record import from_run_cache, recorded_corpus, unread_sources
 from charseq.errors import CharseqError, SpecError, UnknownCharacterError, warn
-from charseq.interfaces import Sampler, Tokenizer
+from charseq.interfaces import KINDS, Sampler, Tokenizer
 from charseq.model import CharModel
 from charseq.options import short_repr
 from charseq.plugin_records import (
@@ -72,6 +75,7 @@ from charseq.registry import Registry, get_registry
 from charseq.schedules import horizon_change
 from charseq.scoring import UNITS, Score, score_ids
 from charseq.spec import ComponentSpec, PipelineSpec
+from charseq.stored_weights import check_stored_weights
 from charseq.streaming import Generation, stream_text
 
 MAX_NEW_TOKENS = 1_000_000
@@ -147,6 +151,10 @@ class Pipeline:
 
     def build_model(self) -> CharModel:
         """A freshly initialised model for the fitted tokenizer's vocabulary."""
+        return self._new_model().to(self.device)
+
+    def _new_model(self) -> CharModel:
+        """:meth:`build_model` on the current default device (``meta`` to measure it)."""
         if not self.tokenizer.is_fitted:
             raise CharseqError("the tokenizer has no vocabulary yet: call fit(text) first")
         cell = self.spec.cell
@@ -159,14 +167,13 @@ class Pipeline:
             component.factory(input_size, cell.layout.hidden_size, **options)
             for input_size in sizes[:-1]
         ]
-        model = CharModel(
+        return CharModel(
             self.tokenizer.vocab_size,
             self.spec.model.embedding_size,
             cells,
             cell.layout.dropout,
             self.spec.model.embedding_dropout,
         )
-        return model.to(self.device)
 
     def build_optimizer(self, parameters: Any) -> torch.optim.Optimizer:
         """The spec's optimizer over ``parameters``."""
@@ -307,16 +314,18 @@ class Pipeline:
     ) -> Pipeline:
         """Continue a run exactly where ``checkpoint`` (a checkpoint or run directory) left off.
 
-        The corpus is read again from the sources the checkpoint names (or ``files`` / ``text``)
-        and must be the one it was trained on (same hash). New checkpoints go to the same run
-        directory. ``steps`` and ``max_seconds`` may be raised; every other setting is the
-        checkpoint's.
+        The corpus comes from the run's cache (``RUN/cache``), or from ``files`` / ``text``,
+        and must be the one it was trained on (same hash); the paths the checkpoint records are
+        never read on its word (without a cache, the error names them: pass them as ``files``).
+        New checkpoints go to the same run directory. ``steps`` and ``max_seconds`` may be
+        raised; every other setting is the checkpoint's.
         """
         from charseq.train import Trainer, training_state
 
         recover_interrupted_save(checkpoint)  # a run killed mid-save is whole again
         path = resolve_checkpoint(checkpoint)
         manifest = read_manifest(path)
+        _check_pipeline_fields(path, manifest)
         training_state(path, manifest)
         check_latest_of_its_run(path, manifest)
         registry = get_registry() if registry is None else registry
@@ -326,7 +335,9 @@ class Pipeline:
         run_dir = path.parent
         with ExitStack() as stack:
             stack.enter_context(RunLock(run_dir, resuming=True))  # one process per run directory
-            cache = run_dir / "cache" if text is None else Path(stack.enter_context(_tempdir()))
+            cache = run_dir / "cache"
+            if text is not None or cache.is_symlink():  # never write through a link out of it
+                cache = Path(stack.enter_context(_tempdir()))
             _, splits, corpus = pipe.read_training_corpus(
                 path, manifest, text, files, cache, same=True, progress=shows_progress(callbacks)
             )
@@ -412,10 +423,12 @@ class Pipeline:
         split: bool = True,
         progress: bool | None = False,
     ) -> tuple[np.ndarray, Splits | None, dict[str, Any]]:
-        """The corpus a checkpoint was trained on, read again from the sources it names (or
-        from ``text`` / ``files``); with ``same``, it must be that very text (same hash).
-        Without ``split`` the splits are ``None``; ``progress`` as for :meth:`_corpus`."""
-        recorded = manifest.get("corpus", {})
+        """The corpus a checkpoint was trained on: from ``text`` / ``files`` if given, else
+        from the run's cache (``cache``), never from the paths the manifest names (see
+        :mod:`charseq.corpus_record`; only standard input, which the user pipes, is read again).
+        With ``same``, it must be that very text (same hash). Without ``split`` the splits are
+        ``None`` (see :meth:`_corpus`)."""
+        recorded = recorded_corpus(path, manifest)
         if text is None and files is None:
             if recorded.get("kind") != "files":
                 what = (
@@ -424,15 +437,24 @@ class Pipeline:
                     else "records no corpus (a weights-only export, written by Pipeline.save)"
                 )
                 raise CheckpointError(f"{path} {what}: {_GIVE_CORPUS}")
+            corpus = from_run_cache(cache, self.tokenizer, recorded, manifest)
+            if corpus is not None:
+                self.normalize = recorded["normalize"]
+                train = self.spec.train
+                splits = corpus.split(train.val_fraction, train.test_fraction) if split else None
+                info = {k: recorded.get(k) for k in _RECORDED}
+                return corpus.ids, splits, info
             files = recorded["sources"]
-            if STDIN in files and (sys.stdin is None or sys.stdin.isatty()):
+            if files != [STDIN]:
+                raise unread_sources(path, files)
+            if sys.stdin is None or sys.stdin.isatty():
                 raise CheckpointError(f"{path} {_STDIN_RUN}")
         try:
             ids, splits, info = self._corpus(
                 text,
                 files,
-                recorded.get("include", ("*",)),
-                recorded.get("encoding", "utf-8"),
+                recorded.get("include") or ("*",),
+                recorded.get("encoding") or "utf-8",
                 recorded.get("normalize"),
                 cache,
                 split=split,
@@ -791,6 +813,14 @@ class Pipeline:
                 f"({type(error).__name__}: {error}); it was written by {source(owner)}, and "
                 f"{registry.get('tokenizer', spec.tokenizer.name).owner} is installed"
             ) from error
+        cell = registry.get("cell", spec.cell.name).factory
+        check_stored_weights(  # before anything the spec implies is allocated
+            path / MODEL_FILE,
+            weights,
+            spec,
+            functools.partial(cell, **_kwargs(spec.cell.options)),
+            pipe._new_model,
+        )
         model = pipe.build_model()
         try:
             model.load_state_dict(weights)
@@ -869,6 +899,9 @@ def _kwargs(options: Any) -> dict[str, Any]:
     return attrs.asdict(options, recurse=False)
 
 
+_RECORDED = ("kind", "sources", "include", "encoding", "normalize", "hash")
+"""What a checkpoint records about a corpus of files (besides the splits' bounds)."""
+
 _OWN_SAMPLER = "sample with the checkpoint's own sampler"
 
 _STDIN_RUN = (
@@ -891,6 +924,18 @@ def _check_pipeline_fields(path: Path, manifest: Mapping[str, Any]) -> None:
     normalize = manifest.get("normalize")
     if normalize not in (None, "NFC", "NFKC"):
         problems.append(f"normalize {normalize!r} (null, 'NFC' or 'NFKC' expected)")
+    if not isinstance(manifest.get("corpus", {}), dict):
+        problems.append("corpus that is not a table")
+    plugins = manifest.get("plugins", {})
+    if not isinstance(plugins, dict) or not all(
+        kind in KINDS
+        and isinstance(owner, dict)
+        and all(isinstance(v, str) or v is None for v in owner.values())
+        for kind, owner in plugins.items()
+    ):
+        problems.append(
+            f"plugins (a table of {', '.join(KINDS)}, each a table of strings, expected)"
+        )
     if problems:
         raise CheckpointError(
             f"{path}: its manifest is not a charseq pipeline's: {'; '.join(problems)}"

@@ -25,6 +25,7 @@ from charseq import __version__
 from charseq.batches import RandomWindows, StreamBatches, evaluate_ids
 from charseq.callbacks import Callback, MetricsLog
 from charseq.checkpoint import (
+    MANIFEST_FILE,
     CheckpointStore,
     capture_rng,
     optimizer_state_from_tensors,
@@ -32,6 +33,7 @@ from charseq.checkpoint import (
     read_tensors,
     restore_rng,
 )
+from charseq.checkpoint import state as fields
 from charseq.errors import CharseqError, warn
 from charseq.model import StackState, detach
 from charseq.schedules import lr_factor
@@ -68,7 +70,23 @@ def training_state(directory: str | Path, manifest: dict[str, Any]) -> dict[str,
             f"{directory} holds weights only (no training state): it can be sampled and "
             "evaluated but not resumed"
         )
-    return state
+    return fields.check_fields(Path(directory) / MANIFEST_FILE, "trainer", state, _TRAINER)
+
+
+_TRAINER = {
+    "step": fields.COUNT,
+    "batches": fields.TABLE,
+    "has_hidden": fields.BOOL,
+    "best_val_bpc": fields.NUMBER | fields.NULL,
+    "evals_since_best": fields.COUNT,
+    "lr_scale": fields.POSITIVE,
+    "first_loss": fields.NUMBER | fields.NULL,
+    "divergences": fields.COUNT,
+    "train_seconds": fields.NOT_NEGATIVE,
+    "optimizer": fields.TABLE,
+    "rng": fields.TABLE,
+}
+"""The fields of a checkpoint's ``trainer`` table, checked before any is used."""
 
 
 class Trainer:
@@ -381,10 +399,17 @@ class Trainer:
     def restore(self, directory: str | Path, manifest: dict[str, Any]) -> None:
         """Put the loop back where the checkpoint in ``directory`` left it."""
         state = training_state(directory, manifest)
-        self.optimizer.load_state_dict(
-            optimizer_state_from_tensors(read_tensors(directory, "optimizer"), state["optimizer"])
-        )
-        self.batches.load_state_dict(state["batches"])
+        file = Path(directory) / MANIFEST_FILE
+        with fields.restoring(file, "trainer.optimizer"):
+            self.optimizer.load_state_dict(
+                optimizer_state_from_tensors(
+                    read_tensors(directory, "optimizer"),
+                    state["optimizer"],
+                    self.optimizer.state_dict(),
+                )
+            )
+        with fields.restoring(file, "trainer.batches"):
+            self.batches.load_state_dict(state["batches"])
         self.step = self.pipeline.step = self.restored_step = state["step"]
         self.best_val_bpc = state["best_val_bpc"]
         self.evals_since_best = state["evals_since_best"]
@@ -395,11 +420,19 @@ class Trainer:
         self.hidden = None
         if state["has_hidden"]:
             hidden = read_tensors(directory, "hidden")
+            like = self.model.initial_state(self.spec.train.batch_size, device="meta")
+            fields.check_tensors(
+                Path(directory) / "hidden.safetensors",
+                hidden,
+                {f"layer{layer}.{i}": t for layer, s in enumerate(like) for i, t in enumerate(s)},
+                (torch.float32, torch.bfloat16) if self.spec.train.precision == "bf16" else (),
+            )
             self.hidden = [
                 tuple(hidden[f"layer{layer}.{i}"].to(self.device) for i in range(len(s)))
-                for layer, s in enumerate(self.model.initial_state(1))
+                for layer, s in enumerate(like)
             ]
-        restore_rng(read_tensors(directory, "rng"), state["rng"])
+        with fields.restoring(file, "trainer.rng"):
+            restore_rng(read_tensors(directory, "rng"), state["rng"])
 
     # -- the divergence guard ------------------------------------------------------------------
 

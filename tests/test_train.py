@@ -59,16 +59,16 @@ def test_resume_is_bit_identical(tmp_path, batching):
     assert_identical(weights(whole), weights(resumed))
 
 
-def test_resume_from_files_rereads_the_named_sources(tmp_path):
+def test_resume_from_files_takes_the_corpus_from_the_runs_cache(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT, "utf-8")
     whole = Pipeline.from_spec(spec(), device="cpu").fit(files=corpus, out=tmp_path / "whole")
     Pipeline.from_spec(spec(steps=4), device="cpu").fit(files=corpus, out=tmp_path / "half")
+    corpus.write_text(TEXT + "more", "utf-8")  # not read: the run's cache has what it trained on
     resumed = Pipeline.resume(tmp_path / "half", steps=8, device="cpu")
     assert_identical(weights(whole), weights(resumed))
-    corpus.write_text(TEXT + "more", "utf-8")
-    with pytest.raises(CharseqError, match="the corpus changed since"):
-        Pipeline.resume(tmp_path / "half", steps=9, device="cpu")
+    with pytest.raises(CharseqError, match="the corpus changed since"):  # given: it must match
+        Pipeline.resume(tmp_path / "half", files=corpus, steps=9, device="cpu")
 
 
 def test_a_weights_only_checkpoint_cannot_be_resumed(tmp_path):

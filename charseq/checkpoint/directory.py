@@ -91,12 +91,7 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{directory}: no such checkpoint directory{hint}")
     if not path.is_file():
         raise CheckpointError(f"{directory}: not a charseq checkpoint (no {MANIFEST_FILE})")
-    try:
-        manifest = json.loads(path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(
-            f"{path}: unreadable manifest (corrupt or truncated): {error}"
-        ) from None
+    manifest = read_json(path, "manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a charseq checkpoint manifest")
     version = manifest.get("format_version")
@@ -108,6 +103,8 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
             f"({FORMAT_VERSION}); upgrade charseq"
         )
     _check_files_entry(path, manifest.get("files"))
+    for entry in manifest["files"]:
+        refuse_link_out(directory / entry["name"], directory)
     missing = [f["name"] for f in manifest["files"] if not (directory / f["name"]).is_file()]
     if missing:
         raise CheckpointError(
@@ -115,6 +112,47 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
             f"listed in {MANIFEST_FILE}"
         )
     return manifest
+
+
+def read_json(path: Path, what: str) -> Any:
+    """The JSON value in ``path``, a file of a checkpoint or a run (``what`` names it in errors).
+
+    Whatever the file holds, the only error is a :class:`CheckpointError` naming it: a link that
+    leads out of its directory, text that is not JSON, nesting too deep to parse, or a number
+    with more digits than Python converts.
+    """
+    refuse_link_out(path, path.parent)
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except json.JSONDecodeError as error:
+        raise CheckpointError(
+            f"{path}: unreadable {what} (corrupt or truncated): {error}"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise CheckpointError(f"{path}: unreadable {what} (not UTF-8): {error}") from None
+    except RecursionError:
+        raise CheckpointError(
+            f"{path}: unreadable {what}: its JSON is nested too deeply (charseq writes no such "
+            "file)"
+        ) from None
+    except ValueError:  # an integer of more digits than int() converts (sys.int_info)
+        raise CheckpointError(
+            f"{path}: unreadable {what}: it holds a number of more digits than Python reads "
+            "(charseq writes no such file)"
+        ) from None
+
+
+def refuse_link_out(path: Path, root: Path) -> None:
+    """Refuse ``path`` if it is a symbolic link leading outside the directory ``root``.
+
+    A checkpoint or run from someone else could otherwise make charseq read any file on this
+    machine. Links that stay inside ``root`` are followed.
+    """
+    if path.is_symlink() and not path.resolve().is_relative_to(root.resolve()):
+        raise CheckpointError(
+            f"{path} is a symbolic link leading outside {root}; refused: every file of a "
+            "checkpoint or run must be inside it"
+        )
 
 
 def tensor_names(manifest: Mapping[str, Any]) -> list[str]:
@@ -138,6 +176,7 @@ def read_tensors(
         have = ", ".join(tensor_names(manifest)) or "none"
         raise CheckpointError(f"{directory}: checkpoint has no {what} (it has: {have})")
     path = directory / entry["name"]
+    refuse_link_out(path, directory)
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import math
 import os
 import re
@@ -32,6 +31,7 @@ from charseq.checkpoint.directory import (
     _remove_dir,
     _write_json,
     copy_checkpoint,
+    read_json,
     read_manifest,
     read_tensors,
     tensor_names,
@@ -150,10 +150,7 @@ class CheckpointStore:
         path = self.run_dir / LATEST_FILE
         if not path.is_file():
             return {}
-        try:
-            index = json.loads(path.read_text("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise CheckpointError(f"{path}: unreadable: {error}") from None
+        index = read_json(path, LATEST_FILE)
         names = [index.get("latest"), index.get("best")] if isinstance(index, dict) else [None]
         if not isinstance(names[0], str) or not all(
             n is None or (isinstance(n, str) and _STEP_DIR.fullmatch(n)) for n in names
@@ -561,6 +558,9 @@ def check_latest_of_its_run(path: Path, manifest: Mapping[str, Any]) -> None:
     if latest is None:
         return
     step, last = manifest.get("step", 0), read_manifest(latest).get("step", 0)
+    for where, value in ((path, step), (latest, last)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CheckpointError(f"{where / MANIFEST_FILE}: step is {value!r}; expected an int")
     if step < last:
         raise CheckpointError(
             f"{path} is step {step}, older than its run's latest checkpoint ({latest.name}, step "

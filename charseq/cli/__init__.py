@@ -125,7 +125,7 @@ def plugins(as_json: bool) -> None:
     multiple=True,
     metavar="PATH",
     help="Text file, directory or - (stdin); repeatable. Default: Python's own standard-library "
-    "source (no download).",
+    "source (no download). With --resume: the run's corpus, needed only if RUN/cache is gone.",
 )
 @click.option("--include", multiple=True, metavar="GLOB", help="Files to take from directories.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of --data.")
@@ -242,7 +242,8 @@ def train(
     "data_paths",
     multiple=True,
     metavar="PATH",
-    help="Evaluate on this text instead of the run's corpus (repeatable).",
+    help="Evaluate on this text instead of the run's corpus, which comes from RUN/cache "
+    "(repeatable).",
 )
 @click.option(
     "--split",

@@ -21,7 +21,14 @@ order, so training runs on a fresh machine with no download.
 
 from __future__ import annotations
 
-from charseq.corpus.encoded import EncodedCorpus, Splits, ids_dtype, prepare_corpus, split_ids
+from charseq.corpus.encoded import (
+    EncodedCorpus,
+    Splits,
+    cached_corpus,
+    ids_dtype,
+    prepare_corpus,
+    split_ids,
+)
 from charseq.corpus.errors import (
     BinaryFileError,
     CorpusDecodeError,
@@ -55,6 +62,7 @@ __all__ = [
     "NoTextFilesError",
     "SourceNotFoundError",
     "Splits",
+    "cached_corpus",
     "find_sources",
     "ids_dtype",
     "iter_text",

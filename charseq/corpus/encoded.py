@@ -204,8 +204,7 @@ def prepare_corpus(
     codec = check_encoding(encoding)
     form = check_normalize(normalize)
     chunk_chars = check_chunk(chunk_chars)
-    if errors is None:
-        errors = "surrogateescape" if getattr(tokenizer, "kind", None) == "byte" else "strict"
+    errors = _errors(tokenizer, errors)
     sources = find_sources(sources, encoding=codec)
     cache = Path(cache_dir)
     try:
@@ -257,21 +256,9 @@ def prepare_corpus(
                     pass
         content = hasher.hexdigest()
 
-        state = tokenizer.state_dict()
         vocab_size = int(tokenizer.vocab_size)
         dtype = ids_dtype(vocab_size)
-        key_material = {
-            "format": _CACHE_FORMAT,
-            "content": content,
-            "sizes": sizes,
-            "encoding": codec,
-            "errors": errors,
-            "normalize": form,
-            "tokenizer": f"{type(tokenizer).__module__}.{type(tokenizer).__qualname__}",
-            "state": state,
-        }
-        blob = json.dumps(key_material, sort_keys=True, ensure_ascii=True, default=str)
-        key = hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+        key = _cache_key(content, sizes, codec, errors, form, tokenizer, tokenizer.state_dict())
         ids_path, meta_path = cache / f"{key}.ids", cache / f"{key}.json"
 
         tokens = _cached_tokens(ids_path, meta_path, key, dtype)
@@ -299,7 +286,7 @@ def prepare_corpus(
                 "normalize": form,
                 "sources": list(names),
                 "sizes": sizes,
-                "tokenizer": key_material["tokenizer"],
+                "tokenizer": _class_name(tokenizer),
             }
             with atomic_write(meta_path) as out:
                 out.write(json.dumps(meta, indent=1).encode("utf-8"))
@@ -316,6 +303,122 @@ def prepare_corpus(
         sources=names,
         reused=reused,
     )
+
+
+def cached_corpus(
+    cache_dir: str | os.PathLike[str],
+    tokenizer: Tokenizer,
+    content_hash: str,
+    *,
+    encoding: str = "utf-8",
+    normalize: Normalization | None = None,
+    errors: str | None = None,
+    state: Any = None,
+) -> EncodedCorpus | None:
+    """The corpus whose raw bytes hash to ``content_hash``, as :func:`prepare_corpus` encoded
+    it with ``tokenizer`` into ``cache_dir``, found without reading its sources; ``None`` if the
+    cache has no complete entry for it.
+
+    ``state`` is the tokenizer's state the entry was keyed with (default: its state now), so
+    that a copy with another unknown-character policy finds the ids of the original. Only plain
+    files directly in ``cache_dir``, itself no symbolic link, are used.
+
+    Raises:
+        CorpusError: the entry holds ids outside the tokenizer's vocabulary (a tampered cache).
+    """
+    cache = Path(cache_dir)
+    if cache.is_symlink() or not cache.is_dir():
+        return None
+    codec, form, errors = (
+        check_encoding(encoding),
+        check_normalize(normalize),
+        _errors(tokenizer, errors),
+    )
+    state = tokenizer.state_dict() if state is None else state
+    vocab_size = int(tokenizer.vocab_size)
+    dtype = ids_dtype(vocab_size)
+    for meta_path in sorted(cache.glob("*.json")):
+        meta = _sidecar(meta_path)
+        if meta is None or meta.get("hash") != content_hash:
+            continue
+        sizes = meta.get("sizes")
+        if not isinstance(sizes, list) or not all(type(size) is int for size in sizes):
+            continue
+        key = _cache_key(content_hash, sizes, codec, errors, form, tokenizer, state)
+        ids_path = cache / f"{key}.ids"
+        if meta_path.name != f"{key}.json" or ids_path.is_symlink():
+            continue
+        tokens = _cached_tokens(ids_path, meta_path, key, dtype)
+        if tokens is None:
+            continue
+        ids = np.memmap(ids_path, dtype=dtype, mode="r", shape=(tokens,))
+        if int(ids.max()) >= vocab_size or int(ids.min()) < 0:
+            raise CorpusError(
+                f"{ids_path}: the corpus cache holds ids outside the tokenizer's vocabulary of "
+                f"{vocab_size} (altered since it was written): delete it and give the corpus"
+            )
+        names = meta.get("sources")
+        names = (
+            tuple(names)
+            if isinstance(names, list) and all(isinstance(n, str) for n in names)
+            else ()
+        )
+        return EncodedCorpus(
+            ids=ids,
+            hash=content_hash,
+            path=ids_path,
+            key=key,
+            vocab_size=vocab_size,
+            sources=names,
+            reused=True,
+        )
+    return None
+
+
+def _errors(tokenizer: Tokenizer, errors: str | None) -> str:
+    """The codec error handler: as given, else raw bytes through for ``byte``, else strict."""
+    if errors is not None:
+        return errors
+    return "surrogateescape" if getattr(tokenizer, "kind", None) == "byte" else "strict"
+
+
+def _class_name(tokenizer: Tokenizer) -> str:
+    return f"{type(tokenizer).__module__}.{type(tokenizer).__qualname__}"
+
+
+def _cache_key(
+    content: str,
+    sizes: list[int],
+    codec: str,
+    errors: str,
+    form: str | None,
+    tokenizer: Tokenizer,
+    state: Any,
+) -> str:
+    """The cache key of a corpus: its content, sizes and reading, the tokenizer and its state."""
+    material = {
+        "format": _CACHE_FORMAT,
+        "content": content,
+        "sizes": sizes,
+        "encoding": codec,
+        "errors": errors,
+        "normalize": form,
+        "tokenizer": _class_name(tokenizer),
+        "state": state,
+    }
+    blob = json.dumps(material, sort_keys=True, ensure_ascii=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+def _sidecar(path: Path) -> dict[str, Any] | None:
+    """A cache entry's JSON description, or ``None`` if it is a link or not a JSON table."""
+    if path.is_symlink():
+        return None
+    try:
+        meta = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def _list_names(names: Sequence[str]) -> str:
@@ -339,8 +442,10 @@ def _spool_stdin(cache: Path) -> Path:
 
 def _cached_tokens(ids_path: Path, meta_path: Path, key: str, dtype: np.dtype) -> int | None:
     """The token count of a complete cache entry for ``key``, or ``None`` if there is none."""
+    meta = _sidecar(meta_path)
+    if meta is None:
+        return None
     try:
-        meta = json.loads(meta_path.read_text("utf-8"))
         tokens = int(meta["tokens"])
         if meta.get("key") != key or meta.get("dtype") != dtype.name or tokens <= 0:
             return None
