@@ -25,7 +25,6 @@ import torch
 
 from charseq import __version__
 from charseq.batches import evaluate_ids
-from charseq.builtins.tokenizers import ByteTokenizer
 from charseq.callbacks import Callback, shows_progress
 from charseq.checkpoint import (
     LATEST_FILE,
@@ -1052,7 +1051,7 @@ def with_policy(tokenizer: Tokenizer, unknown: str) -> Tokenizer:
     if "unknown" not in state:
         if unknown == "error":
             return tokenizer
-        if isinstance(tokenizer, ByteTokenizer):
+        if state.get("type") == "byte":  # the byte tokenizer's state (the core imports no builtin)
             warn(
                 "the byte tokenizer has no unknown characters (every text encodes, as its UTF-8 "
                 f"bytes): unknown={unknown!r} changes nothing"

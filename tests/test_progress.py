@@ -166,5 +166,9 @@ def test_evaluating_a_checkpoint_shows_progress_where_wanted(corpus, tmp_path, m
     assert capsys.readouterr().err == ""
     shown = evaluate_checkpoint(tmp_path / "run", device="cpu", progress=True)
     err = capsys.readouterr().err
-    assert "evaluating test" in err and "reading the corpus" in err
+    assert "evaluating test" in err and "reading the corpus" not in err  # from the run's cache
     assert shown == quiet
+    given = evaluate_checkpoint(tmp_path / "run", files=[corpus], device="cpu", progress=True)
+    err = capsys.readouterr().err
+    assert "evaluating test" in err and "reading the corpus" in err
+    assert given["bpc"] == quiet["bpc"]  # the same text, read from the file this time
