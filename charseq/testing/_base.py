@@ -25,7 +25,7 @@ from hypothesis import Phase, settings
 
 from charseq.interfaces import KINDS, Cell, Sampler, Tokenizer
 from charseq.registry import Component, get_registry
-from charseq.testing.tags import compute_tags, document_tags, not_applicable
+from charseq.testing.tags import TAGS, compute_tags, document_tags, not_applicable
 
 __all__ = [
     "BASES",
@@ -270,6 +270,9 @@ def register_check(kind: str, *, requires: tuple[str, ...] = ()) -> Callable[...
     missing, runs with the global torch RNG forked (it leaves the caller's seed alone) and turns
     any exception into a :class:`CheckError` naming the check and the component.
     """
+    unknown = [tag for tag in requires if tag not in TAGS or TAGS[tag].kind != kind]
+    if unknown:  # every tag a check needs is in the one table, which describes it
+        raise ValueError(f"no {kind} tag {', '.join(map(repr, unknown))} in charseq.testing.tags")
 
     def decorate(body: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(body)

@@ -242,6 +242,14 @@ def check_top_k_one_is_greedy(subject: Subject) -> None:
     )
 
 
+def _filtered_draws(subject: Subject, logits: list[float], **option: float) -> Tensor:
+    """Ids drawn by the sampler with one filtering ``option`` (and temperature 1) from a model
+    whose next-token logits are ``logits``: 4 steps of 64 rows (of 1 for a search sampler)."""
+    sampler = subject.build_checked(**with_unit_temperature(subject, **option))
+    batch = batch_size(subject, 64)
+    return run_sampler(sampler, fixed_logits_model(logits), 4, num_samples=batch, seed=0).ids
+
+
 _TOP_K_LOGITS = [0.0, 3.0, -1.0, 2.9, 0.5, 2.8, -2.0, 0.1, -0.5, 1.0, 0.2]
 _TOP_K_SUPPORT = {1, 3, 5}
 
@@ -249,10 +257,7 @@ _TOP_K_SUPPORT = {1, 3, 5}
 @register_check("sampler", requires=("top_k",))
 def check_top_k_support(subject: Subject) -> None:
     """With ``top_k=3`` every sample is one of the 3 most likely ids, and more than one occurs."""
-    sampler = subject.build_checked(**with_unit_temperature(subject, top_k=3))
-    ids = run_sampler(
-        sampler, fixed_logits_model(_TOP_K_LOGITS), 4, num_samples=batch_size(subject, 64), seed=0
-    ).ids
+    ids = _filtered_draws(subject, _TOP_K_LOGITS, top_k=3)
     outside = sorted(support(ids) - _TOP_K_SUPPORT)
     fix = "keep exactly the k largest logits (torch.topk(logits, k)), mask the rest to -inf."
     require(
@@ -280,11 +285,7 @@ def check_top_p_support(subject: Subject) -> None:
 
     The probabilities are 0.45, 0.35, 0.12 and eight of 0.01, so the nucleus is the first two.
     """
-    sampler = subject.build_checked(**with_unit_temperature(subject, top_p=0.7))
-    logits = [math.log(p) for p in _TOP_P_PROBS]
-    ids = run_sampler(
-        sampler, fixed_logits_model(logits), 4, num_samples=batch_size(subject, 64), seed=0
-    ).ids
+    ids = _filtered_draws(subject, [math.log(p) for p in _TOP_P_PROBS], top_p=0.7)
     outside = sorted(support(ids) - _TOP_P_SUPPORT)
     fix = (
         "sort the probabilities in decreasing order, keep ids while the cumulative "
@@ -317,11 +318,7 @@ def check_min_p_support(subject: Subject) -> None:
     support is the first three; a token sampler draws each of them (the cut is relative to the
     largest probability, not an absolute probability).
     """
-    sampler = subject.build_checked(**with_unit_temperature(subject, min_p=0.5))
-    logits = [math.log(p) for p in _MIN_P_PROBS]
-    ids = run_sampler(
-        sampler, fixed_logits_model(logits), 4, num_samples=batch_size(subject, 64), seed=0
-    ).ids
+    ids = _filtered_draws(subject, [math.log(p) for p in _MIN_P_PROBS], min_p=0.5)
     fix = (
         "softmax the (temperature-scaled, top-k/top-p filtered) logits, set to -inf the logits "
         "of ids whose probability is below min_p * the largest probability of the row."

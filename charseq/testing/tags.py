@@ -149,7 +149,7 @@ def not_applicable(check: Callable[..., None], subject: Subject) -> str | None:
     missing = [tag for tag in getattr(check, "requires", ()) if not subject.tags.get(tag)]
     if not missing:
         return None
-    needs = " and ".join(TAGS[tag].meaning if tag in TAGS else f"tag {tag!r}" for tag in missing)
+    needs = " and ".join(TAGS[tag].meaning for tag in missing)
     return f"{check.__name__} does not apply to {subject.label}: it needs {needs}"
 
 
