@@ -34,7 +34,6 @@ except ImportError as error:  # pragma: no cover - the test suite has it
 from charseq.testing import strategies  # noqa: E402
 from charseq.testing._base import CheckError, CheckSkipped, get_tags
 from charseq.testing.cells import (
-    ElmanCell,
     check_batch_independence,
     check_cell_api,
     check_compiled_matches_step,
@@ -49,8 +48,9 @@ from charseq.testing.cells import (
     check_shapes,
     check_state_dict_round_trip,
 )
+from charseq.testing.checklist import all_checks
+from charseq.testing.fixtures import ElmanCell, fixed_logits_model, tiny_model
 from charseq.testing.parametrize import (
-    all_checks,
     check_component,
     check_plugin_installed,
     parametrize_with_checks,
@@ -72,8 +72,6 @@ from charseq.testing.samplers import (
     check_top_k_one_is_greedy,
     check_top_k_support,
     check_top_p_support,
-    fixed_logits_model,
-    tiny_model,
 )
 from charseq.testing.tokenizers import (
     check_decode_encode_round_trip,

@@ -1,4 +1,5 @@
-"""What every check shares: the error it raises, the subject it checks, tags, the check registry.
+"""What every check shares: the error it raises, the subject it checks, the decorator that makes
+a check, and the small helpers of check bodies.
 
 A *subject* is what a check runs on. Checks accept any of:
 
@@ -22,14 +23,39 @@ import attrs
 import torch
 from hypothesis import Phase, settings
 
-from charseq.interfaces import KINDS
+from charseq.interfaces import KINDS, Cell, Sampler, Tokenizer
 from charseq.registry import Component, get_registry
+from charseq.testing.tags import TAGS, compute_tags, document_tags, not_applicable
 
-CHECKED_KINDS = ("cell", "tokenizer", "sampler")
+__all__ = [
+    "BASES",
+    "CHECKED_KINDS",
+    "REGISTERED",
+    "CheckError",
+    "CheckSkipped",
+    "Subject",
+    "as_subject",
+    "assert_close",
+    "describe",
+    "get_tags",
+    "kit_settings",
+    "register_check",
+    "require",
+    "resolve",
+]
+
+BASES: dict[str, type] = {"cell": Cell, "tokenizer": Tokenizer, "sampler": Sampler}
+"""The kinds the kit has checks for, and the plugin interface each kind's factories build."""
+
+CHECKED_KINDS = tuple(BASES)
 """The kinds the kit has checks for."""
 
-TAGS_METHOD = "__charseq_tags__"
-"""Name of the optional method a built component defines to refine its tags."""
+_HOW_TO_SUBCLASS = {
+    "cell": "subclass charseq.Cell and write initial_state() and step().",
+    "tokenizer": "subclass charseq.Tokenizer and write vocab_size, encode, decode, state_dict "
+    "and load_state_dict.",
+    "sampler": "subclass charseq.TokenSampler (write select) or charseq.Sampler (write sample).",
+}
 
 
 class CheckError(AssertionError):
@@ -116,10 +142,36 @@ class Subject:
         except (ValueError, TypeError) as error:
             raise CheckSkipped(f"{self.label} does not accept {overrides}: {error}") from None
 
+    def accepts(self, **overrides: Any) -> bool:
+        """Whether the options class (if any) accepts ``overrides``."""
+        try:
+            self.options(**overrides)
+        except (ValueError, TypeError):
+            return False
+        return True
+
+    def build_checked(self, *args: Any, **overrides: Any) -> Any:
+        """:meth:`build`, held to the kind's plugin interface.
+
+        Raises :class:`CheckSkipped` when the options class rejects ``overrides``, and
+        :class:`CheckError` when the factory returns something that is not a ``charseq.Cell``
+        (``Tokenizer``, ``Sampler``).
+        """
+        if overrides:
+            self.try_options(**overrides)
+        built = self.build(*args, **overrides)
+        base = BASES[self.kind]
+        require(
+            isinstance(built, base),
+            f"the factory returned {type(built).__name__}, not a charseq.{base.__name__}",
+            _HOW_TO_SUBCLASS[self.kind],
+        )
+        return built
+
     @functools.cached_property
     def tags(self) -> dict[str, Any]:
         """What the kit knows about the component (see :func:`get_tags`)."""
-        return _compute_tags(self)
+        return compute_tags(self)
 
 
 def as_subject(component: Any, kind: str | None = None) -> Subject:
@@ -185,90 +237,12 @@ def get_tags(component: Any, kind: str | None = None) -> dict[str, Any]:
 
     Tags are worked out from the component itself (its class and its options); a component may
     refine them by defining ``__charseq_tags__(self) -> dict`` on the object its factory returns.
-
-    Cells:
-        ``fused_forward``: the class overrides :meth:`charseq.Cell.forward`;
-        ``fused_stack``: the class offers ``forward_stack`` (a fused multi-layer kernel);
-        ``inference_step``: the class overrides :meth:`charseq.Cell.inference_step`.
-    Tokenizers:
-        ``unknown_policy``: it has an ``unknown`` option ("error" / "skip" / "replace");
-        ``texts``: the texts it round-trips: the name of a family in
-        :data:`charseq.testing.strategies.TEXTS` (default ``"unicode"``), an alphabet
-        ``{"alphabet": "abc ."}`` (neither needs Hypothesis where the plugin runs), or a
-        Hypothesis strategy;
-        ``stream_decoder``: it has one (:meth:`charseq.Tokenizer.stream_decoder`).
-    Samplers:
-        ``greedy``: it always takes the arg-max (its name is ``greedy``);
-        ``temperature``, ``top_k``, ``top_p``, ``min_p``, ``repetition_penalty``,
-        ``num_beams``, ``length_penalty``, ``num_return_sequences``: it has that option;
-        ``token_sampler``: it is a :class:`charseq.TokenSampler`;
-        ``deterministic``: it says so (:attr:`charseq.Sampler.deterministic`).
     """
     return dict(as_subject(component, kind).tags)
 
 
-def _compute_tags(subject: Subject) -> dict[str, Any]:
-    names = subject.option_names
-    if subject.kind == "cell":
-        from charseq.interfaces import Cell
-
-        built = subject.build(2, 3)
-        cls = type(built)
-        tags: dict[str, Any] = {
-            "fused_forward": getattr(cls, "forward", None) is not Cell.forward,
-            "fused_stack": callable(getattr(cls, "forward_stack", None)),
-            "inference_step": getattr(cls, "inference_step", None) is not Cell.inference_step,
-        }
-    elif subject.kind == "tokenizer":
-        built = subject.build()
-        tags = {
-            "unknown_policy": "unknown" in names,
-            "texts": "unicode",
-            "stream_decoder": built.stream_decoder() is not None,
-        }
-    else:
-        from charseq.interfaces import TokenSampler
-
-        built = subject.build()
-        tags = {
-            "greedy": subject.name == "greedy",
-            "token_sampler": isinstance(built, TokenSampler),
-            "deterministic": bool(getattr(built, "deterministic", False)),
-            **{option: option in names for option in _SAMPLER_OPTIONS},
-        }
-    refine = getattr(built, TAGS_METHOD, None)
-    if callable(refine):
-        tags.update(refine())
-    return tags
-
-
-_SAMPLER_OPTIONS = (
-    "temperature",
-    "top_k",
-    "top_p",
-    "min_p",
-    "repetition_penalty",
-    "num_beams",
-    "length_penalty",
-    "num_return_sequences",
-)
-
-_TAG_MEANING = {
-    "fused_forward": "a fused `forward` of its own (it runs the core's step loop)",
-    "fused_stack": "a `forward_stack` classmethod (a fused multi-layer kernel)",
-    "inference_step": "an `inference_step` method of its own (generation runs its `step`)",
-    "unknown_policy": "an `unknown` option (the unknown-character policy)",
-    "greedy": "to be a greedy sampler",
-    "token_sampler": "to be a charseq.TokenSampler",
-    "temperature": "a `temperature` option",
-    "top_k": "a `top_k` option",
-    "top_p": "a `top_p` option",
-    "min_p": "a `min_p` option",
-    "repetition_penalty": "a `repetition_penalty` option",
-    "num_beams": "a `num_beams` option",
-    "length_penalty": "a `length_penalty` option",
-    "num_return_sequences": "a `num_return_sequences` option",
-}
+# the tags' own lines, from the one table of tags (charseq.testing.tags.TAGS)
+get_tags.__doc__ = f"{inspect.cleandoc(get_tags.__doc__ or '')}\n\n{document_tags()}\n"
 
 
 def _keyword_names(factory: Callable[..., Any], kind: str) -> frozenset[str]:
@@ -283,19 +257,10 @@ def _keyword_names(factory: Callable[..., Any], kind: str) -> frozenset[str]:
     return frozenset(p.name for p in parameters if p.kind in kinds)
 
 
-# -- the check registry ---------------------------------------------------------------------------
+# -- making a check -------------------------------------------------------------------------------
 
-CHECKS: dict[str, list[Callable[..., None]]] = {kind: [] for kind in CHECKED_KINDS}
-"""Every check, by kind, in the order they run."""
-
-
-def not_applicable(check: Callable[..., None], subject: Subject) -> str | None:
-    """Why ``check`` does not apply to ``subject``, or ``None`` when it does."""
-    missing = [tag for tag in getattr(check, "requires", ()) if not subject.tags.get(tag)]
-    if not missing:
-        return None
-    needs = " and ".join(_TAG_MEANING.get(tag, f"tag {tag!r}") for tag in missing)
-    return f"{check.__name__} does not apply to {subject.label}: it needs {needs}"
+REGISTERED: list[Callable[..., None]] = []
+"""Every check made by :func:`register_check`; :mod:`charseq.testing.checklist` orders them."""
 
 
 def register_check(kind: str, *, requires: tuple[str, ...] = ()) -> Callable[..., Any]:
@@ -305,6 +270,9 @@ def register_check(kind: str, *, requires: tuple[str, ...] = ()) -> Callable[...
     missing, runs with the global torch RNG forked (it leaves the caller's seed alone) and turns
     any exception into a :class:`CheckError` naming the check and the component.
     """
+    unknown = [tag for tag in requires if tag not in TAGS or TAGS[tag].kind != kind]
+    if unknown:  # every tag a check needs is in the one table, which describes it
+        raise ValueError(f"no {kind} tag {', '.join(map(repr, unknown))} in charseq.testing.tags")
 
     def decorate(body: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(body)
@@ -330,7 +298,7 @@ def register_check(kind: str, *, requires: tuple[str, ...] = ()) -> Callable[...
 
         check.kind = kind  # type: ignore[attr-defined]
         check.requires = requires  # type: ignore[attr-defined]
-        CHECKS[kind].append(check)
+        REGISTERED.append(check)
         return check
 
     return decorate
@@ -369,3 +337,19 @@ def require(condition: bool, problem: str, fix: str = "") -> None:
     """Raise a :class:`CheckError` with ``problem`` and ``fix`` unless ``condition`` holds."""
     if not condition:
         raise CheckError(problem, fix)
+
+
+def describe(value: Any, *, dtype: bool = False) -> str:
+    """What ``value`` is, for a message: ``tuple(Tensor(2, 4), Tensor(2, 4))``, ``list``.
+
+    With ``dtype``, tensors also give their dtype: ``Tensor(2, 6, dtype=torch.float32)``.
+    """
+    if isinstance(value, tuple | list):
+        inner = ", ".join(describe(v, dtype=dtype) for v in value)
+        return f"{type(value).__name__}({inner})"
+    if isinstance(value, torch.Tensor):
+        parts = [str(size) for size in value.shape]
+        if dtype:
+            parts.append(f"dtype={value.dtype}")
+        return f"Tensor({', '.join(parts)})"
+    return type(value).__name__

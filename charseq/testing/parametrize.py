@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata as metadata
-import re
 import sys
 import unittest
 from collections.abc import Callable, Iterable, Mapping
@@ -13,37 +12,17 @@ from typing import Any
 
 from charseq.errors import PluginLoadError, did_you_mean
 from charseq.hookspecs import PROJECT
-from charseq.interfaces import Cell, Sampler, Tokenizer
 from charseq.registry import Component, Registry
-from charseq.testing._base import (
-    CHECKED_KINDS,
-    CHECKS,
-    CheckError,
-    Subject,
-    as_subject,
-    not_applicable,
-    require,
-    resolve,
-)
+from charseq.testing._base import BASES, CheckError, Subject, as_subject, require, resolve
+from charseq.testing.checklist import CHECKS, all_checks, checks_for
 
 __all__ = ["all_checks", "check_component", "check_plugin_installed", "parametrize_with_checks"]
 
 ExpectedFailures = Mapping[str, Mapping[str, str]]
 
 
-def all_checks(kind: str | None = None) -> list[Callable[..., None]]:
-    """Every check of ``kind`` (``"cell"``, ``"tokenizer"``, ``"sampler"``), or of all kinds."""
-    if kind is not None and kind not in CHECKS:
-        raise ValueError(f"no checks for kind {kind!r}; checked kinds: {', '.join(CHECKED_KINDS)}")
-    kinds = CHECKED_KINDS if kind is None else (kind,)
-    return [check for k in kinds for check in CHECKS[k]]
-
-
 def _key(component: Component | Subject) -> str:
     return f"{component.kind}:{component.name}"
-
-
-_BASES = {"cell": Cell, "tokenizer": Tokenizer, "sampler": Sampler}
 
 
 def _subject(component: Any, kind: str | None) -> Subject:
@@ -57,7 +36,7 @@ def _subject(component: Any, kind: str | None) -> Subject:
     elif not isinstance(component, Component | Subject) and kind is None:
         cls = component.func if isinstance(component, functools.partial) else component
         if isinstance(cls, type):
-            kind = next((k for k, base in _BASES.items() if issubclass(cls, base)), None)
+            kind = next((k for k, base in BASES.items() if issubclass(cls, base)), None)
     return as_subject(component, kind)
 
 
@@ -128,23 +107,15 @@ def parametrize_with_checks(
     params = []
     for subject in subjects:
         key = _key(subject)
-        for check in CHECKS[subject.kind]:
+        for check, skip in checks_for(subject):
             marks = []
             reason = expected.get(key, {}).get(check.__name__)
             if reason is not None:
                 marks.append(pytest.mark.xfail(reason=reason, strict=False))
-            skip = _skip_reason(check, subject)
             if skip is not None:
                 marks.append(pytest.mark.skip(reason=skip))
             params.append(pytest.param(subject, check, id=f"{key}-{check.__name__}", marks=marks))
     return pytest.mark.parametrize(("component", "check"), params)
-
-
-def _skip_reason(check: Callable[..., None], subject: Subject) -> str | None:
-    try:
-        return not_applicable(check, subject)
-    except Exception:
-        return None  # a component that cannot even be built fails when its checks run
 
 
 def check_component(
@@ -199,10 +170,6 @@ def check_component(
     return outcomes
 
 
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def check_plugin_installed(distribution_name: str) -> list[Component]:
     """Assert that an installed distribution's ``charseq`` entry points load and register.
 
@@ -249,8 +216,9 @@ def check_plugin_installed(distribution_name: str) -> list[Component]:
             "traceback; check that the hook functions are marked @charseq.hookimpl, take a "
             "`registry` argument, and register names no other plugin uses.",
         ) from (cause or error)
-    norm = _normalise(distribution_name)
-    added = [c for c in registry.components() if _normalise(c.owner.distribution) == norm]
+    # the registry names each component's owner by its distribution's own name (ep.dist.name),
+    # the name `dist` has whichever spelling of it we were given
+    added = [c for c in registry.components() if c.owner.distribution == dist.name]
     names = ", ".join(repr(ep.name) for ep in entry_points)
     require(
         bool(added),

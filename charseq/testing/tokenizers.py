@@ -32,8 +32,8 @@ from charseq.testing.strategies import texts as text_strategy
 
 __all__ = [
     "check_decode_encode_round_trip",
-    "check_stream_decoder_matches_decode",
     "check_ids_in_range",
+    "check_stream_decoder_matches_decode",
     "check_tokenizer_api",
     "check_unknown_policy",
     "check_vocab_json_round_trip",
@@ -42,19 +42,8 @@ __all__ = [
 _CORPUS = "hello world\nthe cat sat.\n"
 
 
-def _make(subject: Subject, **overrides: Any) -> Tokenizer:
-    tokenizer = subject.build(**overrides)
-    require(
-        isinstance(tokenizer, Tokenizer),
-        f"the factory returned {type(tokenizer).__name__}, not a charseq.Tokenizer",
-        "subclass charseq.Tokenizer and write vocab_size, encode, decode, state_dict and "
-        "load_state_dict.",
-    )
-    return tokenizer
-
-
 def _fitted(subject: Subject, text: str, **overrides: Any) -> Tokenizer:
-    tokenizer = _make(subject, **overrides)
+    tokenizer = subject.build_checked(**overrides)
     tokenizer.fit(text)
     return tokenizer
 
@@ -110,7 +99,7 @@ def check_tokenizer_api(subject: Subject, *, texts: Any = None) -> None:
     """
 
     def test(text: str) -> None:
-        tokenizer = _make(subject)
+        tokenizer = subject.build_checked()
         fitted = tokenizer.fit(text)
         require(
             fitted is tokenizer,
@@ -223,7 +212,7 @@ def check_vocab_json_round_trip(subject: Subject, *, texts: Any = None) -> None:
             dumped = json.dumps(state)
         except (TypeError, ValueError) as error:
             raise CheckError(f"state_dict() is not JSON-serialisable: {error}", fix) from None
-        fresh = _make(subject)
+        fresh = subject.build_checked()
         fresh.load_state_dict(json.loads(dumped))
         require(fresh.is_fitted, "is_fitted is False after load_state_dict", fix)
         require(
@@ -353,13 +342,7 @@ def check_unknown_policy(subject: Subject) -> None:
 
 def _accepts(subject: Subject, policy: str) -> bool:
     """Whether the tokenizer has an ``unknown`` option that takes ``policy``."""
-    if "unknown" not in subject.option_names:
-        return False
-    try:
-        subject.options(unknown=policy)
-    except (ValueError, TypeError):
-        return False
-    return True
+    return "unknown" in subject.option_names and subject.accepts(unknown=policy)
 
 
 def _find_stranger(subject: Subject) -> str:

@@ -311,15 +311,14 @@ class ChecksDirective(SphinxDirective):
     required_arguments = 1
 
     def run(self) -> list[nodes.Node]:
-        from charseq.testing import _base as base
-        from charseq.testing import all_checks
+        from charseq.testing import all_checks, checklist, tags
 
-        self.env.note_dependency(base.__file__)
-        meanings = getattr(base, "_TAG_MEANING", {})
+        self.env.note_dependency(tags.__file__)
+        self.env.note_dependency(checklist.__file__)
         rows = []
         for check in all_checks(self.arguments[0]):
             requires = getattr(check, "requires", ())
-            needs = [_PARENTHESIS.sub("", meanings.get(tag, f"tag {tag!r}")) for tag in requires]
+            needs = [_PARENTHESIS.sub("", tags.TAGS[tag].meaning) for tag in requires]
             applies = "needs " + " and ".join(needs) if needs else "always"
             rows.append([code(check.__name__), applies, first_paragraph(check.__doc__)])
         return [table(["Check", "Applies", "What it checks"], rows, [28, 22, 50])]
