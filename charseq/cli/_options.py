@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import click
 
+from charseq.builtins.tokenizers import UnknownPolicy
+from charseq.corpus.arguments import Normalization
 from charseq.errors import CharseqError, SpecError
 from charseq.spec import TOO_MANY_DIGITS
 
 __all__ = [
+    "NORMALIZATIONS",
     "UNKNOWN_POLICIES",
     "data_option",
     "device_option",
@@ -28,8 +31,12 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-UNKNOWN_POLICIES = ("error", "skip", "replace")
-"""What a tokenizer may do with characters outside its vocabulary (``unknown=``)."""
+UNKNOWN_POLICIES: tuple[str, ...] = get_args(UnknownPolicy)
+"""What a tokenizer may do with characters outside its vocabulary (``unknown=``), as the
+built-in tokenizers define them."""
+
+NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
+"""The Unicode normal forms a corpus may be read in (``normalize=``)."""
 
 
 def device_option() -> Callable[[F], F]:

@@ -17,7 +17,13 @@ import click
 from charseq.callbacks import Callback, ProgressBar, SampleEvery
 from charseq.checkpoint import check_run_dir
 from charseq.cli._errors import clean_exits
-from charseq.cli._options import data_option, device_option, parse_setting, set_option
+from charseq.cli._options import (
+    NORMALIZATIONS,
+    data_option,
+    device_option,
+    parse_setting,
+    set_option,
+)
 from charseq.corpus import find_sources, python_source_files
 from charseq.errors import CharseqError
 from charseq.pipeline import Pipeline
@@ -37,7 +43,7 @@ __all__ = ["train"]
 )
 @click.option("--include", multiple=True, metavar="GLOB", help="Files to take from directories.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of --data.")
-@click.option("--normalize", type=click.Choice(["NFC", "NFKC"]), help="Unicode normalisation.")
+@click.option("--normalize", type=click.Choice(NORMALIZATIONS), help="Unicode normalisation.")
 @set_option("Override a spec value", "cell.hidden_size=256", "KEY=VALUE")
 @click.option("--steps", type=int, help="Optimizer steps (overrides train.steps).")
 @click.option("--max-seconds", type=float, help="Training time budget (train.max_seconds).")
@@ -86,13 +92,7 @@ def train(
         return
     callbacks = _train_callbacks(progress, sample_every)
     if resume_dir:
-        if spec_path or preset or settings:
-            raise CharseqError("--resume continues a run as it was: drop --spec/--preset/--set")
-        given = click.get_current_context().get_parameter_source("out_dir")
-        if given is click.core.ParameterSource.COMMANDLINE or overwrite:
-            raise CharseqError(
-                "--resume writes into the run it continues: drop --out and --overwrite"
-            )
+        _check_resume_flags(bool(spec_path or preset or settings), overwrite)
         pipe = Pipeline.resume(
             resume_dir,
             files=list(data_paths) or None,
@@ -129,6 +129,16 @@ def train(
     )
     if result.reason == "interrupted":
         sys.exit(130)
+
+
+def _check_resume_flags(new_spec: bool, overwrite: bool) -> None:
+    """Refuse the flags that would change the run ``--resume`` continues as it was: a spec
+    (``--spec``, ``--preset``, ``--set``), another run directory (``--out``) or ``--overwrite``."""
+    if new_spec:
+        raise CharseqError("--resume continues a run as it was: drop --spec/--preset/--set")
+    given = click.get_current_context().get_parameter_source("out_dir")
+    if given is click.core.ParameterSource.COMMANDLINE or overwrite:
+        raise CharseqError("--resume writes into the run it continues: drop --out and --overwrite")
 
 
 def _spec(
