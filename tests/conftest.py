@@ -1,7 +1,9 @@
-"""Test settings: a small Hypothesis profile for CI (2 cores, no GPU), a larger one on request."""
+"""Test settings: a small Hypothesis profile for CI (2 cores, no GPU), a larger one on request;
+the ``corpus`` fixture the command-line tests (tests/test_cli*.py) train on."""
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -10,3 +12,12 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=40, deadline=None)
 settings.register_profile("nightly", max_examples=500, deadline=None)
 settings.load_profile(os.environ.get("CHARSEQ_HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def corpus(tmp_path, monkeypatch):
+    """A small text file, with ``tmp_path`` as the working directory (where runs/latest goes)."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "corpus.txt"
+    path.write_text("to be or not to be, that is the question. " * 40, "utf-8")
+    return path

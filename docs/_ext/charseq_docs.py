@@ -194,6 +194,9 @@ class CliDirective(SphinxDirective):
             command = group.get_command(ctx, command_name)
             if command is None or command.hidden:
                 continue
+            command_source = inspect.getsourcefile(inspect.unwrap(command.callback))
+            if command_source:  # each command has its own module (charseq/cli/train.py, ...)
+                self.env.note_dependency(command_source)
             sub = command.make_context(command_name, [], parent=ctx, resilient_parsing=True)
             path = f"{prog} {command_name}"
             box = section([nodes.literal(text=path)], path)

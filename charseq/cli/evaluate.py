@@ -1,0 +1,93 @@
+"""``charseq eval`` and ``charseq score``: how well a checkpoint predicts text, a corpus split
+(:func:`~charseq.evaluate.evaluate_checkpoint`) or one text with its surprising positions
+(:meth:`Pipeline.score <charseq.pipeline.Pipeline.score>`)."""
+
+from __future__ import annotations
+
+import json
+from typing import TextIO
+
+import click
+
+from charseq.cli._errors import clean_exits
+from charseq.cli._options import data_option, device_option, json_option, unknown_option
+from charseq.errors import CharseqError
+from charseq.evaluate import evaluate_checkpoint
+from charseq.pipeline import Pipeline
+from charseq.scoring import UNITS, rate_names
+
+__all__ = ["eval_command", "score"]
+
+
+@click.command(name="eval")
+@click.argument("checkpoint", type=click.Path())
+@data_option(
+    "Evaluate on this text instead of the run's corpus, which comes from RUN/cache (repeatable)."
+)
+@click.option(
+    "--split",
+    type=click.Choice(["train", "val", "test", "all"]),
+    default=None,
+    help="Which part of the corpus, split as in training (default: test; all of a --data text).",
+)
+@unknown_option(also="; skipped ones are not scored")
+@device_option()
+@json_option()
+@clean_exits
+def eval_command(
+    checkpoint: str,
+    data_paths: tuple[str, ...],
+    split: str | None,
+    unknown: str | None,
+    device: str | None,
+    as_json: bool,
+) -> None:
+    """Report nats/char and bits per character (BPC) of a checkpoint on a split."""
+    if split is None:
+        split = "all" if data_paths else "test"
+    scores = evaluate_checkpoint(
+        checkpoint, files=list(data_paths) or None, split=split, device=device, unknown=unknown
+    )
+    if as_json:
+        click.echo(json.dumps(scores))
+        return
+    unit = UNITS.get(scores["tokenizer"], "tokens")
+    per, bits = rate_names(unit)
+    click.echo(
+        f"{scores['split']}: {scores['nats']:.4f} nats/{per}, {scores['bpc']:.4f} {bits} "
+        f"over {scores['tokens']} {unit}"
+    )
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(file_okay=False))
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--prime", default="", help="Context before the text (not scored).")
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Surprising positions to list.",
+)
+@unknown_option()
+@device_option()
+@json_option()
+@clean_exits
+def score(
+    checkpoint: str,
+    file: TextIO,
+    prime: str,
+    top: int,
+    unknown: str | None,
+    device: str | None,
+    as_json: bool,
+) -> None:
+    """Score FILE (or - for stdin) under a checkpoint: total nats, BPC, surprising positions."""
+    try:
+        text = file.read()
+    except UnicodeDecodeError as error:
+        raise CharseqError(f"{file.name} is not UTF-8 text: {error}") from None
+    pipe = Pipeline.load(checkpoint, device=device)
+    result = pipe.score(text, prime=prime, top=top, unknown=unknown)
+    click.echo(json.dumps(result.to_dict()) if as_json else result.summary())

@@ -1,0 +1,193 @@
+"""``charseq train``: a new run from a spec and a corpus, or the continuation of one (``--resume``).
+
+The command turns flags into a :class:`~charseq.spec.PipelineSpec` and a list of sources and
+hands them to :meth:`Pipeline.fit <charseq.pipeline.Pipeline.fit>`, or hands the run directory to
+:meth:`Pipeline.resume <charseq.pipeline.Pipeline.resume>`. What it adds is the command line's own
+rules: which flags a resume refuses, and that ``--out`` can be written before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from charseq.callbacks import Callback, ProgressBar, SampleEvery
+from charseq.checkpoint import check_run_dir
+from charseq.cli._errors import clean_exits
+from charseq.cli._options import (
+    NORMALIZATIONS,
+    data_option,
+    device_option,
+    parse_setting,
+    set_option,
+)
+from charseq.corpus import find_sources, python_source_files
+from charseq.errors import CharseqError
+from charseq.pipeline import Pipeline
+from charseq.spec import PipelineSpec, presets
+
+__all__ = ["train"]
+
+
+@click.command()
+@click.option(
+    "--spec", "spec_path", type=click.Path(dir_okay=False), help="Spec file (.toml/.json)."
+)
+@click.option("--preset", help="A spec shipped with charseq: " + ", ".join(presets()) + ".")
+@data_option(
+    "Text file, directory or - (stdin); repeatable. Default: Python's own standard-library "
+    "source (no download). With --resume: the run's corpus, needed only if RUN/cache is gone."
+)
+@click.option("--include", multiple=True, metavar="GLOB", help="Files to take from directories.")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of --data.")
+@click.option("--normalize", type=click.Choice(NORMALIZATIONS), help="Unicode normalisation.")
+@set_option("Override a spec value", "cell.hidden_size=256", "KEY=VALUE")
+@click.option("--steps", type=int, help="Optimizer steps (overrides train.steps).")
+@click.option("--max-seconds", type=float, help="Training time budget (train.max_seconds).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="runs/latest",
+    show_default=True,
+    help="Run directory for checkpoints, metrics.jsonl and the corpus cache.",
+)
+@click.option("--resume", "resume_dir", type=click.Path(), help="Continue this run exactly.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run in --out.")
+@click.option("--sample-every", type=int, default=0, help="Print a sample every N steps.")
+@device_option()
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option(
+    "--print-spec",
+    is_flag=True,
+    help="Print the spec these options make (every option, as TOML) and exit without training.",
+)
+@clean_exits
+def train(
+    spec_path: str | None,
+    preset: str | None,
+    data_paths: tuple[str, ...],
+    include: tuple[str, ...],
+    encoding: str,
+    normalize: str | None,
+    settings: tuple[str, ...],
+    steps: int | None,
+    max_seconds: float | None,
+    out_dir: str,
+    resume_dir: str | None,
+    overwrite: bool,
+    sample_every: int,
+    device: str | None,
+    progress: bool,
+    print_spec: bool,
+) -> None:
+    """Train a model, writing checkpoints to a run directory (Ctrl-C saves and stops)."""
+    if print_spec:
+        if resume_dir:
+            raise CharseqError("--print-spec shows a new run's spec: drop --resume")
+        click.echo(_spec(spec_path, preset, settings, steps, max_seconds).to_toml(), nl=False)
+        return
+    callbacks = _train_callbacks(progress, sample_every)
+    if resume_dir:
+        _check_resume_flags(bool(spec_path or preset or settings), overwrite)
+        pipe = Pipeline.resume(
+            resume_dir,
+            files=list(data_paths) or None,
+            steps=steps,
+            max_seconds=max_seconds,
+            callbacks=callbacks,  # the run directory gets metrics.jsonl
+            handle_signals=True,
+            device=device,
+        )
+    else:
+        spec = _spec(spec_path, preset, settings, steps, max_seconds)
+        include = include or ("*",)
+        sources = find_sources(
+            list(data_paths) or python_source_files(), include, encoding=encoding
+        )
+        run_dir = _check_run_dir(Path(out_dir), overwrite)
+        pipe = Pipeline.from_spec(spec, device=device)
+        # fit creates, locks and (if it fails before a checkpoint) removes the directory
+        pipe.fit(
+            files=sources,
+            include=include,
+            encoding=encoding,
+            normalize=normalize,
+            out=run_dir,
+            overwrite=overwrite,
+            callbacks=callbacks,  # the run directory gets metrics.jsonl
+            handle_signals=True,
+        )
+    result = pipe.result
+    best = f", best val BPC {result.best_val_bpc:.4f}" if result.best_val_bpc is not None else ""
+    click.echo(
+        f"stopped at step {result.step} ({result.reason}){best}; checkpoint {result.checkpoint}",
+        err=True,
+    )
+    if result.reason == "interrupted":
+        sys.exit(130)
+
+
+def _check_resume_flags(new_spec: bool, overwrite: bool) -> None:
+    """Refuse the flags that would change the run ``--resume`` continues as it was: a spec
+    (``--spec``, ``--preset``, ``--set``), another run directory (``--out``) or ``--overwrite``."""
+    if new_spec:
+        raise CharseqError("--resume continues a run as it was: drop --spec/--preset/--set")
+    given = click.get_current_context().get_parameter_source("out_dir")
+    if given is click.core.ParameterSource.COMMANDLINE or overwrite:
+        raise CharseqError("--resume writes into the run it continues: drop --out and --overwrite")
+
+
+def _spec(
+    spec_path: str | None,
+    preset: str | None,
+    settings: tuple[str, ...],
+    steps: int | None,
+    max_seconds: float | None,
+) -> PipelineSpec:
+    """The spec a new run's flags make: a file, a preset or the defaults, then ``--set``,
+    ``--steps`` and ``--max-seconds`` over it."""
+    if spec_path and preset:
+        raise CharseqError("give --spec or --preset, not both")
+    if preset:
+        spec = PipelineSpec.from_preset(preset)
+    elif spec_path:
+        spec = PipelineSpec.from_file(spec_path)
+    else:
+        spec = PipelineSpec.from_dict({})
+    changes = dict(parse_setting(s) for s in settings)
+    if steps is not None:
+        changes["train.steps"] = steps
+    if max_seconds is not None:
+        changes["train.max_seconds"] = max_seconds
+    return spec.override(changes) if changes else spec
+
+
+def _check_run_dir(out: Path, overwrite: bool) -> Path:
+    """Check the run directory before any work, in the command line's terms: new or empty, or
+    a run we may replace (``fit`` replaces it, keeping it until the new run has a checkpoint)."""
+    check_run_dir(out, overwrite, argument="--out", resume=f"--resume {out}", replace="--overwrite")
+    existing = out  # where fit will create it: the nearest folder that exists must take it
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "not a directory" if not existing.is_dir() else "not writable"
+        raise CharseqError(f"cannot write to --out {out}: {existing} is {why}")
+    return out
+
+
+def _train_callbacks(progress: bool, sample_every: int) -> list[Callback]:
+    if sample_every < 0:
+        raise CharseqError(f"--sample-every must be >= 0 (0: no samples), got {sample_every}")
+    callbacks: list[Callback] = [ProgressBar()] if progress else []
+    if sample_every:
+        callbacks.append(SampleEvery(sample_every, _print_sample))
+    return callbacks
+
+
+def _print_sample(step: int, text: str) -> None:
+    click.secho(f"--- sample at step {step}", fg="cyan", err=True)
+    click.echo(text, err=True)
