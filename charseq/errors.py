@@ -96,6 +96,26 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def deprecated_alias(owner: str, old: str, new: str, *, quiet: bool = False) -> property:
+    """A property ``old`` that reads and writes attribute ``new`` of ``owner``'s instances,
+    warning with a ``DeprecationWarning`` unless ``quiet`` (an old name kept without a warning
+    while charseq's own callers move over)."""
+
+    def say() -> None:
+        if not quiet:
+            warn(f"{owner}.{old} is deprecated: use {owner}.{new}", DeprecationWarning)
+
+    def get(self: object) -> object:
+        say()
+        return getattr(self, new)
+
+    def set_(self: object, value: object) -> None:
+        say()
+        setattr(self, new, value)
+
+    return property(get, set_, doc=f"Deprecated: the older name of :attr:`{new}`.")
+
+
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """``warnings.warn``, attributed to the first caller outside charseq.
 

@@ -18,7 +18,6 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-import attrs
 import torch
 
 from charseq import __version__
@@ -34,66 +33,45 @@ from charseq.checkpoint import (
     restore_rng,
 )
 from charseq.checkpoint import state as fields
+from charseq.corpus import Splits
 from charseq.errors import CharseqError, warn
 from charseq.model import StackState, detach
 from charseq.schedules import lr_factor
+from charseq.training_run import (
+    StopReason,
+    Trainable,
+    TrainResult,
+    check_precision,
+    training_state,
+    with_budget,
+)
 
 MAX_DIVERGENCES = 8
 """The divergence guard gives up (raises) after this many restores in one run."""
+
+__all__ = [
+    "MAX_DIVERGENCES",
+    "StopReason",
+    "Trainable",
+    "Trainer",
+    "TrainingDiverged",
+    "TrainResult",
+    "check_precision",
+    "training_state",
+    "with_budget",
+]
 
 
 class TrainingDiverged(CharseqError):
     """The loss kept exploding even after the guard lowered the learning rate many times."""
 
 
-@attrs.frozen
-class TrainResult:
-    """How a run ended: the last step, why it stopped, and the best validation BPC seen."""
-
-    step: int
-    reason: str
-    best_val_bpc: float | None
-    checkpoint: Path | None
-
-
-def check_precision(spec: Any, device: torch.device) -> None:
-    """Refuse a precision the device cannot train in (bf16 autocast is CUDA-only)."""
-    if spec.train.precision == "bf16" and device.type != "cuda":
-        raise CharseqError(f"train.precision = 'bf16' needs a CUDA device, not {device}")
-
-
-def training_state(directory: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """The loop's state recorded in a checkpoint's manifest, or why it cannot be resumed."""
-    state = manifest.get("trainer")
-    if not isinstance(state, dict):
-        raise CharseqError(
-            f"{directory} holds weights only (no training state): it can be sampled and "
-            "evaluated but not resumed"
-        )
-    return fields.check_fields(Path(directory) / MANIFEST_FILE, "trainer", state, _TRAINER)
-
-
-_TRAINER = {
-    "step": fields.COUNT,
-    "batches": fields.TABLE,
-    "has_hidden": fields.BOOL,
-    "best_val_bpc": fields.NUMBER | fields.NULL,
-    "evals_since_best": fields.COUNT,
-    "lr_scale": fields.POSITIVE,
-    "first_loss": fields.NUMBER | fields.NULL,
-    "divergences": fields.COUNT,
-    "train_seconds": fields.NOT_NEGATIVE,
-    "optimizer": fields.TABLE,
-    "rng": fields.TABLE,
-}
-"""The fields of a checkpoint's ``trainer`` table, checked before any is used."""
-
-
 class Trainer:
     """Trains ``pipeline.model`` on ``splits.train``, evaluating on ``splits.val``.
 
     Args:
-        pipeline: a pipeline with a fitted tokenizer and a model.
+        pipeline: what is trained (:class:`Trainable`): a pipeline with a fitted tokenizer and
+            a model. Callbacks reach it as ``trainer.pipeline``.
         splits: the corpus splits (``train``, ``val``, ``test`` id arrays and their ``bounds``).
         out_dir: where checkpoints go (``step-XXXXXXXX/``, ``best/``, ``latest.json``), and
             ``metrics.jsonl`` unless ``callbacks`` has a :class:`~charseq.callbacks.MetricsLog`
@@ -106,8 +84,8 @@ class Trainer:
 
     def __init__(
         self,
-        pipeline: Any,
-        splits: Any,
+        pipeline: Trainable,
+        splits: Splits,
         *,
         out_dir: str | Path | None = None,
         callbacks: Sequence[Callback] = (),
@@ -137,7 +115,7 @@ class Trainer:
         else:
             self.batches = RandomWindows(splits.train, train.batch_size, train.seq_len, train.seed)
         self.store = CheckpointStore(out_dir, keep_last=train.keep_last) if out_dir else None
-        self.step = pipeline.step
+        self.step = pipeline.steps_trained
         self.hidden: StackState | None = None
         self.best_val_bpc: float | None = None
         self.evals_since_best = 0
@@ -148,7 +126,7 @@ class Trainer:
         self.restored_step: int | None = None
         """The step of the checkpoint :meth:`restore` resumed from (None for a new run)."""
         self._stop = threading.Event()
-        self._stop_reason = "stop requested"
+        self._stop_reason: StopReason | str = "stop requested"
         self._good: dict[str, Any] | None = None
 
     # -- the loop ------------------------------------------------------------------------------
@@ -174,7 +152,7 @@ class Trainer:
 
     def _run(self) -> TrainResult:
         train = self.spec.train
-        reason = "steps"
+        reason: StopReason | str = "steps"
         evaluated_at = checkpointed_at = None
         with self._signals():
             tick = time.perf_counter()
@@ -195,7 +173,7 @@ class Trainer:
                     self._recover(loss)
                     continue
                 self.step += 1
-                self.pipeline.step = self.step
+                self.pipeline.steps_trained = self.step
                 seconds = time.perf_counter() - started
                 metrics = {
                     "loss": loss,
@@ -410,7 +388,7 @@ class Trainer:
             )
         with fields.restoring(file, "trainer.batches"):
             self.batches.load_state_dict(state["batches"])
-        self.step = self.pipeline.step = self.restored_step = state["step"]
+        self.step = self.pipeline.steps_trained = self.restored_step = state["step"]
         self.best_val_bpc = state["best_val_bpc"]
         self.evals_since_best = state["evals_since_best"]
         self.lr_scale = state["lr_scale"]
@@ -464,7 +442,7 @@ class Trainer:
         self.model.load_state_dict(good["model"])
         self.optimizer.load_state_dict(good["optimizer"])
         self.batches.load_state_dict(good["batches"])
-        self.step = self.pipeline.step = good["step"]
+        self.step = self.pipeline.steps_trained = good["step"]
         self.hidden = None
         self.lr_scale *= 0.5
         message = (
@@ -476,7 +454,7 @@ class Trainer:
 
     # -- signals -------------------------------------------------------------------------------
 
-    def request_stop(self, reason: str = "stop requested") -> None:
+    def request_stop(self, reason: StopReason | str = "stop requested") -> None:
         """Finish the current step, save a checkpoint and stop (what the first Ctrl-C does).
 
         ``reason`` becomes the run's :attr:`TrainResult.reason`; a signal's is
