@@ -1,4 +1,29 @@
-"""The exceptions charseq raises on purpose, each with a message a user can act on."""
+"""The exceptions charseq raises on purpose, each with a message a user can act on.
+
+Every one derives from :class:`CharseqError`. Defined here: :class:`SpecError`,
+:class:`UnknownComponentError`, :class:`TokenizerError`, :class:`UnknownCharacterError`,
+:class:`DuplicateComponentError`, :class:`PluginLoadError`, :class:`NotInstalledError` and
+:class:`TrainingDiverged`. Defined beside the code that raises them (they are importable from
+there):
+
+- ``charseq.options.OptionError`` (a component's options are invalid; becomes a ``SpecError``);
+- ``charseq.constraints.GenerationError`` (a generation request is invalid);
+- ``charseq.model.CellContractError`` (a cell breaks the contract the model relies on);
+- ``charseq.builtins.tokenizers.NotFittedError`` (a ``TokenizerError``: no vocabulary yet);
+- ``charseq.checkpoint.CheckpointError``, and its ``RunLockedError`` (another process trains
+  into the run) and ``charseq.corpus_record.UnreadSourcesError`` (a run's corpus would have to
+  be read from the paths its manifest names);
+- ``charseq.corpus.CorpusError``, and its ``SourceNotFoundError``, ``NoTextFilesError``,
+  ``BinaryFileError``, ``CorpusDecodeError``, ``EmptyCorpusError`` and ``CorpusTooSmallError``.
+
+The conformance kit's ``charseq.testing.CheckError`` and ``CheckSkipped`` are for test runners,
+not users, and derive from ``AssertionError`` and ``unittest.SkipTest``.
+
+A message that gains context on its way up (which text was being encoded, what the caller can
+do) is either raised anew with the whole message, where the message is what users see
+(``print(error)``, the command line's ``Error:`` line), or given the context with
+``error.add_note(...)``.
+"""
 
 from __future__ import annotations
 
@@ -88,6 +113,10 @@ class PluginLoadError(CharseqError):
 
 class NotInstalledError(CharseqError):
     """charseq is imported from a checkout that was never installed, so no plugin is registered."""
+
+
+class TrainingDiverged(CharseqError):
+    """The loss kept exploding even after the guard lowered the learning rate many times."""
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -27,6 +27,7 @@ from charseq.checkpoint import (
     resolve_checkpoint,
     write_checkpoint,
 )
+from charseq.checks import is_int
 from charseq.devices import resolve_device
 from charseq.errors import SpecError
 from charseq.interfaces import KINDS
@@ -151,7 +152,7 @@ def check_pipeline_fields(path: Path, manifest: Mapping[str, Any]) -> None:
     if not isinstance(manifest.get("tokenizer"), dict):
         problems.append("no tokenizer state (a table)")
     step = manifest.get("step", 0)
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+    if not is_int(step) or step < 0:
         problems.append(f"step {step!r} (an int >= 0 expected)")
     normalize = manifest.get("normalize")
     if normalize not in (None, *NORMALIZATIONS):

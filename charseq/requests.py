@@ -20,6 +20,7 @@ import attrs
 import torch
 
 from charseq.assemble import build_sampler
+from charseq.checks import is_int, require_at_most, require_choice, require_int, require_str
 from charseq.constraints import Constraints, GenerationError
 from charseq.errors import CharseqError, UnknownCharacterError, warn
 from charseq.interfaces import Sampler, Tokenizer
@@ -104,33 +105,27 @@ class GenerationRequest:
         )
 
     def _check(self) -> None:
-        max_new_tokens, batch, seed = self.max_new_tokens, self.num_samples, self.seed
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
-            raise GenerationError(
-                f"max_new_tokens must be an int, got {type(max_new_tokens).__name__} "
-                f"{max_new_tokens!r}"
-            )
-        if not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
+        require_int(self.max_new_tokens, "max_new_tokens", error=GenerationError)
+        if not 0 <= self.max_new_tokens <= MAX_NEW_TOKENS:
             raise GenerationError(
                 f"max_new_tokens must be in [0, {MAX_NEW_TOKENS}] (MAX_NEW_TOKENS, a guard "
-                f"against a mistyped length), got {short_repr(max_new_tokens)}"
+                f"against a mistyped length), got {short_repr(self.max_new_tokens)}"
             )
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise GenerationError(f"num_samples must be an int >= 1, got {short_repr(batch)}")
-        if batch > MAX_NUM_SAMPLES:
-            raise GenerationError(
-                f"num_samples must be at most {MAX_NUM_SAMPLES} (MAX_NUM_SAMPLES, a guard against "
-                f"a mistyped count), got {short_repr(batch)}"
-            )
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 1 << 63
-        ):
+        require_int(self.num_samples, "num_samples", min=1, error=GenerationError)
+        require_at_most(
+            self.num_samples,
+            "num_samples",
+            MAX_NUM_SAMPLES,
+            why=" (MAX_NUM_SAMPLES, a guard against a mistyped count)",
+            error=GenerationError,
+        )
+        seed = self.seed
+        if seed is not None and not (is_int(seed) and 0 <= seed < 1 << 63):
             raise GenerationError(
                 f"seed must be an int in [0, 2**63) (as train.seed), got {type(seed).__name__} "
                 f"{short_repr(seed)}"
             )
-        if not isinstance(self.prime, str):
-            raise GenerationError(f"prime must be a str, got {type(self.prime).__name__}")
+        require_str(self.prime, "prime", error=GenerationError)
 
 
 def resolve_sampler(
@@ -165,8 +160,7 @@ def score_text(
         raise CharseqError(f"score needs a str, got {type(text).__name__}")
     if not text:
         raise CharseqError("score needs a non-empty text")
-    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
-        raise CharseqError(f"top must be an int >= 0, got {top!r}")
+    require_int(top, "top", min=0)
     encode = functools.partial(encode_text, tokenizer, unknown=unknown, normalize=normalize)
     ids = encode(text, what="the text to score")
     if not ids:
@@ -229,8 +223,7 @@ def encode_text(
 
 def with_policy(tokenizer: Tokenizer, unknown: str) -> Tokenizer:
     """A copy of ``tokenizer`` with its ``unknown`` policy set to ``unknown``."""
-    if unknown not in UNKNOWN_POLICIES:
-        raise GenerationError(f"unknown must be 'error', 'skip' or 'replace', got {unknown!r}")
+    require_choice(unknown, "unknown", UNKNOWN_POLICIES, error=GenerationError)
     state = tokenizer.state_dict()
     if "unknown" not in state:
         if unknown == "error":

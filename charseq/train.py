@@ -34,7 +34,7 @@ from charseq.checkpoint import (
 )
 from charseq.checkpoint import state as fields
 from charseq.corpus import Splits
-from charseq.errors import CharseqError, warn
+from charseq.errors import CharseqError, TrainingDiverged, warn
 from charseq.model import StackState, detach
 from charseq.schedules import lr_factor
 from charseq.training_run import (
@@ -60,10 +60,6 @@ __all__ = [
     "training_state",
     "with_budget",
 ]
-
-
-class TrainingDiverged(CharseqError):
-    """The loss kept exploding even after the guard lowered the learning rate many times."""
 
 
 class Trainer:
