@@ -153,6 +153,7 @@ class Trainer:
         with self._signals():
             tick = time.perf_counter()
             while self.step < train.steps:
+                # 1) stop? a signal or request_stop, or the time budget spent
                 now = time.perf_counter()
                 self.train_seconds += now - tick  # steps, evaluations and checkpoints
                 tick = now
@@ -162,12 +163,15 @@ class Trainer:
                 if train.max_seconds and self.train_seconds >= train.max_seconds:
                     reason = "time"
                     break
+                # 2) one optimisation step on the next batch
                 started = time.perf_counter()
                 batch = self.batches.next()
                 loss = self.train_step(batch)
+                # 3) divergence guard: back to the last good state at a lower rate, step again
                 if self._diverged(loss):
                     self._recover(loss)
                     continue
+                # 4) report the step
                 self.step += 1
                 self.pipeline.steps_trained = self.step
                 seconds = time.perf_counter() - started
@@ -179,6 +183,8 @@ class Trainer:
                 }
                 for callback in self.callbacks:
                     callback.on_step_end(self, self.step, metrics)
+                # 5) evaluate and checkpoint (early stopping after too many evaluations
+                # without improvement)
                 if train.eval_every and self.step % train.eval_every == 0:
                     improved = self._evaluate()
                     evaluated_at = self.step
@@ -197,8 +203,9 @@ class Trainer:
                 ):
                     self._checkpoint(None)
                     checkpointed_at = self.step
-            # Still under the handlers: a signal now stops nothing but is not lost either (the
-            # last evaluation and checkpoint are written, then the run ends as interrupted).
+            # 6) the epilogue, still under the handlers: a signal now stops nothing but is not
+            # lost either (the last evaluation and checkpoint are written, then the run ends as
+            # interrupted).
             improved = None
             if evaluated_at != self.step:
                 improved = self._evaluate()
