@@ -21,7 +21,14 @@ if TYPE_CHECKING:
 
 
 class Callback:
-    """Hooks into training. ``trainer.pipeline`` is the pipeline being trained."""
+    """Hooks into training. ``trainer.pipeline`` is the pipeline being trained.
+
+    Attributes:
+        samples_with_the_spec: whether the callback samples with the pipeline's own sampler
+            (then a fit refuses to start when that sampler's plugin is not installed).
+    """
+
+    samples_with_the_spec: bool = False
 
     def on_fit_start(self, trainer: Trainer) -> None:
         """Before the first step (also after a resume)."""
@@ -189,7 +196,7 @@ class SampleEvery(Callback):
         self.prime, self.length, self.sampler, self.seed = prime, length, sampler, seed
 
     @property
-    def samples_with_the_spec(self) -> bool:
+    def samples_with_the_spec(self) -> bool:  # type: ignore[override]
         """Whether it samples with the pipeline's own sampler (no ``sampler`` given)."""
         return self.sampler is None
 

@@ -1,4 +1,29 @@
-"""The exceptions charseq raises on purpose, each with a message a user can act on."""
+"""The exceptions charseq raises on purpose, each with a message a user can act on.
+
+Every one derives from :class:`CharseqError`. Defined here: :class:`SpecError`,
+:class:`UnknownComponentError`, :class:`TokenizerError`, :class:`UnknownCharacterError`,
+:class:`DuplicateComponentError`, :class:`PluginLoadError`, :class:`NotInstalledError` and
+:class:`TrainingDiverged`. Defined beside the code that raises them (they are importable from
+there):
+
+- ``charseq.options.OptionError`` (a component's options are invalid; becomes a ``SpecError``);
+- ``charseq.constraints.GenerationError`` (a generation request is invalid);
+- ``charseq.model.CellContractError`` (a cell breaks the contract the model relies on);
+- ``charseq.builtins.tokenizers.NotFittedError`` (a ``TokenizerError``: no vocabulary yet);
+- ``charseq.checkpoint.CheckpointError``, and its ``RunLockedError`` (another process trains
+  into the run) and ``charseq.corpus_record.UnreadSourcesError`` (a run's corpus would have to
+  be read from the paths its manifest names);
+- ``charseq.corpus.CorpusError``, and its ``SourceNotFoundError``, ``NoTextFilesError``,
+  ``BinaryFileError``, ``CorpusDecodeError``, ``EmptyCorpusError`` and ``CorpusTooSmallError``.
+
+The conformance kit's ``charseq.testing.CheckError`` and ``CheckSkipped`` are for test runners,
+not users, and derive from ``AssertionError`` and ``unittest.SkipTest``.
+
+A message that gains context on its way up (which text was being encoded, what the caller can
+do) is either raised anew with the whole message, where the message is what users see
+(``print(error)``, the command line's ``Error:`` line), or given the context with
+``error.add_note(...)``.
+"""
 
 from __future__ import annotations
 
@@ -90,10 +115,34 @@ class NotInstalledError(CharseqError):
     """charseq is imported from a checkout that was never installed, so no plugin is registered."""
 
 
+class TrainingDiverged(CharseqError):
+    """The loss kept exploding even after the guard lowered the learning rate many times."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest of ``choices``, or ``""`` if none is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def deprecated_alias(owner: str, old: str, new: str, *, quiet: bool = False) -> property:
+    """A property ``old`` that reads and writes attribute ``new`` of ``owner``'s instances,
+    warning with a ``DeprecationWarning`` unless ``quiet`` (an old name kept without a warning
+    while charseq's own callers move over)."""
+
+    def say() -> None:
+        if not quiet:
+            warn(f"{owner}.{old} is deprecated: use {owner}.{new}", DeprecationWarning)
+
+    def get(self: object) -> object:
+        say()
+        return getattr(self, new)
+
+    def set_(self: object, value: object) -> None:
+        say()
+        setattr(self, new, value)
+
+    return property(get, set_, doc=f"Deprecated: the older name of :attr:`{new}`.")
 
 
 def warn(message: str, category: type[Warning] = UserWarning) -> None:

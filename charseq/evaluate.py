@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +10,15 @@ import torch
 
 from charseq.batches import evaluate_ids
 from charseq.checkpoint import CheckpointError, read_checkpoint
+from charseq.corpus.training import reread_corpus
 from charseq.corpus_record import UnreadSourcesError
 from charseq.errors import CharseqError, UnknownCharacterError
-from charseq.pipeline import Pipeline, with_policy
+from charseq.persist import load_pipeline
+from charseq.pipeline import Pipeline
 from charseq.progress import EVAL_PROGRESS_TOKENS, phase
+from charseq.registry import get_registry
+from charseq.requests import with_policy
+from charseq.run_transaction import run_cache
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -50,34 +53,36 @@ def evaluate_checkpoint(
     if split not in SPLITS:
         raise CharseqError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
     path, manifest, tensors = read_checkpoint(checkpoint, ["model"])  # one, even while written
-    pipe = Pipeline._from_checkpoint(path, manifest, tensors["model"], device=device)
+    pipe = load_pipeline(
+        Pipeline, path, manifest, tensors["model"], registry=get_registry(), device=device
+    )
     if unknown is not None:
         pipe.tokenizer = with_policy(pipe.tokenizer, unknown)
-    with ExitStack() as stack:
-        cache = path.parent / "cache"
-        if not cache.is_dir() or cache.is_symlink():  # never read or write through a link
-            cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="charseq-")))
+    with run_cache(path.parent, use=(path.parent / "cache").is_dir()) as cache:
         try:
-            ids, splits, _ = pipe.read_training_corpus(
+            read = reread_corpus(
+                pipe.tokenizer,
+                pipe.spec.train,
                 path,
                 manifest,
-                None,
-                files,
-                cache,
+                files=files,
+                cache=cache,
                 same=files is None,
                 split=split != "all",
                 progress=progress,
             )
         except UnknownCharacterError as error:
-            error.args = (f"{error} When evaluating: unknown='skip' or 'replace' (--unknown).",)
-            raise
+            raise UnknownCharacterError(
+                f"{error} When evaluating: unknown='skip' or 'replace' (--unknown).", error.unknown
+            ) from None
         except UnreadSourcesError as error:
-            if split != "all":  # what the command line does with --data unless told
-                error.args = (
-                    f"{error}; charseq eval takes all of a --data text: add --split {split}",
-                )
-            raise
-        ids = ids if splits is None else splits[split]
+            if split == "all":
+                raise
+            raise UnreadSourcesError(  # what the command line does with --data unless told
+                f"{error}; charseq eval takes all of a --data text: add --split {split}"
+            ) from None
+        splits = read.splits
+        ids = read.ids if splits is None else splits[split]
         if len(ids) < 2:
             train = pipe.spec.train
             raise CheckpointError(
@@ -117,6 +122,6 @@ def evaluate_checkpoint(
         "split": split,
         **scores,
         "checkpoint": str(path),
-        "step": pipe.step,
+        "step": pipe.steps_trained,
         "tokenizer": tokenizer,
     }

@@ -93,7 +93,7 @@ class ModelSpec:
     )
 
 
-def _positive_fractions(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+def _leaves_training_data(instance: Any, attribute: attrs.Attribute, value: float) -> None:
     if instance.val_fraction + instance.test_fraction >= 1.0:
         raise OptionError(
             attribute.name,
@@ -156,7 +156,7 @@ class TrainSpec:
         min=0.0,
         max=1.0,
         max_exclusive=True,
-        validator=_positive_fractions,
+        validator=_leaves_training_data,
     )
     eval_every: int = option(
         500, help="steps between evaluations on val (0: only at the end)", min=0

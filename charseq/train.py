@@ -18,7 +18,6 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-import attrs
 import torch
 
 from charseq import __version__
@@ -34,66 +33,41 @@ from charseq.checkpoint import (
     restore_rng,
 )
 from charseq.checkpoint import state as fields
-from charseq.errors import CharseqError, warn
+from charseq.corpus import Splits
+from charseq.errors import CharseqError, TrainingDiverged, warn
 from charseq.model import StackState, detach
 from charseq.schedules import lr_factor
+from charseq.training_run import (
+    StopReason,
+    Trainable,
+    TrainResult,
+    check_precision,
+    training_state,
+    with_budget,
+)
 
 MAX_DIVERGENCES = 8
 """The divergence guard gives up (raises) after this many restores in one run."""
 
-
-class TrainingDiverged(CharseqError):
-    """The loss kept exploding even after the guard lowered the learning rate many times."""
-
-
-@attrs.frozen
-class TrainResult:
-    """How a run ended: the last step, why it stopped, and the best validation BPC seen."""
-
-    step: int
-    reason: str
-    best_val_bpc: float | None
-    checkpoint: Path | None
-
-
-def check_precision(spec: Any, device: torch.device) -> None:
-    """Refuse a precision the device cannot train in (bf16 autocast is CUDA-only)."""
-    if spec.train.precision == "bf16" and device.type != "cuda":
-        raise CharseqError(f"train.precision = 'bf16' needs a CUDA device, not {device}")
-
-
-def training_state(directory: str | Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """The loop's state recorded in a checkpoint's manifest, or why it cannot be resumed."""
-    state = manifest.get("trainer")
-    if not isinstance(state, dict):
-        raise CharseqError(
-            f"{directory} holds weights only (no training state): it can be sampled and "
-            "evaluated but not resumed"
-        )
-    return fields.check_fields(Path(directory) / MANIFEST_FILE, "trainer", state, _TRAINER)
-
-
-_TRAINER = {
-    "step": fields.COUNT,
-    "batches": fields.TABLE,
-    "has_hidden": fields.BOOL,
-    "best_val_bpc": fields.NUMBER | fields.NULL,
-    "evals_since_best": fields.COUNT,
-    "lr_scale": fields.POSITIVE,
-    "first_loss": fields.NUMBER | fields.NULL,
-    "divergences": fields.COUNT,
-    "train_seconds": fields.NOT_NEGATIVE,
-    "optimizer": fields.TABLE,
-    "rng": fields.TABLE,
-}
-"""The fields of a checkpoint's ``trainer`` table, checked before any is used."""
+__all__ = [
+    "MAX_DIVERGENCES",
+    "StopReason",
+    "Trainable",
+    "Trainer",
+    "TrainingDiverged",
+    "TrainResult",
+    "check_precision",
+    "training_state",
+    "with_budget",
+]
 
 
 class Trainer:
     """Trains ``pipeline.model`` on ``splits.train``, evaluating on ``splits.val``.
 
     Args:
-        pipeline: a pipeline with a fitted tokenizer and a model.
+        pipeline: what is trained (:class:`Trainable`): a pipeline with a fitted tokenizer and
+            a model. Callbacks reach it as ``trainer.pipeline``.
         splits: the corpus splits (``train``, ``val``, ``test`` id arrays and their ``bounds``).
         out_dir: where checkpoints go (``step-XXXXXXXX/``, ``best/``, ``latest.json``), and
             ``metrics.jsonl`` unless ``callbacks`` has a :class:`~charseq.callbacks.MetricsLog`
@@ -106,8 +80,8 @@ class Trainer:
 
     def __init__(
         self,
-        pipeline: Any,
-        splits: Any,
+        pipeline: Trainable,
+        splits: Splits,
         *,
         out_dir: str | Path | None = None,
         callbacks: Sequence[Callback] = (),
@@ -137,7 +111,7 @@ class Trainer:
         else:
             self.batches = RandomWindows(splits.train, train.batch_size, train.seq_len, train.seed)
         self.store = CheckpointStore(out_dir, keep_last=train.keep_last) if out_dir else None
-        self.step = pipeline.step
+        self.step = pipeline.steps_trained
         self.hidden: StackState | None = None
         self.best_val_bpc: float | None = None
         self.evals_since_best = 0
@@ -148,7 +122,7 @@ class Trainer:
         self.restored_step: int | None = None
         """The step of the checkpoint :meth:`restore` resumed from (None for a new run)."""
         self._stop = threading.Event()
-        self._stop_reason = "stop requested"
+        self._stop_reason: StopReason | str = "stop requested"
         self._good: dict[str, Any] | None = None
 
     # -- the loop ------------------------------------------------------------------------------
@@ -174,11 +148,12 @@ class Trainer:
 
     def _run(self) -> TrainResult:
         train = self.spec.train
-        reason = "steps"
+        reason: StopReason | str = "steps"
         evaluated_at = checkpointed_at = None
         with self._signals():
             tick = time.perf_counter()
             while self.step < train.steps:
+                # 1) stop? a signal or request_stop, or the time budget spent
                 now = time.perf_counter()
                 self.train_seconds += now - tick  # steps, evaluations and checkpoints
                 tick = now
@@ -188,14 +163,17 @@ class Trainer:
                 if train.max_seconds and self.train_seconds >= train.max_seconds:
                     reason = "time"
                     break
+                # 2) one optimisation step on the next batch
                 started = time.perf_counter()
                 batch = self.batches.next()
                 loss = self.train_step(batch)
+                # 3) divergence guard: back to the last good state at a lower rate, step again
                 if self._diverged(loss):
                     self._recover(loss)
                     continue
+                # 4) report the step
                 self.step += 1
-                self.pipeline.step = self.step
+                self.pipeline.steps_trained = self.step
                 seconds = time.perf_counter() - started
                 metrics = {
                     "loss": loss,
@@ -205,6 +183,8 @@ class Trainer:
                 }
                 for callback in self.callbacks:
                     callback.on_step_end(self, self.step, metrics)
+                # 5) evaluate and checkpoint (early stopping after too many evaluations
+                # without improvement)
                 if train.eval_every and self.step % train.eval_every == 0:
                     improved = self._evaluate()
                     evaluated_at = self.step
@@ -223,8 +203,9 @@ class Trainer:
                 ):
                     self._checkpoint(None)
                     checkpointed_at = self.step
-            # Still under the handlers: a signal now stops nothing but is not lost either (the
-            # last evaluation and checkpoint are written, then the run ends as interrupted).
+            # 6) the epilogue, still under the handlers: a signal now stops nothing but is not
+            # lost either (the last evaluation and checkpoint are written, then the run ends as
+            # interrupted).
             improved = None
             if evaluated_at != self.step:
                 improved = self._evaluate()
@@ -410,7 +391,7 @@ class Trainer:
             )
         with fields.restoring(file, "trainer.batches"):
             self.batches.load_state_dict(state["batches"])
-        self.step = self.pipeline.step = self.restored_step = state["step"]
+        self.step = self.pipeline.steps_trained = self.restored_step = state["step"]
         self.best_val_bpc = state["best_val_bpc"]
         self.evals_since_best = state["evals_since_best"]
         self.lr_scale = state["lr_scale"]
@@ -464,7 +445,7 @@ class Trainer:
         self.model.load_state_dict(good["model"])
         self.optimizer.load_state_dict(good["optimizer"])
         self.batches.load_state_dict(good["batches"])
-        self.step = self.pipeline.step = good["step"]
+        self.step = self.pipeline.steps_trained = good["step"]
         self.hidden = None
         self.lr_scale *= 0.5
         message = (
@@ -476,7 +457,7 @@ class Trainer:
 
     # -- signals -------------------------------------------------------------------------------
 
-    def request_stop(self, reason: str = "stop requested") -> None:
+    def request_stop(self, reason: StopReason | str = "stop requested") -> None:
         """Finish the current step, save a checkpoint and stop (what the first Ctrl-C does).
 
         ``reason`` becomes the run's :attr:`TrainResult.reason`; a signal's is

@@ -236,7 +236,7 @@ def test_a_replaced_run_that_cannot_be_put_back_is_kept_and_the_error_is_the_fir
     def fails(*_):
         raise OSError("device busy")
 
-    monkeypatch.setattr("charseq.pipeline.restore_run_dir", fails)
+    monkeypatch.setattr("charseq.run_transaction.restore_run_dir", fails)
     with (
         pytest.warns(UserWarning, match="could not put the replaced run back"),
         pytest.raises(CharseqError, match="too few for a training part"),
