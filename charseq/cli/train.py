@@ -121,7 +121,7 @@ def train(
             callbacks=callbacks,  # the run directory gets metrics.jsonl
             handle_signals=True,
         )
-    result = pipe.result
+    result = pipe.last_run
     best = f", best val BPC {result.best_val_bpc:.4f}" if result.best_val_bpc is not None else ""
     click.echo(
         f"stopped at step {result.step} ({result.reason}){best}; checkpoint {result.checkpoint}",
