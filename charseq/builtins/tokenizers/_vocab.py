@@ -115,10 +115,13 @@ def require_str(text: Any, call: str) -> None:
 class FittedVocabulary(Tokenizer):
     """A tokenizer whose vocabulary is learnt by ``fit``: ``_vocab`` is ``None`` until then.
 
-    Subclasses set ``kind`` (named in messages) and ``_vocab`` (through their ``_set_vocab``).
+    Subclasses set ``kind`` (named in messages), ``options_class`` (whose fields
+    are attributes of the tokenizer and saved in its state) and ``_vocab`` (through their
+    ``_set_vocab``).
     """
 
     kind: str
+    options_class: type
     _vocab: tuple[str, ...] | None
 
     @property
@@ -152,3 +155,27 @@ class FittedVocabulary(Tokenizer):
         vocab = self._fitted_vocab()
         require_str(text, "encode")
         return vocab
+
+    def _checked_ids(self, ids: Iterable[int]) -> np.ndarray:
+        """``ids`` as a 1-D int64 array, each checked to be in the fitted vocabulary."""
+        array = as_id_array(ids)
+        check_ids(array, len(self._fitted_vocab()))
+        return array
+
+    def _option_values(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in attrs.fields(self.options_class)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, **self._option_values(), "vocab": list(self._fitted_vocab())}
+
+    def _read_state(self, state: Any) -> tuple[Any, list[str]]:
+        """The options and the vocabulary a :meth:`state_dict` holds, checked (an option the
+        state leaves out keeps this tokenizer's value); nothing is changed yet."""
+        check_state(state, self.kind)
+        saved = {name: state.get(name, value) for name, value in self._option_values().items()}
+        options = checked_options(self.options_class, self.kind, **saved)
+        return options, check_vocab(state.get("vocab"), self.kind)
+
+    def _set_options(self, options: Any) -> None:
+        for name in self._option_values():
+            setattr(self, name, getattr(options, name))

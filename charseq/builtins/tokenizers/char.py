@@ -14,10 +14,6 @@ from charseq.builtins.tokenizers._vocab import (
     UNKNOWN_HELP,
     FittedVocabulary,
     UnknownPolicy,
-    as_id_array,
-    check_ids,
-    check_state,
-    check_vocab,
     checked_options,
     describe_char,
     require_str,
@@ -72,6 +68,7 @@ class CharTokenizer(FittedVocabulary):
     """
 
     kind = "char"
+    options_class = CharOptions
 
     def __init__(self, *, unknown: UnknownPolicy = "error", replacement: str = "\ufffd") -> None:
         opts = checked_options(CharOptions, "char", unknown=unknown, replacement=replacement)
@@ -171,36 +168,18 @@ class CharTokenizer(FittedVocabulary):
         return UnknownCharacterError(message, unknown)
 
     def decode(self, ids: Iterable[int]) -> str:
-        vocab = self._fitted_vocab()
-        array = as_id_array(ids)
-        check_ids(array, len(vocab))
-        return _from_code_points(self._points[array])
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.kind,
-            "unknown": self.unknown,
-            "replacement": self.replacement,
-            "vocab": list(self._fitted_vocab()),
-        }
+        return _from_code_points(self._points[self._checked_ids(ids)])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the vocabulary and the unknown policy saved by :meth:`state_dict`."""
-        check_state(state, self.kind)
-        opts = checked_options(
-            CharOptions,
-            "char",
-            unknown=state.get("unknown", self.unknown),
-            replacement=state.get("replacement", self.replacement),
-        )
-        vocab = check_vocab(state.get("vocab"), self.kind)
+        opts, vocab = self._read_state(state)
         if any(len(c) != 1 for c in vocab):
             raise TokenizerError("a 'char' vocabulary holds single characters")
         if opts.unknown == "replace" and opts.replacement not in vocab:
             raise TokenizerError(
                 f"the replacement {describe_char(opts.replacement)} is not in the vocabulary"
             )
-        self.unknown, self.replacement = opts.unknown, opts.replacement
+        self._set_options(opts)
         self._set_vocab(vocab)
 
     def __repr__(self) -> str:

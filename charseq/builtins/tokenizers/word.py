@@ -15,10 +15,6 @@ from charseq.builtins.tokenizers._vocab import (
     UNKNOWN_HELP,
     FittedVocabulary,
     UnknownPolicy,
-    as_id_array,
-    check_ids,
-    check_state,
-    check_vocab,
     checked_options,
     require_str,
     unknown_message,
@@ -72,6 +68,7 @@ class WordTokenizer(FittedVocabulary):
     """
 
     kind = "word"
+    options_class = WordOptions
 
     def __init__(self, *, max_vocab: int = 0, unknown: UnknownPolicy = "error") -> None:
         opts = checked_options(WordOptions, "word", max_vocab=max_vocab, unknown=unknown)
@@ -177,31 +174,14 @@ class WordTokenizer(FittedVocabulary):
 
     def decode(self, ids: Iterable[int]) -> str:
         vocab = self._fitted_vocab()
-        array = as_id_array(ids)
-        check_ids(array, len(vocab))
-        return "".join(map(vocab.__getitem__, array.tolist()))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.kind,
-            "max_vocab": self.max_vocab,
-            "unknown": self.unknown,
-            "vocab": list(self._fitted_vocab()),
-        }
+        return "".join(map(vocab.__getitem__, self._checked_ids(ids).tolist()))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the vocabulary and the options saved by :meth:`state_dict`."""
-        check_state(state, self.kind)
-        opts = checked_options(
-            WordOptions,
-            "word",
-            max_vocab=state.get("max_vocab", self.max_vocab),
-            unknown=state.get("unknown", self.unknown),
-        )
-        vocab = check_vocab(state.get("vocab"), self.kind)
+        opts, vocab = self._read_state(state)
         if opts.unknown == "replace" and UNK not in vocab:
             raise TokenizerError(f"unknown='replace' needs {UNK!r} in the vocabulary")
-        self.max_vocab, self.unknown = opts.max_vocab, opts.unknown
+        self._set_options(opts)
         self._set_vocab(vocab)
 
     def __repr__(self) -> str:
