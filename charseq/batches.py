@@ -7,8 +7,8 @@
   between batches.
 - :class:`RandomWindows`: ``B`` windows of ``T`` tokens at random places, nanoGPT style; every
   batch starts from a zero state.
-- :func:`evaluation_batches` and :func:`evaluate_ids`: stateful evaluation over a whole split,
-  in nats per token and bits per character.
+- :func:`evaluation_batches`: stateful evaluation over a whole split (the metric,
+  :func:`~charseq.scoring.evaluate_ids`, is in :mod:`charseq.scoring`).
 
 Both training batchers are resumable exactly: ``state_dict()`` is JSON-ready and
 ``load_state_dict`` makes the next batch the one that would have come next.
@@ -16,24 +16,22 @@ Both training batchers are resumable exactly: ``state_dict()`` is JSON-ready and
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from charseq.corpus import CorpusError, CorpusTooSmallError
 from charseq.errors import warn
-from charseq.model import evaluating
 
 __all__ = [
     "IGNORE_INDEX",
     "Batch",
     "RandomWindows",
     "StreamBatches",
-    "evaluate_ids",
+    "evaluate_ids",  # noqa: F822 (from charseq.scoring, through __getattr__)
     "evaluation_batches",
     "fit_batch_to_data",
 ]
@@ -380,58 +378,11 @@ def _evaluation_batches(
         yield Batch(x, y, t0 == 0)
 
 
-@torch.no_grad()
-def evaluate_ids(
-    model: nn.Module,
-    ids: Any,
-    *,
-    batch_size: int = 32,
-    seq_len: int = 256,
-    warmup: int = 256,
-    device: torch.device | str | None = None,
-    on_batch: Callable[[int], None] | None = None,
-) -> dict[str, float | int]:
-    """Mean cross-entropy of ``ids`` under ``model``, with the hidden state carried through.
+def __getattr__(name: str) -> Any:
+    """``evaluate_ids``, which lived here, from :mod:`charseq.scoring`."""
+    if name == "evaluate_ids":
+        # function-local: charseq.scoring imports this module (its evaluation batches)
+        from charseq.scoring import evaluate_ids
 
-    Runs :func:`evaluation_batches` in eval mode (no dropout) without gradients, and puts the
-    model back in the mode it was in. ``batch_size=1`` gives the exact single-pass value; more
-    streams are faster, and ``warmup`` tokens of unscored context per stream keep the value
-    close to it (within about 0.01 nats for a trained char model).
-
-    Args:
-        model: maps ``(ids (B, T), state)`` to ``(logits (B, T, V), state)``, like
-            :class:`~charseq.model.CharModel`.
-        ids: a 1-D id array, e.g. ``corpus.split().val``.
-        batch_size, seq_len, warmup: see :func:`evaluation_batches`.
-        device: where to run (default: where the model's parameters are).
-        on_batch: called after each batch with the number of tokens scored so far (about
-            ``len(ids) - 1`` in all), e.g. to show progress.
-
-    Returns:
-        ``{"nats": nats per token, "bpc": bits per token (bits per character for character
-        tokenizers), "tokens": tokens scored}``.
-    """
-    batches = evaluation_batches(ids, batch_size, seq_len, warmup=warmup)
-    if device is None:
-        parameter = next(model.parameters(), None)
-        device = parameter.device if parameter is not None else torch.device("cpu")
-    device = torch.device(device)
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    tokens = 0
-    state = None
-    with evaluating(model):
-        for x, y, reset in batches:
-            tokens += int((y != IGNORE_INDEX).sum())
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits, state = model(x, None if reset else state)
-            loss = nn.functional.cross_entropy(
-                logits.flatten(0, 1).float(),  # (B, T, V) -> (B*T, V)
-                y.flatten(),  # (B, T) -> (B*T,)
-                ignore_index=IGNORE_INDEX,
-                reduction="sum",
-            )
-            total += loss.double()
-            if on_batch is not None:
-                on_batch(tokens)
-    nats = total.item() / tokens
-    return {"nats": nats, "bpc": nats / math.log(2), "tokens": tokens}
+        return evaluate_ids
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from charseq.constraints import CompiledConstraints, ConstraintState, GenerationError
 from charseq.interfaces import Sampler, SamplerOutput
-from charseq.model import CharModel, StackState, evaluating, select
+from charseq.model import CharModel, StackState, evaluating, select_stack_state
 
 STEPPED_PRIME = 8
 """The longest prime :meth:`Decoder.from_prime` feeds id by id on the CPU."""
@@ -185,7 +185,7 @@ class Decoder:
 
     def reorder(self, index: Tensor) -> None:
         """Keep sequences ``index`` (shape ``(B',)``), in that order; repeats are allowed."""
-        self.state = select(self.state, index)
+        self.state = select_stack_state(self.state, index)
         if self.constraints is not None:
             self.constraints.reorder(index)
         # The logits' rows are taken when they are next read (beam search reorders and then

@@ -11,6 +11,7 @@ import abc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import attrs
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -135,17 +136,11 @@ class Cell(nn.Module, abc.ABC):
         return unroll(self, x, state)
 
     def inference_step(self) -> Callable[[Tensor, State], tuple[Tensor, State]]:
-        """The step generation runs: a function equal to :meth:`step`, without gradients.
-
-        Generation builds it once per call, in eval mode, and runs it under
-        ``torch.no_grad()`` once per character while the weights stay as they are, so it may
-        hold a snapshot of them in whatever layout is fastest. The default is :meth:`step`
-        itself; the built-in cells return one that runs a single row in numpy on the CPU (see
-        :mod:`charseq.builtins.inference`). The object returned may also have a ``vector_step``
-        (:class:`charseq.onerow.VectorStep`): one row on 1-D numpy arrays, which a stack runs
-        without tensors between its layers (the how-to "Make generation fast for your cell"
-        writes one). It must agree with :meth:`step` to float rounding (``charseq.testing``
-        checks it).
+        """The step generation runs: a function equal to :meth:`step` to float rounding
+        (``charseq.testing`` checks it), called under ``torch.no_grad()`` once per character
+        while the weights stay as they are. The default is :meth:`step` itself;
+        :mod:`charseq.onerow` explains the one-row numpy path (``vector_step``) the built-in
+        cells take, and the how-to "Make generation fast for your cell" writes one.
         """
         return self.step
 
@@ -165,6 +160,7 @@ class OptimizerFactory(Protocol):
     ) -> torch.optim.Optimizer: ...
 
 
+@attrs.frozen(eq=False)
 class SamplerOutput:
     """What a sampler returns.
 
@@ -175,11 +171,8 @@ class SamplerOutput:
             log-probability of the best beam), or ``None`` where the sampler does not score.
     """
 
-    __slots__ = ("ids", "scores")
-
-    def __init__(self, ids: Tensor, scores: Tensor | None = None) -> None:
-        self.ids = ids
-        self.scores = scores
+    ids: Tensor
+    scores: Tensor | None = None
 
 
 class Sampler(abc.ABC):
@@ -233,7 +226,7 @@ class TokenSampler(Sampler):
             if t + 1 == max_new_tokens:  # the last choice is returned, not fed back
                 return
             decoder.advance(ids)
-            if getattr(decoder, "all_finished", False):  # every sequence hit a stop string
+            if decoder.all_finished:  # every sequence hit a stop string
                 return
 
     def _chooser(
@@ -248,12 +241,10 @@ class TokenSampler(Sampler):
         self, decoder: Decoder, max_new_tokens: int, generator: torch.Generator | None = None
     ) -> SamplerOutput:
         """Run :meth:`steps`, reporting each step's ids with ``decoder.emit``."""
-        emit = getattr(decoder, "emit", None)  # stream the choices (Decoder.emit)
         chosen: list[Tensor] = []
         for ids in self.steps(decoder, max_new_tokens, generator):
             chosen.append(ids)
-            if emit is not None:
-                emit(ids)
+            decoder.emit(ids)  # streams the choices
         if not chosen:
             batch = decoder.logits.shape[0]
             return SamplerOutput(decoder.logits.new_empty(batch, 0, dtype=torch.long))

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -197,55 +196,7 @@ class CellStack(nn.Module):
         layer runs its cell's :meth:`~charseq.interfaces.Cell.inference_step`."""
         if self.training or type(self).step is not CellStack.step:
             return self.step  # dropout between layers, or a subclass's own step
-        return _StackInferenceStep([cell.inference_step() for cell in self.cells])
-
-
-class _StackInferenceStep:
-    """:meth:`CellStack.step` over the layers' inference steps. When each has a
-    :class:`~charseq.onerow.VectorStep`, :meth:`vector_call` runs one row as arrays from layer to
-    layer, and keeps the arrays of the state it returned last: the decoder passes that state
-    back, so only the new state is turned into tensors."""
-
-    def __init__(self, steps: list[Callable[[Tensor, State], tuple[Tensor, State]]]) -> None:
-        self.steps = steps
-        self.vectors = all(isinstance(step, onerow.VectorStep) for step in steps)
-        self._last: tuple[tuple[State, ...], list[tuple[np.ndarray, ...]]] | None = None
-
-    def __call__(self, x_t: Tensor, state: StackState) -> tuple[Tensor, StackState]:
-        if self.vectors and x_t.shape[0] == 1 and x_t.device.type == "cpu":
-            h, state = self.vector_call(onerow.vector(x_t), state)
-            return onerow.row(h), state
-        self._check(state)
-        new_state = []
-        for layer_step, layer_state in zip(self.steps, state, strict=True):
-            x_t, layer_state = layer_step(x_t, layer_state)  # (B, H_i)
-            new_state.append(layer_state)
-        return x_t, new_state
-
-    def vector_call(self, x: np.ndarray, state: StackState) -> tuple[np.ndarray, StackState]:
-        """One row: ``x`` ``(I,)`` and a one-row state to ``h`` ``(H,)`` and the new state."""
-        if self._last is not None and _same(self._last[0], state):
-            arrays = self._last[1]  # the state returned last: its tensors share these arrays
-        else:
-            self._check(state)
-            arrays = [tuple(onerow.vector(t) for t in layer) for layer in state]
-        new_arrays = []
-        for layer_step, layer_arrays in zip(self.steps, arrays, strict=True):
-            x, layer_arrays = layer_step.vector_step(x, layer_arrays)  # (H_i,)
-            new_arrays.append(layer_arrays)
-        new_state = [tuple([onerow.row(a) for a in layer]) for layer in new_arrays]
-        self._last = (tuple(new_state), new_arrays)  # a copy: the list may be changed
-        return x, new_state
-
-    def _check(self, state: StackState) -> None:
-        if len(state) != len(self.steps):
-            raise ValueError(f"expected a state for each of {len(self.steps)} layers")
-
-
-def _same(kept: tuple[State, ...], state: StackState) -> bool:
-    """Whether ``state`` holds the very layer states of ``kept`` (a list can be changed in place;
-    a layer's tuple cannot)."""
-    return len(kept) == len(state) and all(a is b for a, b in zip(kept, state, strict=True))
+        return onerow.StackInferenceStep([cell.inference_step() for cell in self.cells])
 
 
 class CharModel(nn.Module):
@@ -316,58 +267,14 @@ class CharModel(nn.Module):
         return nn.functional.linear(h, self.head.weight, self.head.bias), state  # (B, V)
 
     def inference_step(self) -> Callable[[Tensor, StackState], tuple[Tensor, StackState]]:
-        """:meth:`step` as generation runs it: built once per call, in eval mode, run under
-        ``torch.no_grad()`` while the weights stay as they are. The layers run their cells'
-        :meth:`~charseq.interfaces.Cell.inference_step` (numpy steps for the built-in cells on
-        the CPU), and on the CPU one row's embedding and head are numpy operations
-        (:mod:`charseq.onerow`). In training mode, or where a subclass wrote its own
-        :meth:`step`, this is :meth:`step` itself."""
+        """:meth:`step` as generation runs it (eval mode, no gradients, weights as they are now);
+        on the CPU one row runs in numpy, as :mod:`charseq.onerow` explains. In training mode,
+        or where a subclass wrote its own :meth:`step`, this is :meth:`step` itself."""
         if self.training or type(self).step is not CharModel.step:
             return self.step
-        return _InferenceStep(self.embedding.weight, self.stack.inference_step(), self.head)
-
-
-class _InferenceStep:
-    """:meth:`CharModel.step` over frozen weights: embedding -> ``stack_step`` -> head, with one
-    row on the CPU looked up and projected in numpy."""
-
-    def __init__(
-        self,
-        embedding: Tensor,
-        stack_step: Callable[[Tensor, StackState], tuple[Tensor, StackState]],
-        head: nn.Linear,
-    ) -> None:
-        self.embedding = embedding.detach()  # (V, E)
-        self.weight = head.weight.detach()  # (V, H)
-        self.bias = None if head.bias is None else head.bias.detach()  # (V,)
-        self.stack_step = stack_step
-        vectors = isinstance(stack_step, _StackInferenceStep) and stack_step.vectors
-        self.vector_call = stack_step.vector_call if vectors else None  # arrays layer to layer
-        self.numpy = onerow.numpy_dtype([self.embedding, self.weight, self.bias]) is not None
-        if self.numpy:
-            self.table = self.embedding.numpy()  # (V, E)
-            self.weight_t = self.weight.numpy().T  # (V, H) -> (H, V), a view
-            self.bias_array = None if self.bias is None else self.bias.numpy()  # (V,)
-
-    def __call__(self, ids: Tensor, state: StackState) -> tuple[Tensor, StackState]:
-        if not (self.numpy and ids.shape[0] == 1):
-            x = nn.functional.embedding(ids, self.embedding)  # (B,) -> (B, E)
-            h, state = self.stack_step(x, state)  # (B, H)
-            return nn.functional.linear(h, self.weight, self.bias), state  # (B, V)
-        index = int(ids)
-        if not 0 <= index < len(self.table):
-            raise IndexError(f"token id {index} is out of range for {len(self.table)} ids")
-        x = self.table[index]  # (E,), a view of the embedding (vector steps only read it)
-        if self.vector_call is not None:
-            h, state = self.vector_call(x, state)  # (H,)
-        else:
-            # a copy: a layer's torch step may write into its input, which is not the table's
-            h_t, state = self.stack_step(onerow.row(x.copy()), state)  # (1, E) -> (1, H)
-            h = onerow.vector(h_t)
-        logits = np.dot(h, self.weight_t)  # (H,) -> (V,)
-        if self.bias_array is not None:
-            logits += self.bias_array
-        return onerow.row(logits), state  # (1, V)
+        return onerow.ModelInferenceStep(
+            self.embedding.weight, self.stack.inference_step(), self.head
+        )
 
 
 @contextmanager
@@ -381,11 +288,17 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def detach(state: StackState) -> StackState:
+def detach_stack_state(state: StackState) -> StackState:
     """Cut the graph behind every layer's state (truncated BPTT)."""
     return [detach_state(s) for s in state]
 
 
-def select(state: StackState, index: Tensor) -> StackState:
+def select_stack_state(state: StackState, index: Tensor) -> StackState:
     """Rows ``index`` of every layer's state (beam search reorders sequences with this)."""
     return [select_state(s, index) for s in state]
+
+
+detach = detach_stack_state
+"""The old name of :func:`detach_stack_state`, kept."""
+select = select_stack_state
+"""The old name of :func:`select_stack_state`, kept."""

@@ -13,6 +13,7 @@ and the options tables of the documentation.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import types
@@ -241,6 +242,80 @@ def check_option_value(value: Any, expected: Any, path: str) -> Any:
     """``value`` as an option of type ``expected`` holds it; :class:`SpecError` if it cannot be,
     ``TypeError`` if a spec cannot hold that type at all (see :func:`option`)."""
     return _coerce(value, expected, path)
+
+
+# -- the contract a plugin's options must meet ---------------------------------------------
+
+
+def _reserved(kind: str) -> dict[str, str]:
+    """Option names a component of ``kind`` cannot declare, and what already owns each."""
+    # function-local: charseq.spec imports this module
+    from charseq.spec import CellLayout
+
+    reserved = {"name": "the component's name in a spec"}
+    if kind == "cell":
+        reserved["input_size"] = "the factory's first argument"
+        for field in attrs.fields(CellLayout):
+            reserved[field.name] = f"the cell layout every cell takes (cell.{field.name})"
+    if kind == "optimizer":
+        reserved["parameters"] = "the factory's first argument"
+    return reserved
+
+
+def check_registrable(kind: str, name: str, factory: Callable[..., Any], options: type) -> None:
+    """Refuse, when a plugin registers, options a spec could not carry to the factory.
+
+    Raises:
+        TypeError: a reserved name, a type specs cannot hold, a default that is not of its type
+            or fails its own check, or an option the factory does not take.
+    """
+    where = f"{kind} {name!r}"
+    reserved = _reserved(kind)
+    for field in option_fields(options):
+        if field.name in reserved:
+            raise TypeError(
+                f"{where}: an option cannot be named {field.name!r}: that is "
+                f"{reserved[field.name]}; rename the option"
+            )
+        default = field.default
+        if default is attrs.NOTHING:
+            raise TypeError(
+                f"{where}: option {field.name!r} has no default; every option needs one (a "
+                "spec that leaves it out takes it)"
+            )
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = default.factory(None) if default.takes_self else default.factory()
+        try:
+            check_option_value(default, field.type, field.name)
+        except SpecError as error:
+            raise TypeError(
+                f"{where}: option {field.name!r} has default {default!r}, not of its own type: "
+                f"{error.message}"
+            ) from None
+        except TypeError:
+            raise TypeError(
+                f"{where}: option {field.name!r} has type {field.type!r}, which a spec cannot "
+                "hold; use bool, int, float, str, a Literal of them, a tuple of them, or any of "
+                "these | None"
+            ) from None
+    try:
+        options()
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{where}: its options' defaults fail their own checks: {error}") from None
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): nothing to check
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    accepted = {p.name for p in parameters if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+    missing = [f.name for f in option_fields(options) if f.name not in accepted]
+    if missing:
+        raise TypeError(
+            f"{where}: the factory {getattr(factory, '__qualname__', factory)!r} takes no "
+            f"argument {', '.join(map(repr, missing))}, which the options declare; a spec "
+            "passes every option to the factory by name"
+        )
 
 
 def _describe(value: Any) -> str:

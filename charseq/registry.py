@@ -24,12 +24,7 @@ name twice is always refused.
 from __future__ import annotations
 
 import importlib.metadata as metadata
-import inspect
-import logging
-import os
-import re
 import threading
-import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -39,19 +34,35 @@ import pluggy
 from charseq import hookspecs
 from charseq.errors import (
     DuplicateComponentError,
-    NotInstalledError,
     PluginLoadError,
-    SpecError,
     UnknownComponentError,
     did_you_mean,
     warn,
 )
 from charseq.interfaces import KINDS
-from charseq.options import NoOptions, check_option_value, describe_options, option_fields
+from charseq.options import NoOptions, check_registrable, describe_options
+from charseq.plugin_loading import (
+    BUILTIN_DISTRIBUTION,
+    BlockedPlugin,
+    LoadSwitches,
+    PluginLoadFailure,
+    canonical,
+    distribution_of,
+    entry_points_in_order,
+    load_entry_point,
+)
 
-log = logging.getLogger(__name__)
-
-BUILTIN_DISTRIBUTION = "charseq"
+__all__ = [
+    "BUILTIN_DISTRIBUTION",
+    "BlockedPlugin",
+    "Component",
+    "Owner",
+    "PluginLoadFailure",
+    "Registrar",
+    "Registry",
+    "get_registry",
+    "reset_registry",
+]
 
 
 @attrs.frozen
@@ -81,7 +92,7 @@ class Component:
     @property
     def qualified_name(self) -> str:
         """``distribution:name``, which names this component whatever else is installed."""
-        return f"{_canonical(self.owner.distribution)}:{self.name}"
+        return f"{canonical(self.owner.distribution)}:{self.name}"
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description (``charseq plugins --json``)."""
@@ -96,30 +107,6 @@ class Component:
             "status": "loaded",
             "options": describe_options(self.options),
         }
-
-
-@attrs.frozen
-class PluginLoadFailure:
-    """A plugin that failed to import or register, kept for reporting."""
-
-    plugin: str
-    distribution: str
-    version: str
-    error: str
-    traceback: str = attrs.field(repr=False, default="")
-
-    def __str__(self) -> str:
-        return (
-            f"plugin {self.plugin!r} from {self.distribution} {self.version} failed: {self.error}"
-        )
-
-
-@attrs.frozen
-class BlockedPlugin:
-    plugin: str
-    distribution: str
-    version: str
-    reason: str
 
 
 class Registrar:
@@ -161,7 +148,7 @@ class Registrar:
             raise TypeError(
                 f"{self.kind} {name!r}: options must be an attrs class, got {options!r}"
             )
-        _check_options(self.kind, name, factory, options)
+        check_registrable(self.kind, name, factory, options)
         if help is None:
             doc = (getattr(factory, "__doc__", None) or "").strip()
             help = doc.splitlines()[0] if doc else ""
@@ -182,73 +169,6 @@ def _check_unmarked_hooks(plugin: object, owner: Owner, strict: bool) -> None:
             if strict:
                 raise PluginLoadError(message)
             warn(message)
-
-
-def _reserved(kind: str) -> dict[str, str]:
-    """Option names a component of ``kind`` cannot declare, and what already owns each."""
-    from charseq.spec import CellLayout  # the spec module imports this one
-
-    reserved = {"name": "the component's name in a spec"}
-    if kind == "cell":
-        reserved["input_size"] = "the factory's first argument"
-        for field in attrs.fields(CellLayout):
-            reserved[field.name] = f"the cell layout every cell takes (cell.{field.name})"
-    if kind == "optimizer":
-        reserved["parameters"] = "the factory's first argument"
-    return reserved
-
-
-def _check_options(kind: str, name: str, factory: Callable[..., Any], options: type) -> None:
-    """Refuse, when a plugin registers, options a spec could not carry to the factory: a
-    reserved name, a type specs cannot hold, a default that is not of its type or fails its own
-    check, or an option the factory does not take."""
-    where = f"{kind} {name!r}"
-    reserved = _reserved(kind)
-    for field in option_fields(options):
-        if field.name in reserved:
-            raise TypeError(
-                f"{where}: an option cannot be named {field.name!r}: that is "
-                f"{reserved[field.name]}; rename the option"
-            )
-        default = field.default
-        if default is attrs.NOTHING:
-            raise TypeError(
-                f"{where}: option {field.name!r} has no default; every option needs one (a "
-                "spec that leaves it out takes it)"
-            )
-        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-            default = default.factory(None) if default.takes_self else default.factory()
-        try:
-            check_option_value(default, field.type, field.name)
-        except SpecError as error:
-            raise TypeError(
-                f"{where}: option {field.name!r} has default {default!r}, not of its own type: "
-                f"{error.message}"
-            ) from None
-        except TypeError:
-            raise TypeError(
-                f"{where}: option {field.name!r} has type {field.type!r}, which a spec cannot "
-                "hold; use bool, int, float, str, a Literal of them, a tuple of them, or any of "
-                "these | None"
-            ) from None
-    try:
-        options()
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{where}: its options' defaults fail their own checks: {error}") from None
-    try:
-        parameters = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):  # no signature to read (a builtin): nothing to check
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return
-    accepted = {p.name for p in parameters if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
-    missing = [f.name for f in option_fields(options) if f.name not in accepted]
-    if missing:
-        raise TypeError(
-            f"{where}: the factory {getattr(factory, '__qualname__', factory)!r} takes no "
-            f"argument {', '.join(map(repr, missing))}, which the options declare; a spec "
-            "passes every option to the factory by name"
-        )
 
 
 class Registry:
@@ -287,55 +207,22 @@ class Registry:
             only_builtins: load charseq's own entry points only
                 (default: ``CHARSEQ_ONLY_BUILTINS``).
         """
-        strict = _env_flag("CHARSEQ_STRICT_PLUGINS") if strict is None else strict
-        only_builtins = (
-            _env_flag("CHARSEQ_ONLY_BUILTINS") if only_builtins is None else only_builtins
-        )
-        if block is None:
-            block = os.environ.get("CHARSEQ_DISABLE_PLUGINS", "").split(",")
-        blocked_names = {_canonical(b) for b in block if b.strip()}
-        matched: set[str] = set()
-        trace = _env_flag("CHARSEQ_TRACE_PLUGINS")
-
-        registry = cls(strict=strict)
-        entry_points = sorted(
-            metadata.entry_points(group=hookspecs.PROJECT),
-            key=lambda ep: (_dist_name(ep) != BUILTIN_DISTRIBUTION, ep.name),
-        )
-        if not any(_dist_name(ep) == BUILTIN_DISTRIBUTION for ep in entry_points):
-            raise NotInstalledError(
-                "charseq's built-in plugins are not registered: charseq is imported from a "
-                "checkout that is not installed. Run `pip install -e .` in the repository."
-            )
+        switches = LoadSwitches.from_env(strict=strict, block=block, only_builtins=only_builtins)
+        registry = cls(strict=switches.strict)
+        # 1) charseq's own entry points first (they must be there), then the others by name
+        entry_points = entry_points_in_order(metadata.entry_points(group=hookspecs.PROJECT))
         for ep in entry_points:
-            dist, version = _dist_name(ep), _dist_version(ep)
-            if dist != BUILTIN_DISTRIBUTION:
-                reason = None
-                if only_builtins:
-                    reason = "only builtins are loaded"
-                elif blocked_names & {_canonical(ep.name), _canonical(dist)}:
-                    matched |= blocked_names & {_canonical(ep.name), _canonical(dist)}
-                    reason = "blocked"
-                if reason:
-                    registry.blocked.append(BlockedPlugin(ep.name, dist, version, reason))
-                    continue
-            if trace:
-                log.warning("charseq: loading plugin %r from %s %s", ep.name, dist, version)
-            owner = Owner(ep.name, dist, version)
-            registry._guarded(owner, lambda ep=ep, owner=owner: registry.register(ep.load(), owner))
-        builtin = {
-            _canonical(n)
-            for ep in entry_points
-            if _dist_name(ep) == BUILTIN_DISTRIBUTION
-            for n in (ep.name, BUILTIN_DISTRIBUTION)
-        }
-        if not only_builtins and (unmatched := sorted(blocked_names - matched - builtin)):
-            warn(
-                f"charseq: CHARSEQ_DISABLE_PLUGINS (or block=) names {', '.join(unmatched)}, "
-                "which no installed plugin or distribution has (see `charseq plugins`)"
-            )
-        if blocked_names & builtin:
-            warn("charseq: charseq's own plugins cannot be blocked")
+            owner = Owner(ep.name, *distribution_of(ep))
+            # 2) a plugin the switches exclude is recorded, not imported
+            if reason := switches.why_skipped(owner):
+                registry.blocked.append(BlockedPlugin(*attrs.astuple(owner), reason))
+                continue
+            # 3) import and register it; a failure is recorded (raised when strict)
+            failure = load_entry_point(ep, owner, registry.register, switches)
+            if failure is not None:
+                registry.failures.append(failure)
+        # 4) say which blocked names matched nothing, or named charseq's own
+        switches.warn_about_blocks(entry_points)
         return registry
 
     def register(self, plugin: object, owner: Owner | str) -> None:
@@ -388,8 +275,8 @@ class Registry:
         kind, name = component.kind, component.name
         twins = [c for c in batch if c.kind == kind and c.name == name]
         existing = self._components[kind].get(name, [])
-        dist = _canonical(component.owner.distribution)
-        same = [c for c in existing if _canonical(c.owner.distribution) == dist]
+        dist = canonical(component.owner.distribution)
+        same = [c for c in existing if canonical(c.owner.distribution) == dist]
         if len(twins) > 1 or same:
             first = (same or twins)[0]
             raise DuplicateComponentError(
@@ -416,27 +303,6 @@ class Registry:
             raise DuplicateComponentError(message)
         return message
 
-    def _guarded(self, owner: Owner, action: Callable[[], None]) -> None:
-        try:
-            action()
-        except Exception as error:
-            if _env_flag("CHARSEQ_TRACE_PLUGINS"):  # where it failed, for the plugin's author
-                log.warning("charseq: plugin %r failed:\n%s", owner.plugin, traceback.format_exc())
-            if self.strict:
-                raise PluginLoadError(
-                    f"plugin {owner.plugin!r} from {owner.distribution}: "
-                    f"{type(error).__name__}: {error}"
-                ) from error
-            failure = PluginLoadFailure(
-                owner.plugin,
-                owner.distribution,
-                owner.version,
-                f"{type(error).__name__}: {error}",
-                traceback.format_exc(),
-            )
-            self.failures.append(failure)
-            warn(f"charseq: {failure}")
-
     # -- lookup -------------------------------------------------------------------------------
 
     def get(self, kind: str, name: str) -> Component:
@@ -453,8 +319,8 @@ class Registry:
         distribution, colon, bare = name.rpartition(":")
         candidates = self._components[kind].get(bare, [])
         if colon:
-            wanted = _canonical(distribution)
-            found = [c for c in candidates if _canonical(c.owner.distribution) == wanted]
+            wanted = canonical(distribution)
+            found = [c for c in candidates if canonical(c.owner.distribution) == wanted]
         else:
             found = [c for c in candidates if c.owner.distribution == BUILTIN_DISTRIBUTION]
             found = found or candidates
@@ -483,7 +349,7 @@ class Registry:
         candidates = self._components.get(kind, {}).get(bare, [])
         if not colon:
             return bool(candidates)
-        return any(_canonical(c.owner.distribution) == _canonical(distribution) for c in candidates)
+        return any(canonical(c.owner.distribution) == canonical(distribution) for c in candidates)
 
     def name_of(self, component: Component) -> str:
         """The name a spec uses for ``component``: its bare name where that name is its own,
@@ -542,23 +408,5 @@ def reset_registry() -> None:
         _default = None
 
 
-def _canonical(name: str) -> str:
-    """A distribution or entry-point name compared as pip compares them: case, and runs of
-    ``-``, ``_`` and ``.``, do not matter (``charseq_extras`` is ``Charseq-Extras``)."""
-    return re.sub(r"[-_.]+", "-", name.strip()).lower()
-
-
 def _distribution_order(component: Component) -> str:
-    return _canonical(component.owner.distribution)
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _dist_name(ep: metadata.EntryPoint) -> str:
-    return ep.dist.name if ep.dist is not None else "<unknown>"
-
-
-def _dist_version(ep: metadata.EntryPoint) -> str:
-    return ep.dist.version if ep.dist is not None else ""
+    return canonical(component.owner.distribution)

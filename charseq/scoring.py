@@ -1,4 +1,5 @@
-"""Scoring a text under a model: per-token log-probabilities, total nats, BPC, surprises.
+"""Scoring text under a model: a split's mean loss (:func:`evaluate_ids`), and one text's
+per-token log-probabilities, total nats, BPC and surprises (:func:`score_ids`).
 
 :func:`score_ids` reads the text in one stream, ``chunk_size`` tokens at a time with the
 recurrent state carried, so every token is predicted from all that precede it (and from the
@@ -10,12 +11,14 @@ uniform odds generation starts from (``log 1/V``), so :attr:`Score.total_nats` i
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from charseq.batches import IGNORE_INDEX, evaluation_batches
 from charseq.model import CharModel, evaluating
 
 LN2 = math.log(2.0)
@@ -168,3 +171,60 @@ def score_ids(
         surprising=surprising,
         unit=unit,
     )
+
+
+@torch.no_grad()
+def evaluate_ids(
+    model: nn.Module,
+    ids: Any,
+    *,
+    batch_size: int = 32,
+    seq_len: int = 256,
+    warmup: int = 256,
+    device: torch.device | str | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[str, float | int]:
+    """Mean cross-entropy of ``ids`` under ``model``, with the hidden state carried through.
+
+    Runs :func:`evaluation_batches` in eval mode (no dropout) without gradients, and puts the
+    model back in the mode it was in. ``batch_size=1`` gives the exact single-pass value; more
+    streams are faster, and ``warmup`` tokens of unscored context per stream keep the value
+    close to it (within about 0.01 nats for a trained char model).
+
+    Args:
+        model: maps ``(ids (B, T), state)`` to ``(logits (B, T, V), state)``, like
+            :class:`~charseq.model.CharModel`.
+        ids: a 1-D id array, e.g. ``corpus.split().val``.
+        batch_size, seq_len, warmup: see :func:`evaluation_batches`.
+        device: where to run (default: where the model's parameters are).
+        on_batch: called after each batch with the number of tokens scored so far (about
+            ``len(ids) - 1`` in all), e.g. to show progress.
+
+    Returns:
+        ``{"nats": nats per token, "bpc": bits per token (bits per character for character
+        tokenizers), "tokens": tokens scored}``.
+    """
+    batches = evaluation_batches(ids, batch_size, seq_len, warmup=warmup)
+    if device is None:
+        parameter = next(model.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
+    device = torch.device(device)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    tokens = 0
+    state = None
+    with evaluating(model):
+        for x, y, reset in batches:
+            tokens += int((y != IGNORE_INDEX).sum())
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            logits, state = model(x, None if reset else state)
+            loss = nn.functional.cross_entropy(
+                logits.flatten(0, 1).float(),  # (B, T, V) -> (B*T, V)
+                y.flatten(),  # (B, T) -> (B*T,)
+                ignore_index=IGNORE_INDEX,
+                reduction="sum",
+            )
+            total += loss.double()
+            if on_batch is not None:
+                on_batch(tokens)
+    nats = total.item() / tokens
+    return {"nats": nats, "bpc": nats / math.log(2), "tokens": tokens}

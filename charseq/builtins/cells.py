@@ -114,7 +114,7 @@ class _TorchCell(Cell):
         outputs, (state,) = fused
         return outputs, state
 
-    _inference: ClassVar[type[inference._Inference]]
+    _inference: ClassVar[type[inference.CellInference]]
 
     def inference_step(self) -> Callable[[Tensor, State], tuple[Tensor, State]]:
         """:meth:`step` in numpy on a snapshot of the weights for one row (more rows run

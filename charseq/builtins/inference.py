@@ -36,7 +36,7 @@ def supports(cell: Cell) -> bool:
     return numpy_dtype(cell.parameters()) is not None
 
 
-class _Inference:
+class CellInference:
     """A frozen copy of one built-in cell's weights and its one-row step in numpy.
 
     ``_matrix(weight_ih, weight_hh, bias)`` lays one product out: rows ``[W_ih^T; W_hh^T; b^T]``
@@ -93,7 +93,7 @@ def _sigmoid_from_halved(z: np.ndarray) -> None:
     z += 0.5
 
 
-class RNNInference(_Inference):
+class RNNInference(CellInference):
     r""":math:`h' = \tanh([x, h, 1] W)`."""
 
     def __init__(self, cell: Cell) -> None:
@@ -110,7 +110,7 @@ class RNNInference(_Inference):
         return h, (h,)
 
 
-class LSTMInference(_Inference):
+class LSTMInference(CellInference):
     r"""The LSTM step with its gates reordered to ``i, f, o, g``: one product, one ``tanh``.
 
     .. math::
@@ -144,7 +144,7 @@ class LSTMInference(_Inference):
         return h, (h, c)
 
 
-class GRUInference(_Inference):
+class GRUInference(CellInference):
     r"""The GRU step as two products, since the candidate needs :math:`W_{hn} h + b_{hn}` alone.
 
     .. math::

@@ -1,39 +1,38 @@
 """The built-in samplers: ``greedy``, ``temperature`` (with top-k / top-p / min-p and a
 repetition penalty) and ``beam``.
 
-The logits processors are small pure functions over ``(B, V)`` logits. :func:`process_logits`
-applies them in Hugging Face's order, which :data:`PROCESSOR_ORDER` names:
-
-1. :func:`apply_repetition_penalty`: ids already generated in the sequence have a positive logit
-   divided by ``repetition_penalty`` and a negative one multiplied by it;
-2. :func:`apply_temperature`: ``logits / temperature``;
-3. :func:`top_k_filter`: keep the ``top_k`` largest logits;
-4. :func:`top_p_filter`: keep the nucleus holding ``top_p`` of the probability;
-5. :func:`min_p_filter`: keep the ids whose probability is at least ``min_p`` times the largest.
-
-Each step sees the logits the earlier ones left, so the order matters: the penalty can change
-which ids top-k and min-p keep, temperature changes the probabilities top-p and min-p measure,
-and top-p renormalises over the survivors of top-k (min-p over those of top-p). Temperature
-commutes with the penalty and with top-k (it keeps each logit's sign and the ranking). A filter
-sets the logits it removes to ``-inf`` and always keeps the most likely id. Ties are broken
-towards the lower id everywhere, so ``top_k=1`` and ``num_beams=1`` agree exactly with
-``greedy``.
-
-The repetition penalty needs each sequence's history, which ``select(logits)`` does not have:
-:meth:`TemperatureSampler.sample` keeps, per sequence, the set of ids it has chosen itself (the
-prime is not part of it, unlike in Hugging Face, whose ``input_ids`` include the prompt).
+The logits processors and the Gumbel noise they draw with live in :mod:`charseq.builtins.logits`
+(re-exported here); ``temperature`` applies :func:`apply_repetition_penalty`,
+:func:`apply_temperature`, :func:`top_k_filter`, :func:`top_p_filter` and :func:`min_p_filter` in
+that order (:data:`PROCESSOR_ORDER`).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
 import torch
 from torch import Tensor
 
+from charseq.builtins.logits import (
+    NOISE_PER_DRAW as _NOISE_PER_DRAW,  # noqa: F401 (read by the tests under its old name)
+)
+from charseq.builtins.logits import (
+    PROCESSOR_ORDER,
+    apply_repetition_penalty,
+    apply_temperature,
+    at_least_float,
+    gumbel_max,
+    gumbel_noise,
+    min_p_filter,
+    noise_steps,
+    process_logits,
+    ranked,
+    top_k_filter,
+    top_p_filter,
+)
 from charseq.hookspecs import hookimpl
 from charseq.interfaces import Sampler, SamplerOutput, TokenSampler
 from charseq.options import NoOptions, OptionError, build_options, option
@@ -42,113 +41,23 @@ if TYPE_CHECKING:
     from charseq.generate import Decoder
     from charseq.registry import Registrar
 
-PROCESSOR_ORDER: tuple[str, ...] = (
-    "repetition_penalty",
-    "temperature",
-    "top_k",
-    "top_p",
-    "min_p",
-)
-"""The order in which :func:`process_logits` (and so ``temperature``) applies its options."""
-
-
-# -- logits processors --------------------------------------------------------------------------
-
-
-def apply_repetition_penalty(logits: Tensor, seen: Tensor | None, penalty: float) -> Tensor:
-    """Hugging Face's repetition penalty: for the ids in ``seen``, a logit ``> 0`` is divided by
-    ``penalty`` and a logit ``< 0`` multiplied by it, so ``penalty > 1`` makes them less likely.
-
-    ``seen`` is a boolean mask ``(B, V)`` of the ids each row has produced, or those ids as an
-    int64 tensor ``(B, T)`` (Hugging Face's ``input_ids``); ``None`` or ``penalty`` 1 change
-    nothing.
-    """
-    if not penalty > 0:
-        raise ValueError(f"repetition_penalty must be > 0, got {penalty}")
-    if penalty == 1.0 or seen is None:
-        return logits
-    if seen.dtype != torch.bool:
-        seen = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device).scatter(
-            -1, seen, True
-        )
-    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
-    return torch.where(seen, penalised, logits)
-
-
-def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
-    """``logits / temperature``: below 1 sharpens the distribution, above 1 flattens it."""
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    return logits if temperature == 1.0 else logits / temperature
-
-
-def _ranked(logits: Tensor) -> tuple[Tensor, Tensor]:
-    """Each row sorted high to low, equal logits in id order: ``(values, ids)``, ``(B, V)``."""
-    return torch.sort(logits, dim=-1, descending=True, stable=True)
-
-
-def top_k_filter(logits: Tensor, top_k: int | None) -> Tensor:
-    """Keep the ``top_k`` largest logits of each row (lower id first among equals), ``-inf``
-    elsewhere. ``None`` (or a ``top_k`` of at least V) keeps everything."""
-    if top_k is None:
-        return logits
-    if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    vocab = logits.shape[-1]
-    if top_k >= vocab:
-        return logits
-    _, ranked_ids = _ranked(logits)
-    removed = ranked_ids[..., top_k:]  # (B, V - k)
-    return logits.scatter(-1, removed, float("-inf"))
-
-
-def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
-    """Nucleus filtering: keep the smallest set of most likely ids whose probability reaches
-    ``top_p``, ``-inf`` elsewhere. The most likely id is always kept; ``top_p`` 1 keeps all."""
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if top_p >= 1.0:
-        return logits
-    values, ranked_ids = _ranked(logits)
-    probs = _at_least_float(values).softmax(dim=-1)  # (B, V), high to low
-    before = probs.cumsum(dim=-1) - probs  # mass of the more likely ids
-    remove = before >= top_p  # the first id has 0 before it: always kept
-    removed = torch.zeros_like(remove).scatter(-1, ranked_ids, remove)
-    return logits.masked_fill(removed, float("-inf"))
-
-
-def min_p_filter(logits: Tensor, min_p: float) -> Tensor:
-    """Min-p filtering: keep the ids whose probability is at least ``min_p`` times that of the
-    most likely id, ``-inf`` elsewhere. The most likely id is always kept; ``min_p`` 0 keeps
-    all."""
-    if not 0 <= min_p < 1:
-        raise ValueError(f"min_p must be in [0, 1), got {min_p}")
-    if min_p == 0.0:
-        return logits
-    probs = _at_least_float(logits).softmax(dim=-1)  # (B, V)
-    threshold = min_p * probs.amax(dim=-1, keepdim=True)  # (B, 1)
-    return logits.masked_fill(probs < threshold, float("-inf"))
-
-
-def process_logits(
-    logits: Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float = 1.0,
-    min_p: float = 0.0,
-    *,
-    repetition_penalty: float = 1.0,
-    seen: Tensor | None = None,
-) -> Tensor:
-    """The scores :class:`TemperatureSampler` draws from: the processors in
-    :data:`PROCESSOR_ORDER` (repetition penalty over ``seen``, temperature, top-k, top-p,
-    min-p). The defaults switch each one off."""
-    logits = apply_repetition_penalty(logits, seen, repetition_penalty)
-    logits = apply_temperature(logits, temperature)
-    logits = top_k_filter(logits, top_k)
-    logits = top_p_filter(logits, top_p)
-    return min_p_filter(logits, min_p)
-
+__all__ = [
+    "PROCESSOR_ORDER",
+    "BeamOptions",
+    "BeamSampler",
+    "GreedySampler",
+    "TemperatureOptions",
+    "TemperatureSampler",
+    "apply_repetition_penalty",
+    "apply_temperature",
+    "gumbel_max",
+    "gumbel_noise",
+    "min_p_filter",
+    "noise_steps",
+    "process_logits",
+    "top_k_filter",
+    "top_p_filter",
+]
 
 # -- options ------------------------------------------------------------------------------------
 
@@ -210,59 +119,6 @@ class BeamOptions:
 
 
 # -- samplers -----------------------------------------------------------------------------------
-
-
-def gumbel_noise(
-    shape: tuple[int, ...],
-    generator: torch.Generator | None = None,
-    *,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str | None = None,
-    scale: float = 1.0,
-) -> Tensor:
-    """Independent standard Gumbel noise :math:`G = -\\log E`, :math:`E \\sim \\mathrm{Exp}(1)`,
-    times ``scale``, of shape ``shape``.
-
-    The Gumbel-max trick: :math:`\\arg\\max_i (s_i + G_i)` is :math:`i` with probability
-    :math:`\\mathrm{softmax}(s)_i`. Dividing the scores by a temperature :math:`T > 0` does not
-    change which is largest once the noise is scaled instead, so
-    :math:`\\arg\\max_i (l_i + T G_i)` draws from :math:`\\mathrm{softmax}(l / T)`: one
-    addition and one ``argmax`` per step, where ``torch.multinomial`` (or a softmax and a draw)
-    costs several kernels.
-    """
-    clocks = torch.empty(shape, dtype=dtype, device=device).exponential_(generator=generator)
-    return clocks.clamp_min_(torch.finfo(dtype).tiny).log_().mul_(-scale)
-
-
-def noise_steps(
-    shape: tuple[int, ...],
-    steps: int,
-    generator: torch.Generator | None = None,
-    *,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str | None = None,
-    scale: float = 1.0,
-) -> Iterator[Tensor]:
-    """:func:`gumbel_noise` of ``shape`` for each of ``steps`` steps, drawn for many steps at a
-    time (up to ``2**16`` numbers per draw): the draw's cost is shared by the steps it serves."""
-    per_draw = max(1, _NOISE_PER_DRAW // max(1, math.prod(shape)))
-    while steps > 0:
-        count = min(steps, per_draw)
-        block = gumbel_noise((count, *shape), generator, dtype=dtype, device=device, scale=scale)
-        yield from block.unbind(0)  # (count, *shape) -> count x shape
-        steps -= count
-
-
-_NOISE_PER_DRAW = 2**16
-
-
-def gumbel_max(scores: Tensor, noise: Tensor) -> Tensor:
-    """``argmax(scores + noise)`` of each row ``(B, V)``: ids ``(B,)``. One row on the CPU is
-    added and searched in numpy (:mod:`charseq.onerow`: a torch operation costs more there);
-    the sums, and so the ids, are the same."""
-    if scores.shape[0] == 1 and scores.device.type == "cpu" and not scores.requires_grad:
-        return torch.from_numpy((scores.numpy() + noise.numpy()).argmax(axis=-1))  # (1,)
-    return (scores + noise).argmax(dim=-1)
 
 
 class GreedySampler(TokenSampler):
@@ -356,7 +212,7 @@ class TemperatureSampler(TokenSampler):
     def process(self, logits: Tensor, seen: Tensor | None = None) -> Tensor:
         """The scores drawn from: :func:`process_logits` with this sampler's options."""
         return process_logits(
-            _at_least_float(logits),
+            at_least_float(logits),
             self.temperature,
             self.top_k,
             self.top_p,
@@ -389,7 +245,7 @@ class TemperatureSampler(TokenSampler):
         """The scores to add Gumbel noise to: the logits themselves where the temperature is
         folded into the noise, else :meth:`process`'s."""
         if self._folds_temperature(seen):
-            return _at_least_float(logits)
+            return at_least_float(logits)
         return self.process(logits, seen)
 
     def _noise_scale(self, seen: Tensor | None) -> float:
@@ -409,7 +265,7 @@ class TemperatureSampler(TokenSampler):
             logits.shape,
             max_new_tokens,
             generator,
-            dtype=_at_least_float(logits).dtype,
+            dtype=at_least_float(logits).dtype,
             device=logits.device,
             scale=self._noise_scale(seen),
         )
@@ -511,16 +367,16 @@ class BeamSampler(Sampler):
         decoder.reorder(rows.repeat_interleave(k))  # B -> B*K, each row's beams together
         first_beam = (rows * k).unsqueeze(1)  # (B, 1): where each row's beams start
         # Only the first beam of each row starts alive, so step one picks K distinct ids.
-        dtype = _at_least_float(decoder.logits).dtype
+        dtype = at_least_float(decoder.logits).dtype
         scores = torch.full((batch, k), float("-inf"), device=device, dtype=dtype)
         scores[:, 0] = 0.0
         parents, tokens = [], []  # per step: which beam each beam extends, and its new id
         for t in range(max_new_tokens):
-            logprobs = _at_least_float(decoder.logits).log_softmax(dim=-1)  # (B*K, V)
+            logprobs = at_least_float(decoder.logits).log_softmax(dim=-1)  # (B*K, V)
             logprobs = logprobs.view(batch, k, vocab)  # (B*K, V) -> (B, K, V)
             # every beam's score plus each next id's: (B, K, V) -> (B, K*V), beam-major
             candidates = (scores.unsqueeze(-1) + logprobs).view(batch, k * vocab)
-            scores, flat = _ranked(candidates)  # stable: ties go to the lower beam, then id
+            scores, flat = ranked(candidates)  # stable: ties go to the lower beam, then id
             scores, flat = scores[:, :k], flat[:, :k]  # (B, K)
             beam, token = flat // vocab, flat % vocab  # (B, K) each
             # A beam of probability 0 (fewer possible sequences than beams, as under
@@ -550,16 +406,6 @@ class BeamSampler(Sampler):
             f"BeamSampler(num_beams={self.num_beams}, length_penalty={self.length_penalty}, "
             f"num_return_sequences={self.num_return_sequences})"
         )
-
-
-def _at_least_float(logits: Tensor) -> Tensor:
-    """Half-precision logits as float32; float32 and float64 as they are."""
-    if logits.dtype in _FULL_PRECISION:
-        return logits
-    return logits.to(torch.promote_types(logits.dtype, torch.float32))
-
-
-_FULL_PRECISION = (torch.float32, torch.float64)
 
 
 def _at_least(vocab: int, length: int, count: int) -> bool:

@@ -19,8 +19,9 @@ and the best checkpoints of a run (:class:`CheckpointStore`), which readers read
 written (:func:`read_checkpoint`). It knows nothing about trainers.
 
 Modules: ``directory`` (one checkpoint directory, written atomically), ``state`` (nested state
-and RNGs as tensors + JSON), ``run`` (a run directory: its checkpoints, ``latest.json``, and
-starting, replacing or resuming a run in it); everything public is importable from here.
+and RNGs as tensors + JSON), ``run`` (a run's checkpoints and ``latest.json``, read whole while
+written), ``run_dir`` (starting, replacing or resuming a run in a directory, and its lock);
+everything public is importable from here.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ from charseq.checkpoint.run import (
     BEST_DIR,
     LATEST_FILE,
     CheckpointStore,
+    read_checkpoint,
+    resolve_checkpoint,
+)
+from charseq.checkpoint.run_dir import (
     RunLock,
     RunLockedError,
     check_latest_of_its_run,
@@ -52,9 +57,7 @@ from charseq.checkpoint.run import (
     is_training_checkpoint,
     make_writable_dir,
     prepare_run_dir,
-    read_checkpoint,
     recover_interrupted_save,
-    resolve_checkpoint,
     restore_run_dir,
 )
 from charseq.checkpoint.state import (

@@ -87,7 +87,7 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     path = directory / MANIFEST_FILE
     if not directory.is_dir():
-        hint = _interrupted_hint(directory)
+        hint = interrupted_hint(directory)
         raise CheckpointError(f"{directory}: no such checkpoint directory{hint}")
     if not path.is_file():
         raise CheckpointError(f"{directory}: not a charseq checkpoint (no {MANIFEST_FILE})")
@@ -281,7 +281,7 @@ def _write_synced(path: Path, text: str) -> None:
         os.fsync(file.fileno())
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     """Replace the JSON file ``path`` atomically: temporary file, fsync, rename, fsync dir."""
     with atomic_write(path) as file:
         file.write((json.dumps(data, indent=2) + "\n").encode("utf-8"))
@@ -320,7 +320,7 @@ def _swap_into_place(staging: Path, directory: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _remove_dir(path: Path) -> None:
+def remove_dir(path: Path) -> None:
     """Delete ``path``: renamed aside first, so a crash never leaves a half-deleted checkpoint."""
     trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.trash-", dir=path.parent))
     try:
@@ -336,11 +336,11 @@ def _staging_for(directory: Path) -> Path:
         raise CheckpointError(
             f"{directory} exists and is not a charseq checkpoint; refusing to overwrite it"
         )
-    _recover_leftovers(directory.parent, only=directory.name)
+    recover_leftovers(directory.parent, only=directory.name)
     return Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
 
 
-def _recover_leftovers(parent: Path, only: str | None = None) -> None:
+def recover_leftovers(parent: Path, only: str | None = None) -> None:
     """Clean up after a killed save in ``parent``: delete staging and trash, and put back a
     checkpoint left aside (``.<name>.old-*/previous``) if the new one never took its place."""
     if not parent.is_dir():
@@ -360,7 +360,7 @@ def _recover_leftovers(parent: Path, only: str | None = None) -> None:
                 entry.unlink()
 
 
-def _kept_aside(directory: Path) -> Path | None:
+def kept_aside(directory: Path) -> Path | None:
     """The previous version of the checkpoint ``directory`` that a save replacing it moved aside
     (``.<name>.old-*/previous``), if there is one: kept while the save runs, and after a save
     killed between its two renames until the next save puts it back."""
@@ -372,9 +372,9 @@ def _kept_aside(directory: Path) -> Path | None:
     return None
 
 
-def _interrupted_hint(directory: Path) -> str:
+def interrupted_hint(directory: Path) -> str:
     """A hint when a killed save left ``directory``'s previous version aside."""
-    previous = _kept_aside(directory)
+    previous = kept_aside(directory)
     if previous is None:
         return ""
     return f" (an interrupted save left its previous version in {previous})"
