@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from charseq.checks import is_int, require_int
 from charseq.corpus import CorpusError, CorpusTooSmallError
 from charseq.errors import warn
 
@@ -66,7 +67,7 @@ def _as_ids(ids: Any) -> np.ndarray:
 
 
 def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+    if not (is_int(value) or isinstance(value, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return int(value)
 
@@ -344,8 +345,7 @@ def evaluation_batches(
     ids = _as_ids(ids)
     batch_size = _positive("batch_size", batch_size)
     seq_len = _positive("seq_len", seq_len)
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    require_int(warmup, "warmup", min=0, error=ValueError)
     targets = len(ids) - 1
     if targets < 1:
         raise CorpusTooSmallError(

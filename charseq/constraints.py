@@ -32,6 +32,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from charseq.checks import describe_char
 from charseq.errors import CharseqError
 from charseq.interfaces import Tokenizer
 
@@ -42,10 +43,6 @@ class GenerationError(CharseqError, ValueError):
     """A generation request is invalid (raised before any generation starts), or a sampler
     broke its contract while generating (chose ids that are no ids, or that the constraints
     forbid)."""
-
-
-def _describe(char: str) -> str:
-    return f"{char!r} (U+{ord(char):04X})"
 
 
 @attrs.frozen
@@ -139,9 +136,9 @@ def _allowed_ids(tokenizer: Tokenizer, allowed: str) -> list[int]:
     for char in dict.fromkeys(allowed):
         found = _round_trip(tokenizer, char)
         if found is None:
-            bad.append(_describe(char))
+            bad.append(describe_char(char))
         elif len(found) != 1:
-            split.append(_describe(char))
+            split.append(describe_char(char))
         else:
             ids.append(found[0])
     if bad:
@@ -161,13 +158,15 @@ def _allowed_ids(tokenizer: Tokenizer, allowed: str) -> list[int]:
 def _stop_ids(tokenizer: Tokenizer, stop: str, allowed: str | None) -> list[int]:
     ids = _round_trip(tokenizer, stop)
     if ids is None:
-        missing = [_describe(c) for c in dict.fromkeys(stop) if _round_trip(tokenizer, c) is None]
+        missing = [
+            describe_char(c) for c in dict.fromkeys(stop) if _round_trip(tokenizer, c) is None
+        ]
         which = f": {', '.join(missing)} not in it" if missing else ""
         raise GenerationError(
             f"stop string {stop!r} can never be produced by the vocabulary{which}"
         )
     if allowed is not None:
-        outside = [_describe(c) for c in dict.fromkeys(stop) if c not in allowed]
+        outside = [describe_char(c) for c in dict.fromkeys(stop) if c not in allowed]
         if outside:
             raise GenerationError(
                 f"stop string {stop!r} can never be produced: {', '.join(outside)} "
@@ -190,10 +189,10 @@ def _acrostic_pieces(tokenizer: Tokenizer, acrostic: str, allowed: str | None) -
             )
         ids = _round_trip(tokenizer, char)
         if ids is None:
-            unknown.append(f"{_describe(char)} at position {position}")
+            unknown.append(f"{describe_char(char)} at position {position}")
             continue
         if allowed is not None and char not in allowed:
-            outside.append(f"{_describe(char)} at position {position}")
+            outside.append(f"{describe_char(char)} at position {position}")
         pieces.append(ids)
     if unknown:
         raise GenerationError(

@@ -17,9 +17,10 @@ from typing import Any
 from charseq.checkpoint import MANIFEST_FILE, CheckpointError
 from charseq.checkpoint.state import NULL, TEXT, TEXTS, Field, check_fields
 from charseq.corpus import STDIN, CorpusError, EncodedCorpus, cached_corpus
+from charseq.corpus.arguments import NORMALIZATIONS
 from charseq.interfaces import Tokenizer
 
-_NORMALIZE = Field("null, 'NFC' or 'NFKC'", lambda v: v in (None, "NFC", "NFKC"))
+_NORMALIZE = Field("null, 'NFC' or 'NFKC'", lambda v: v in (None, *NORMALIZATIONS))
 _KINDS = {
     "files": {
         "sources": TEXTS,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_checkable
 
 import attrs
 import numpy as np
@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 
 State = tuple[Tensor, ...]
 """A recurrent state: a tuple of tensors, each with the batch on its first dimension."""
+
+UnknownPolicy = Literal["error", "skip", "replace"]
+"""What a tokenizer does with text outside its vocabulary: raise, drop it, or map it to a
+replacement token. A tokenizer that has such a policy keeps it under ``"unknown"`` in its
+state (:meth:`Tokenizer.state_dict`), where a caller can override it (``unknown=`` of
+:meth:`~charseq.Pipeline.generate`, the command line's ``--unknown``)."""
+
+UNKNOWN_POLICIES: tuple[UnknownPolicy, ...] = get_args(UnknownPolicy)
+"""The :data:`UnknownPolicy` values, in order: ``("error", "skip", "replace")``."""
 
 
 class Tokenizer(abc.ABC):

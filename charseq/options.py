@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import attrs
 
+from charseq.checks import describe_value, is_int, is_number, short_repr
 from charseq.errors import CharseqError, SpecError, collecting, did_you_mean
 
 _MISSING = object()
@@ -79,8 +80,8 @@ class _Range:
             for item in value:
                 self(instance, attribute, item)
             return
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise OptionError(attribute.name, f"must be a number, got {_describe(value)}")
+        if not is_number(value):
+            raise OptionError(attribute.name, f"must be a number, got {describe_value(value)}")
         if isinstance(value, float) and math.isnan(value):
             raise OptionError(attribute.name, "must be a number, got nan")
         if self.low is not None and (value <= self.low if self.low_exclusive else value < self.low):
@@ -188,7 +189,7 @@ def _coerce(value: Any, expected: Any, path: str) -> Any:
                 pass
         if type(None) in options and isinstance(value, str) and value.lower() == _EMPTY:
             return None  # the "none" the message offers (a str option would have taken it)
-        raise SpecError(path, f"expected {_type_name(expected)}, got {_describe(value)}")
+        raise SpecError(path, f"expected {_type_name(expected)}, got {describe_value(value)}")
     if origin is Literal:
         choices = typing.get_args(expected)
         if value not in choices:
@@ -199,7 +200,7 @@ def _coerce(value: Any, expected: Any, path: str) -> Any:
     if origin is tuple:
         args = typing.get_args(expected)
         if not isinstance(value, list | tuple):
-            raise SpecError(path, f"expected {_type_name(expected)}, got {_describe(value)}")
+            raise SpecError(path, f"expected {_type_name(expected)}, got {describe_value(value)}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
@@ -209,16 +210,16 @@ def _coerce(value: Any, expected: Any, path: str) -> Any:
     if expected is bool:
         if isinstance(value, bool):
             return value
-        raise SpecError(path, f"expected bool (true or false), got {_describe(value)}")
+        raise SpecError(path, f"expected bool (true or false), got {describe_value(value)}")
     elif expected is int:
-        if isinstance(value, int) and not isinstance(value, bool):
+        if is_int(value):
             if not -_INT64 <= value < _INT64:
                 raise SpecError(
                     path, f"must fit in 64 bits (|value| < 2**63), got {short_repr(value)}"
                 )
             return value
     elif expected is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if is_number(value):
             if isinstance(value, float) and not math.isfinite(value):
                 raise SpecError(path, f"must be a finite number, got {value}")
             if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
@@ -235,7 +236,7 @@ def _coerce(value: Any, expected: Any, path: str) -> Any:
         return value
     else:
         raise TypeError(f"{path}: unsupported option type {expected!r}")
-    raise SpecError(path, f"expected {_type_name(expected)}, got {_describe(value)}")
+    raise SpecError(path, f"expected {_type_name(expected)}, got {describe_value(value)}")
 
 
 def check_option_value(value: Any, expected: Any, path: str) -> Any:
@@ -316,26 +317,6 @@ def check_registrable(kind: str, name: str, factory: Callable[..., Any], options
             f"argument {', '.join(map(repr, missing))}, which the options declare; a spec "
             "passes every option to the factory by name"
         )
-
-
-def _describe(value: Any) -> str:
-    return short_repr(value) if _long_int(value) else f"{type(value).__name__} {short_repr(value)}"
-
-
-def _long_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128
-
-
-def short_repr(value: Any) -> str:
-    """``repr(value)``, short: an integer too long to print (Python prints at most 4300 digits)
-    by its number of digits, a long string by its start and length."""
-    if _long_int(value):
-        digits = int((value.bit_length() - 1) * math.log10(2)) + 1
-        digits += abs(value) >= 10**digits
-        return f"an integer of {digits} digits"
-    if isinstance(value, str) and len(value) > 80:
-        return f"{value[:40]!r}... ({len(value)} characters)"
-    return repr(value)
 
 
 def _type_name(tp: Any) -> str:

@@ -28,6 +28,7 @@ from charseq.checkpoint import (
     write_checkpoint,
 )
 from charseq.checks import is_int
+from charseq.corpus.arguments import NORMALIZATIONS
 from charseq.devices import resolve_device
 from charseq.errors import SpecError
 from charseq.interfaces import KINDS
@@ -47,9 +48,6 @@ from charseq.training_run import training_state
 
 if TYPE_CHECKING:
     from charseq.pipeline import Pipeline
-
-NORMALIZATIONS = ("NFC", "NFKC")
-"""The Unicode normalisations a corpus of files may be read with (``None``: none)."""
 
 
 def pipeline_manifest(pipe: Pipeline) -> dict[str, Any]:

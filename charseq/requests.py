@@ -20,12 +20,18 @@ import attrs
 import torch
 
 from charseq.assemble import build_sampler
-from charseq.checks import is_int, require_at_most, require_choice, require_int, require_str
+from charseq.checks import (
+    is_int,
+    require_at_most,
+    require_choice,
+    require_int,
+    require_str,
+    short_repr,
+)
 from charseq.constraints import Constraints, GenerationError
 from charseq.errors import CharseqError, UnknownCharacterError, warn
-from charseq.interfaces import Sampler, Tokenizer
+from charseq.interfaces import UNKNOWN_POLICIES, Sampler, Tokenizer
 from charseq.model import CharModel
-from charseq.options import short_repr
 from charseq.plugin_records import OWN_SAMPLER, StandIns
 from charseq.registry import Registry
 from charseq.scoring import Score, score_ids
@@ -36,9 +42,6 @@ MAX_NEW_TOKENS = 1_000_000
 """The most tokens one ``generate`` / ``stream`` call makes (a guard against a mistyped length)."""
 MAX_NUM_SAMPLES = 1_000_000
 """The most samples one ``generate`` call makes as a batch (a guard against a mistyped count)."""
-UNKNOWN_POLICIES = ("error", "skip", "replace")
-"""What a tokenizer may do with a character outside its vocabulary: refuse the text, drop the
-character, or map it to a replacement character."""
 
 SamplerChoice = Sampler | str | Mapping[str, Any] | None
 """A sampler as a caller names it: ``None`` (the spec's), a name, a table or a :class:`Sampler`."""

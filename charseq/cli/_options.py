@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar
 
 import click
 
-from charseq.builtins.tokenizers import UnknownPolicy
-from charseq.corpus.arguments import Normalization
+from charseq.corpus.arguments import NORMALIZATIONS
 from charseq.errors import CharseqError, SpecError
+from charseq.interfaces import UNKNOWN_POLICIES
 from charseq.spec import TOO_MANY_DIGITS
 
 __all__ = [
@@ -30,13 +30,6 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-UNKNOWN_POLICIES: tuple[str, ...] = get_args(UnknownPolicy)
-"""What a tokenizer may do with characters outside its vocabulary (``unknown=``), as the
-built-in tokenizers define them."""
-
-NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
-"""The Unicode normal forms a corpus may be read in (``normalize=``)."""
 
 
 def device_option() -> Callable[[F], F]:

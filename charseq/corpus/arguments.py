@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import codecs
-from typing import Literal
+from typing import Literal, get_args
 
+from charseq.checks import require_int
 from charseq.corpus.errors import CorpusError
 
 Normalization = Literal["NFC", "NFKC"]
-_NORMALIZATIONS = ("NFC", "NFKC")
+"""The Unicode normal forms a corpus may be read in (``normalize=``); a checkpoint records
+the one its corpus was read in, and primes and scored texts are normalised the same way."""
+
+NORMALIZATIONS: tuple[Normalization, ...] = get_args(Normalization)
+"""The :data:`Normalization` values, in order: ``("NFC", "NFKC")``."""
 
 
 def check_encoding(encoding: str) -> str:
@@ -31,15 +36,13 @@ def check_normalize(normalize: str | None) -> str | None:
     if normalize is None:
         return None
     form = str(normalize).upper()
-    if form not in _NORMALIZATIONS:
+    if form not in NORMALIZATIONS:
         raise CorpusError(f"normalize must be None, 'NFC' or 'NFKC', got {normalize!r}")
     return form
 
 
 def check_chunk(chunk_chars: int) -> int:
-    if isinstance(chunk_chars, bool) or not isinstance(chunk_chars, int) or chunk_chars < 1:
-        raise CorpusError(f"chunk_chars must be a positive int, got {chunk_chars!r}")
-    return chunk_chars
+    return require_int(chunk_chars, "chunk_chars", min=1, error=CorpusError)
 
 
 def nul_means_binary(codec: str, errors: str) -> bool:

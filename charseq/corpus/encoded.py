@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from charseq.checks import is_number
 from charseq.corpus.arguments import (
     Normalization,
     check_chunk,
@@ -146,7 +147,7 @@ def split_ids(ids: np.ndarray, val: float = 0.05, test: float = 0.05) -> Splits:
 
 
 def _fraction(name: str, value: Any) -> Fraction:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise CorpusError(f"{name} must be a number in [0, 1), got {value!r}")
     if not 0 <= value < 1:
         raise CorpusError(f"{name} must be in [0, 1), got {value!r}")

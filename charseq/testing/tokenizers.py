@@ -19,7 +19,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from charseq.errors import CharseqError
-from charseq.interfaces import Tokenizer
+from charseq.interfaces import UNKNOWN_POLICIES, Tokenizer
 from charseq.testing._base import (
     CheckError,
     CheckSkipped,
@@ -238,7 +238,6 @@ def check_vocab_json_round_trip(subject: Subject, *, texts: Any = None) -> None:
     _for_texts(subject, texts, test)
 
 
-_POLICIES = ("error", "skip", "replace")
 _STRANGERS = ("\u03a9", "\u00e9", "\U0001f600", "\x00", "~")
 _KNOWN = "ab ab\n"
 
@@ -292,9 +291,9 @@ def check_unknown_policy(subject: Subject) -> None:
     ``"skip"`` gives the same ids as without it; ``"replace"`` gives one id more, in range.
     Policies the options class does not accept are not tried.
     """
-    policies = [p for p in _POLICIES if _accepts(subject, p)]
+    policies = [p for p in UNKNOWN_POLICIES if _accepts(subject, p)]
     if not policies:
-        raise CheckSkipped(f"{subject.label} accepts none of unknown={_POLICIES}")
+        raise CheckSkipped(f"{subject.label} accepts none of unknown={UNKNOWN_POLICIES}")
     stranger = _find_stranger(subject)
     text = _KNOWN + stranger
     for policy in policies:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from charseq.builtins.tokenizers._vocab import NotFittedError, UnknownPolicy
+from charseq.builtins.tokenizers._vocab import NotFittedError
 from charseq.builtins.tokenizers.byte import ByteTokenizer
 from charseq.builtins.tokenizers.char import CharOptions, CharTokenizer
 from charseq.builtins.tokenizers.word import (
@@ -24,6 +24,7 @@ from charseq.builtins.tokenizers.word import (
 )
 from charseq.errors import TokenizerError, UnknownCharacterError
 from charseq.hookspecs import hookimpl
+from charseq.interfaces import UnknownPolicy  # the core's, re-exported where it always was
 from charseq.options import NoOptions
 
 if TYPE_CHECKING:

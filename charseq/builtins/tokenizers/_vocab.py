@@ -4,17 +4,16 @@ checks and messages of encoding, decoding and restoring a state."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
 import attrs
 import numpy as np
 
+from charseq.checks import describe_char
 from charseq.errors import TokenizerError
-from charseq.interfaces import Tokenizer
+from charseq.interfaces import UNKNOWN_POLICIES, Tokenizer
 from charseq.options import OptionError, build_options
 
-UnknownPolicy = Literal["error", "skip", "replace"]
-_POLICIES = ("error", "skip", "replace")
 _MAX_LISTED = 8  # unknown characters named in an error message
 MAX_POSITIONS = 5  # positions named per unknown character
 
@@ -30,8 +29,8 @@ class NotFittedError(TokenizerError):
 
 def unknown_policy(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     """The validator of an ``unknown`` option: one of ``"error"``, ``"skip"``, ``"replace"``."""
-    if value not in _POLICIES:
-        listed = ", ".join(map(repr, _POLICIES))
+    if value not in UNKNOWN_POLICIES:
+        listed = ", ".join(map(repr, UNKNOWN_POLICIES))
         raise OptionError(attribute.name, f"must be one of {listed}, got {value!r}")
 
 
@@ -51,10 +50,6 @@ def check_ids(array: np.ndarray, size: int) -> None:
     if array.size and (array.min() < 0 or array.max() >= size):
         bad = int(array[(array < 0) | (array >= size)][0])
         raise TokenizerError(f"id {bad} is outside the vocabulary (ids 0 to {size - 1})")
-
-
-def describe_char(char: str) -> str:
-    return f"{char!r} (U+{ord(char):04X})"
 
 
 def unknown_message(

@@ -12,9 +12,9 @@ from charseq.builtins.tokenizers._vocab import (
     as_id_array,
     check_ids,
     check_state,
-    describe_char,
     require_str,
 )
+from charseq.checks import describe_char
 from charseq.errors import TokenizerError
 from charseq.interfaces import Tokenizer
 

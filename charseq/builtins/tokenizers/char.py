@@ -13,14 +13,14 @@ from charseq.builtins.tokenizers._vocab import (
     MAX_POSITIONS,
     UNKNOWN_HELP,
     FittedVocabulary,
-    UnknownPolicy,
     checked_options,
-    describe_char,
     require_str,
     unknown_message,
     unknown_policy,
 )
+from charseq.checks import describe_char
 from charseq.errors import TokenizerError, UnknownCharacterError
+from charseq.interfaces import UnknownPolicy
 from charseq.options import OptionError, option
 
 _TABLE_LIMIT = 1 << 19  # code points below this get a dense code point -> id table (4 MiB)

@@ -14,13 +14,13 @@ from charseq.builtins.tokenizers._vocab import (
     MAX_POSITIONS,
     UNKNOWN_HELP,
     FittedVocabulary,
-    UnknownPolicy,
     checked_options,
     require_str,
     unknown_message,
     unknown_policy,
 )
 from charseq.errors import TokenizerError, UnknownCharacterError, warn
+from charseq.interfaces import UnknownPolicy
 from charseq.options import option
 
 
