@@ -215,7 +215,7 @@ def prepare_run_dir(
             return aside, RunLock(target, argument=argument)
         except RunLockedError as error:  # another process took the new directory first: theirs
             if aside is not None:
-                error.args = (f"{error}; the run it was to replace is kept at {aside}",)
+                error.add_note(f"The run it was to replace is kept at {aside}.")
             raise
         except CheckpointError:
             if aside is not None:

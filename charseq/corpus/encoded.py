@@ -489,7 +489,12 @@ def _encode_to_file(
 
 
 def _in_corpus(error: CharseqError, items: Sequence[tuple[Source, str]], start: int) -> Exception:
-    """``error`` itself (same class and attributes), its message saying where in the corpus."""
+    """``error`` itself (same class and attributes), its message saying where in the corpus.
+
+    The message is rewritten, not given a note (``add_note``): its positions count from
+    ``start``, so they mean nothing without this prefix, and a caller may rebuild the message
+    from ``str(error)`` (``charseq.evaluate`` adds what to do when evaluating), which would
+    drop a note."""
     where = (
         f"while encoding {_list_names([name for _, name in items])}, in the text from "
         f"character {start} on (positions below count from there): "
