@@ -17,6 +17,7 @@ from typing import Any
 import safetensors.torch
 from torch import Tensor, nn
 
+from charseq.checks import is_int
 from charseq.errors import CharseqError
 from charseq.files import atomic_write
 
@@ -95,7 +96,7 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a charseq checkpoint manifest")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+    if not is_int(version) or version < 1:
         raise CheckpointError(f"{path}: invalid format_version {version!r}")
     if version > FORMAT_VERSION:
         raise CheckpointError(

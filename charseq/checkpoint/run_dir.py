@@ -28,6 +28,7 @@ from charseq.checkpoint.directory import (
     recover_leftovers,
 )
 from charseq.checkpoint.run import LATEST_FILE, CheckpointStore
+from charseq.checks import is_int
 from charseq.errors import warn
 
 LOCK_FILE = ".charseq.lock"
@@ -286,7 +287,7 @@ def check_latest_of_its_run(path: Path, manifest: Mapping[str, Any]) -> None:
         return
     step, last = manifest.get("step", 0), read_manifest(latest).get("step", 0)
     for where, value in ((path, step), (latest, last)):
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_int(value):
             raise CheckpointError(f"{where / MANIFEST_FILE}: step is {value!r}; expected an int")
     if step < last:
         raise CheckpointError(

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from charseq.checkpoint.directory import CheckpointError
+from charseq.checks import is_int, is_number
 from charseq.errors import CharseqError
 
 
@@ -90,7 +91,7 @@ def _same_kind(mine: Any, saved: Any) -> bool:
     if mine is None or isinstance(mine, bool):  # flags: foreach, fused, maximize, ...
         return saved is None or isinstance(saved, bool)
     if isinstance(mine, int | float):
-        return _is_number(saved)
+        return is_number(saved)
     if isinstance(mine, list | tuple):
         return (
             isinstance(saved, list | tuple)
@@ -100,7 +101,7 @@ def _same_kind(mine: Any, saved: Any) -> bool:
     if isinstance(mine, str):
         return isinstance(saved, str)
     if isinstance(mine, Tensor):
-        return isinstance(saved, Tensor) or _is_number(saved)
+        return isinstance(saved, Tensor) or is_number(saved)
     return True
 
 
@@ -177,18 +178,10 @@ class Field:
         )
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return _is_int(value) or isinstance(value, float)
-
-
-COUNT = Field("an int >= 0", lambda v: _is_int(v) and v >= 0)
-NUMBER = Field("a number", _is_number)
-POSITIVE = Field("a finite number > 0", lambda v: _is_number(v) and 0 < v < math.inf)
-NOT_NEGATIVE = Field("a number >= 0", lambda v: _is_number(v) and v >= 0)
+COUNT = Field("an int >= 0", lambda v: is_int(v) and v >= 0)
+NUMBER = Field("a number", is_number)
+POSITIVE = Field("a finite number > 0", lambda v: is_number(v) and 0 < v < math.inf)
+NOT_NEGATIVE = Field("a number >= 0", lambda v: is_number(v) and v >= 0)
 BOOL = Field("true or false", lambda v: isinstance(v, bool))
 TEXT = Field("a string", lambda v: isinstance(v, str))
 TABLE = Field("a table", lambda v: isinstance(v, dict))

@@ -18,6 +18,7 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from charseq.checks import is_int
 from charseq.errors import CharseqError
 from charseq.interfaces import UNKNOWN_POLICIES, Tokenizer
 from charseq.testing._base import (
@@ -109,7 +110,7 @@ def check_tokenizer_api(subject: Subject, *, texts: Any = None) -> None:
         require(tokenizer.is_fitted, "is_fitted is False after fit", "set the vocabulary in fit.")
         size = tokenizer.vocab_size
         require(
-            isinstance(size, int) and not isinstance(size, bool) and size > 0,
+            is_int(size) and size > 0,
             f"vocab_size is {size!r} after fit; expected a positive int",
             "return the number of ids as an int.",
         )
