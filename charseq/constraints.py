@@ -32,7 +32,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from charseq.checks import describe_char
+from charseq.checks import describe_char, require_str
 from charseq.errors import CharseqError
 from charseq.interfaces import Tokenizer
 
@@ -107,8 +107,7 @@ def _as_stops(stop: Any) -> tuple[str, ...]:
         )
     stops = tuple(stop)
     for s in stops:
-        if not isinstance(s, str):
-            raise GenerationError(f"a stop string must be a str, got {type(s).__name__}")
+        require_str(s, "a stop string", error=GenerationError)
         if not s:
             raise GenerationError("a stop string must not be empty")
     return stops

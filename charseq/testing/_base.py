@@ -79,6 +79,8 @@ class CheckError(AssertionError):
         """Name the check and the component in the message (done once, by the check runner)."""
         if self.check is None:
             self.check, self.subject = check, subject
+            # re-rendered, not a note: the heading goes above the (indented) problem, and
+            # pytest shows str(error) first
             self.args = (self._render(),)
 
     def _render(self) -> str:
