@@ -6,9 +6,9 @@
 :class:`Pipeline` is a facade: each of its methods delegates to the module that owns the
 concept (:mod:`charseq.assemble` builds the parts, :mod:`charseq.devices` picks the device,
 :mod:`charseq.run_transaction` guards the run directory, :mod:`charseq.corpus.training` reads
-the corpus, :mod:`charseq.train` trains, :mod:`charseq.requests` checks generation requests,
-:mod:`charseq.persist` saves and loads, :mod:`charseq.plugin_records` stands in for absent
-plugins).
+the corpus, :mod:`charseq.train` trains, :mod:`charseq.requests` checks what is asked of a trained
+model (generate, score, evaluate), :mod:`charseq.persist` saves and loads,
+:mod:`charseq.plugin_records` stands in for absent plugins).
 """
 
 from __future__ import annotations
@@ -367,12 +367,9 @@ class Pipeline:
         return pipeline_manifest(self)
 
     def save(self, directory: str | Path) -> Path:
-        """Write a checkpoint directory (safetensors weights + JSON manifest), atomically.
-
-        It holds weights only: enough to sample and evaluate. Training runs
-        (:meth:`fit` with ``out``) write checkpoints that also resume exactly; ``save`` never
-        replaces one of those (an earlier ``save`` it does replace).
-        """
+        """Write a weights-only checkpoint directory, atomically: enough to sample and evaluate,
+        not to resume (``docs/reference/checkpoint.md``). It may replace an earlier ``save``,
+        never a training run's checkpoint."""
         return save_pipeline(self, self._require_model(), directory)
 
     @classmethod
