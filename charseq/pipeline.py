@@ -90,7 +90,7 @@ class Pipeline:
             model.to(self.device)
 
     step = deprecated_alias("Pipeline", "step", "steps_trained")
-    result = deprecated_alias("Pipeline", "result", "last_run", quiet=True)
+    result = deprecated_alias("Pipeline", "result", "last_run")
 
     # -- building -----------------------------------------------------------------------------
 
