@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as out:
         pipe.fit(text, out=out)
         wall = time.perf_counter() - started
-        best = Pipeline.load(f"{out}/best" if pipe.result.best_val_bpc else out, device=args.device)
+        directory = f"{out}/best" if pipe.last_run.best_val_bpc else out
+        best = Pipeline.load(directory, device=args.device)
     ids = torch.as_tensor(best.tokenizer.encode(text))
     val = split_ids(ids.numpy(), val=0.1, test=0.0).val
     scores = evaluate_ids(best.model, val, batch_size=1, seq_len=1024, warmup=0, device=args.device)
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         "val_chars": int(scores["tokens"]),
         "val_nats": round(scores["nats"], 4),
         "val_bpc": round(scores["bpc"], 4),
-        "best_step": best.step,
+        "best_step": best.steps_trained,
         "steps": pipe.result.step,
         "budget_s": args.seconds,
         "wall_s": round(wall, 1),

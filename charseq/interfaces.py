@@ -140,6 +140,7 @@ class Cell(nn.Module, abc.ABC):
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """The whole sequence: ``x`` of shape ``(B, T, I)`` to ``(outputs (B, T, H), state)``."""
+        # function-local: charseq.loop imports this module (the Cell and State it runs)
         from charseq.loop import unroll
 
         return unroll(self, x, state)

@@ -6,9 +6,9 @@
 :class:`Pipeline` is a facade: each of its methods delegates to the module that owns the
 concept (:mod:`charseq.assemble` builds the parts, :mod:`charseq.devices` picks the device,
 :mod:`charseq.run_transaction` guards the run directory, :mod:`charseq.corpus.training` reads
-the corpus, :mod:`charseq.train` trains, :mod:`charseq.requests` checks generation requests,
-:mod:`charseq.persist` saves and loads, :mod:`charseq.plugin_records` stands in for absent
-plugins).
+the corpus, :mod:`charseq.train` trains, :mod:`charseq.requests` checks what is asked of a trained
+model (generate, score, evaluate), :mod:`charseq.persist` saves and loads,
+:mod:`charseq.plugin_records` stands in for absent plugins).
 """
 
 from __future__ import annotations
@@ -18,17 +18,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from charseq.assemble import as_spec, build_model, build_optimizer, build_tokenizer
-from charseq.batches import evaluate_ids
 from charseq.callbacks import Callback, shows_progress
 from charseq.checkpoint import read_checkpoint
 from charseq.constraints import apply_stop
 from charseq.corpus.training import CorpusRead, Files, read_corpus, reread_corpus
 from charseq.devices import DEVICE_TYPES, resolve_device
-from charseq.errors import CharseqError, UnknownCharacterError, deprecated_alias
+from charseq.errors import CharseqError, deprecated_alias
 from charseq.interfaces import Tokenizer
 from charseq.model import CharModel
 from charseq.persist import load_pipeline, pipeline_manifest, resumable_checkpoint, save_pipeline
@@ -39,7 +37,7 @@ from charseq.requests import (
     MAX_NUM_SAMPLES,
     GenerationRequest,
     SamplerChoice,
-    encode_text,
+    evaluate_text,
     resolve_sampler,
     score_text,
     with_policy,
@@ -92,7 +90,7 @@ class Pipeline:
             model.to(self.device)
 
     step = deprecated_alias("Pipeline", "step", "steps_trained")
-    result = deprecated_alias("Pipeline", "result", "last_run", quiet=True)
+    result = deprecated_alias("Pipeline", "result", "last_run")
 
     # -- building -----------------------------------------------------------------------------
 
@@ -143,11 +141,9 @@ class Pipeline:
         """Train on ``text`` or on ``files``; returns ``self`` (the run's end is in
         :attr:`last_run`).
 
-        The corpus is split into train / val / test by ``train.val_fraction`` and
-        ``train.test_fraction``; the tokenizer is fitted on the whole corpus and the model built
-        on first use. A fresh run seeds torch's global random generator with ``train.seed``.
-        A fit that fails before training starts leaves the pipeline as it was, and ``out`` as
-        it was (see :mod:`charseq.run_transaction` and ``docs/reference/checkpoint.md``).
+        The corpus is split by ``train.val_fraction`` and ``train.test_fraction``; the tokenizer
+        is fitted on the whole corpus and the model built (seeded by ``train.seed``) on first
+        use. A fit that fails before training starts leaves the pipeline and ``out`` as they were.
 
         Args:
             text: the corpus as a string (for files, use ``files``).
@@ -156,11 +152,10 @@ class Pipeline:
             include: glob(s) a file in a directory of ``files`` must match (``"*"``: all).
             encoding: the text encoding ``files`` are read with.
             normalize: ``None``, or ``"NFC"`` or ``"NFKC"`` to normalise the text of ``files``.
-            out: run directory for checkpoints, ``metrics.jsonl`` and the cache; nothing is
-                written if ``None``. It must be new or empty: a directory holding a run is
-                continued with :meth:`resume`, or replaced with ``overwrite``.
-            overwrite: replace the run in ``out`` (only a charseq run is ever replaced); it is
-                put back if the new run fails before its first checkpoint.
+            out: the run directory (``docs/reference/checkpoint.md``), new or empty; nothing is
+                written if ``None``. A run there is continued with :meth:`resume`.
+            overwrite: replace the run in ``out`` (put back if the new run fails before its
+                first checkpoint).
             steps: optimizer steps to reach; it becomes the spec's ``train.steps``, so a later
                 ``fit`` goes on from :attr:`steps_trained` towards it.
             max_seconds: a training-time budget (default: the spec's ``train.max_seconds``).
@@ -186,10 +181,8 @@ class Pipeline:
                     torch.manual_seed(spec.train.seed)
                     self.model = self.build_model()
                 trainer = self._trainer(read, run.directory, callbacks, handle_signals)
-            except BaseException as error:  # not started: the pipeline as it was
+            except BaseException:  # not started: the pipeline as it was
                 self.spec, self.model, self.tokenizer, self.normalize = before
-                if isinstance(error, UnknownCharacterError) and before[2].is_fitted:
-                    error.add_note(_FIXED_VOCABULARY)
                 raise
             self.last_run = trainer.run()
             run.interrupted = self.last_run.reason == "interrupted"
@@ -211,11 +204,9 @@ class Pipeline:
     ) -> Pipeline:
         """Continue a run exactly where ``checkpoint`` (a checkpoint or run directory) left off.
 
-        The corpus comes from the run's cache (``RUN/cache``), or from ``files`` / ``text``,
-        and must be the one it was trained on (same hash); the paths the checkpoint records are
-        never read on its word (without a cache, the error names them: pass them as ``files``).
-        New checkpoints go to the same run directory. ``steps`` and ``max_seconds`` may be
-        raised; every other setting is the checkpoint's.
+        The corpus, the very one it was trained on, comes from the run's cache or from ``files``
+        / ``text``, never from the paths the checkpoint records (``docs/how-to/train.md``).
+        ``steps`` and ``max_seconds`` may be raised; every other setting is the checkpoint's.
         """
         registry = get_registry() if registry is None else registry
         path, manifest = resumable_checkpoint(checkpoint, registry)
@@ -247,15 +238,10 @@ class Pipeline:
         One stream, read ``chunk_size`` tokens at a time with the state carried, so every
         token after the first is predicted from all that precede it, in bounded memory.
         """
-        model = self._require_model()
-        ids = np.asarray(  # normalised as the corpus was
-            encode_text(self.tokenizer, text, what="the text to evaluate", normalize=self.normalize)
-        )
-        if ids.size < 2:
-            raise CharseqError("evaluate needs a text of at least 2 tokens")
-        return evaluate_ids(
-            model, ids, batch_size=1, seq_len=chunk_size, warmup=0, device=self.device
-        )
+        return evaluate_text(
+            self._require_model(), self.tokenizer, text, chunk_size=chunk_size,
+            normalize=self.normalize, device=self.device,
+        )  # fmt: skip
 
     # -- generation ---------------------------------------------------------------------------
 
@@ -381,12 +367,9 @@ class Pipeline:
         return pipeline_manifest(self)
 
     def save(self, directory: str | Path) -> Path:
-        """Write a checkpoint directory (safetensors weights + JSON manifest), atomically.
-
-        It holds weights only: enough to sample and evaluate. Training runs
-        (:meth:`fit` with ``out``) write checkpoints that also resume exactly; ``save`` never
-        replaces one of those (an earlier ``save`` it does replace).
-        """
+        """Write a weights-only checkpoint directory, atomically: enough to sample and evaluate,
+        not to resume (``docs/reference/checkpoint.md``). It may replace an earlier ``save``,
+        never a training run's checkpoint."""
         return save_pipeline(self, self._require_model(), directory)
 
     @classmethod
@@ -399,10 +382,8 @@ class Pipeline:
     ) -> Pipeline:
         """Rebuild a pipeline from a checkpoint, or from a run directory's latest checkpoint.
 
-        Tensors are read on the CPU, then moved to ``device``; nothing is unpickled. The
-        checkpoint's tokenizer and cell plugins must be installed; for its optimizer and sampler
-        the defaults may stand in (see :mod:`charseq.persist`). A run being trained into loads
-        too: the checkpoint is read once, consistently.
+        Nothing is unpickled. The checkpoint's tokenizer and cell plugins must be installed;
+        its optimizer and sampler may be stood in for (see :mod:`charseq.persist`).
         """
         path, manifest, tensors = read_checkpoint(directory, ["model"])
         registry = get_registry() if registry is None else registry
@@ -423,10 +404,3 @@ class Pipeline:
             f"optimizer={self.spec.optimizer.name!r}, sampler={self.spec.sampler.name!r}, "
             f"fitted={self.model is not None})"
         )
-
-
-_FIXED_VOCABULARY = (
-    "this pipeline's vocabulary was fixed before this fit (by an earlier fit, or by the "
-    "checkpoint it was loaded from), and the corpus has tokens outside it; a new "
-    "Pipeline.from_spec(...) fits a vocabulary of its own."
-)

@@ -1,7 +1,7 @@
 """What a caller asks of a trained pipeline: a generation (the arguments of
-:meth:`Pipeline.generate` / :meth:`Pipeline.stream`) or a score, checked and prepared before any
-work starts; and encoding a user's text (a prime, a text to score) with the unknown-character
-policy asked for.
+:meth:`Pipeline.generate` / :meth:`Pipeline.stream`), a score or an evaluation of a text,
+checked and prepared before any work starts; and encoding a user's text (a prime, a text to
+score) with the unknown-character policy asked for.
 
 :class:`GenerationRequest` holds what the caller asked for, by keyword;
 :meth:`GenerationRequest.prepare` checks it against a model and tokenizer and returns the
@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
+import numpy as np
 import torch
 
 from charseq.assemble import build_sampler
@@ -34,7 +35,7 @@ from charseq.interfaces import UNKNOWN_POLICIES, Sampler, Tokenizer
 from charseq.model import CharModel
 from charseq.plugin_records import OWN_SAMPLER, StandIns
 from charseq.registry import Registry
-from charseq.scoring import Score, score_ids
+from charseq.scoring import Score, evaluate_ids, score_ids
 from charseq.spec import PipelineSpec
 from charseq.streaming import Generation
 
@@ -178,6 +179,25 @@ def score_text(
         chunk_size=chunk_size,
         unit=unit,
     )
+
+
+def evaluate_text(
+    model: CharModel,
+    tokenizer: Tokenizer,
+    text: str,
+    *,
+    chunk_size: int,
+    normalize: str | None,
+    device: torch.device,
+) -> dict[str, float]:
+    """:meth:`~charseq.Pipeline.evaluate`: ``text`` encoded as :func:`encode_text` does and
+    read as one stream, ``chunk_size`` tokens at a time with the state carried
+    (:func:`~charseq.scoring.evaluate_ids` with one stream and no warmup), so every token after
+    the first is predicted from all that precede it, in bounded memory."""
+    ids = np.asarray(encode_text(tokenizer, text, what="the text to evaluate", normalize=normalize))
+    if ids.size < 2:
+        raise CharseqError("evaluate needs a text of at least 2 tokens")
+    return evaluate_ids(model, ids, batch_size=1, seq_len=chunk_size, warmup=0, device=device)
 
 
 def sampler_table(sampler: str | Mapping[str, Any]) -> dict[str, Any]:

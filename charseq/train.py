@@ -20,23 +20,15 @@ from typing import Any
 
 import torch
 
-from charseq import __version__
-from charseq.batches import RandomWindows, StreamBatches, evaluate_ids
+from charseq.batches import RandomWindows, StreamBatches
 from charseq.callbacks import Callback, MetricsLog
-from charseq.checkpoint import (
-    MANIFEST_FILE,
-    CheckpointStore,
-    capture_rng,
-    optimizer_state_from_tensors,
-    optimizer_state_to_tensors,
-    read_tensors,
-    restore_rng,
-)
-from charseq.checkpoint import state as fields
+from charseq.checkpoint import CheckpointStore
 from charseq.corpus import Splits
 from charseq.errors import CharseqError, TrainingDiverged, warn
 from charseq.model import StackState, detach
 from charseq.schedules import lr_factor
+from charseq.scoring import evaluate_ids
+from charseq.train_state import checkpoint_contents, restore_trainer
 from charseq.training_run import (
     StopReason,
     Trainable,
@@ -343,77 +335,14 @@ class Trainer:
         return path
 
     def checkpoint_contents(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
-        """The tensors and manifest of a checkpoint of the run as it stands."""
-        optimizer_tensors, optimizer_meta = optimizer_state_to_tensors(self.optimizer.state_dict())
-        rng_tensors, rng_meta = capture_rng()
-        hidden = {}
-        for layer, state in enumerate(self.hidden or []):
-            for i, tensor in enumerate(state):
-                hidden[f"layer{layer}.{i}"] = tensor.detach()
-        tensors = {
-            "model": dict(self.model.state_dict()),
-            "optimizer": optimizer_tensors,
-            "rng": rng_tensors,
-            "hidden": hidden,
-        }
-        manifest = {
-            **self.pipeline.manifest(),
-            "corpus": {**self.corpus, "bounds": self.splits.bounds},
-            "metrics": {"best_val_bpc": self.best_val_bpc},
-            "trainer": {
-                "step": self.step,
-                "batches": self.batches.state_dict(),
-                "has_hidden": self.hidden is not None,
-                "best_val_bpc": self.best_val_bpc,
-                "evals_since_best": self.evals_since_best,
-                "lr_scale": self.lr_scale,
-                "first_loss": self.first_loss,
-                "divergences": self.divergences,
-                "train_seconds": self.train_seconds,
-                "optimizer": optimizer_meta,
-                "rng": rng_meta,
-                "charseq_version": __version__,
-            },
-        }
-        return tensors, manifest
+        """The tensors and manifest of a checkpoint of the run as it stands
+        (:func:`charseq.train_state.checkpoint_contents`)."""
+        return checkpoint_contents(self)
 
     def restore(self, directory: str | Path, manifest: dict[str, Any]) -> None:
-        """Put the loop back where the checkpoint in ``directory`` left it."""
-        state = training_state(directory, manifest)
-        file = Path(directory) / MANIFEST_FILE
-        with fields.restoring(file, "trainer.optimizer"):
-            self.optimizer.load_state_dict(
-                optimizer_state_from_tensors(
-                    read_tensors(directory, "optimizer"),
-                    state["optimizer"],
-                    self.optimizer.state_dict(),
-                )
-            )
-        with fields.restoring(file, "trainer.batches"):
-            self.batches.load_state_dict(state["batches"])
-        self.step = self.pipeline.steps_trained = self.restored_step = state["step"]
-        self.best_val_bpc = state["best_val_bpc"]
-        self.evals_since_best = state["evals_since_best"]
-        self.lr_scale = state["lr_scale"]
-        self.first_loss = state["first_loss"]
-        self.divergences = state["divergences"]
-        self.train_seconds = state["train_seconds"]
-        self.hidden = None
-        if state["has_hidden"]:
-            hidden = read_tensors(directory, "hidden")
-            like = self.model.initial_state(self.spec.train.batch_size, device="meta")
-            fields.check_tensors(
-                Path(directory) / "hidden.safetensors",
-                hidden,
-                {f"layer{layer}.{i}": t for layer, s in enumerate(like) for i, t in enumerate(s)},
-                (torch.float32, torch.bfloat16) if self.spec.train.precision == "bf16" else (),
-            )
-            self.hidden = [
-                tuple(hidden[f"layer{layer}.{i}"].to(self.device) for i in range(len(s)))
-                for layer, s in enumerate(like)
-            ]
-        with fields.restoring(file, "trainer.rng"):
-            restore_rng(read_tensors(directory, "rng"), state["rng"])
+        """Put the loop back where the checkpoint in ``directory`` left it
+        (:func:`charseq.train_state.restore_trainer`)."""
+        restore_trainer(self, directory, manifest)
 
     # -- the divergence guard ------------------------------------------------------------------
 

@@ -62,11 +62,11 @@ def test_bf16_training_on_cuda_resumes_and_loads_on_cpu(tmp_path):
     }
     text = "the quick brown fox jumps over the lazy dog. " * 200
     pipe = Pipeline.from_spec(spec, device="cuda").fit(text, out=tmp_path / "run", steps=20)
-    assert pipe.result.step == 20 and pipe.result.best_val_bpc < 4.5
+    assert pipe.last_run.step == 20 and pipe.last_run.best_val_bpc < 4.5
     resumed = Pipeline.resume(tmp_path / "run", text=text, steps=30, device="cuda")
-    assert resumed.result.step == 30
+    assert resumed.last_run.step == 30
     cpu = Pipeline.load(tmp_path / "run", device="cpu")
-    assert cpu.step == 30 and len(cpu.generate("the", 10, seed=0)) == 10
+    assert cpu.steps_trained == 30 and len(cpu.generate("the", 10, seed=0)) == 10
 
 
 @pytest.mark.parametrize("cell_class", [RNNCell, LSTMCell, GRUCell])

@@ -109,7 +109,7 @@ def test_save_and_load_give_the_same_model(trained, tmp_path):
     assert manifest["format_version"] == 1 and manifest["spec"] == trained.spec.to_dict()
     assert manifest["plugins"]["cell"]["distribution"] == "charseq"
     loaded = Pipeline.load(path, device="cpu")
-    assert loaded.spec == trained.spec and loaded.step == trained.step
+    assert loaded.spec == trained.spec and loaded.steps_trained == trained.steps_trained
     for name, tensor in trained.model.state_dict().items():
         torch.testing.assert_close(loaded.model.state_dict()[name], tensor, rtol=0, atol=0)
     assert loaded.generate("the", 30, seed=1) == trained.generate("the", 30, seed=1)
@@ -218,3 +218,15 @@ def test_warnings_point_at_the_callers_line():
     with pytest.warns(UserWarning, match="is deterministic") as more:
         pipe.generate("a", 3, sampler="greedy", num_samples=2)
     assert {Path(w.filename).resolve() for w in [*caught, *more]} == {Path(__file__).resolve()}
+
+
+def test_the_old_names_step_and_result_still_work_and_warn(trained):
+    with pytest.warns(DeprecationWarning, match=r"Pipeline\.step is deprecated") as caught:
+        assert trained.step == trained.steps_trained > 0
+    with pytest.warns(DeprecationWarning, match=r"Pipeline\.result is deprecated"):
+        assert trained.result is trained.last_run is not None
+    assert Path(caught[0].filename).resolve() == Path(__file__).resolve()
+    pipe = Pipeline.from_spec(SMALL, device="cpu")
+    with pytest.warns(DeprecationWarning, match="use Pipeline.steps_trained"):
+        pipe.step = 3  # the old name writes the new attribute
+    assert pipe.steps_trained == 3

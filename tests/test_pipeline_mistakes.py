@@ -92,9 +92,9 @@ def test_fit_warns_when_the_model_is_already_at_the_step_count_to_reach():
     pipe = Pipeline.from_spec(RUN, device="cpu").fit(TEXT)
     with pytest.warns(UserWarning, match="nothing to train: the model is at step 6 and train.st"):
         pipe.fit(TEXT)
-    assert pipe.step == 6
+    assert pipe.steps_trained == 6
     pipe.fit(TEXT, steps=8)
-    assert pipe.step == 8
+    assert pipe.steps_trained == 8
 
 
 def test_save_never_replaces_a_training_checkpoint(tmp_path):
@@ -106,7 +106,7 @@ def test_save_never_replaces_a_training_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="is a training checkpoint .*save to another dir"):
         other.save(out / "best")
     assert (out / "best" / "manifest.json").read_text() == manifest
-    assert Pipeline.resume(out / "best", text=TEXT, steps=7).step == 7
+    assert Pipeline.resume(out / "best", text=TEXT, steps=7).steps_trained == 7
     export = pipe.save(tmp_path / "export")
     other.save(export)  # an earlier export is replaced
     assert json.loads((export / "manifest.json").read_text())["step"] == 2
@@ -176,7 +176,7 @@ def test_several_samples_of_a_deterministic_sampler_warn_that_they_are_identical
 def test_fit_takes_a_time_budget_like_resume():
     pipe = Pipeline.from_spec({**RUN, "train": {**RUN["train"], "steps": 10_000}}, device="cpu")
     pipe.fit(TEXT, max_seconds=0.5)
-    assert pipe.result.reason == "time" and 0 < pipe.step < 10_000
+    assert pipe.last_run.reason == "time" and 0 < pipe.steps_trained < 10_000
     assert pipe.spec.train.max_seconds == 0.5
 
 
@@ -203,8 +203,8 @@ def test_an_older_checkpoint_of_a_run_is_not_resumed_into_that_run(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == before
     copy = tmp_path / "branch" / "step-00000003"
     shutil.copytree(out / "step-00000003", copy)  # a copy of its own resumes
-    assert Pipeline.resume(copy, text=TEXT, steps=5).step == 5
-    assert Pipeline.resume(out, text=TEXT, steps=8).step == 8  # and the run itself goes on
+    assert Pipeline.resume(copy, text=TEXT, steps=5).steps_trained == 5
+    assert Pipeline.resume(out, text=TEXT, steps=8).steps_trained == 8  # and the run itself goes on
 
 
 def test_overwrite_through_a_link_replaces_the_run_it_points_to(tmp_path):
@@ -308,7 +308,7 @@ def test_a_checkpoint_loads_without_its_optimizer_and_sampler_plugins_to_sample(
     # a spec changed to name another optimizer trains
     pipe.spec = pipe.spec.override({"optimizer.name": "sgd", "train.steps": 3})
     pipe.fit(TEXT)
-    assert pipe.step == 3
+    assert pipe.steps_trained == 3
 
 
 def test_overwrite_refuses_a_run_holding_files_that_are_not_charseqs(tmp_path):
@@ -331,7 +331,7 @@ def test_what_a_run_left_before_its_first_checkpoint_is_replaced_only_with_overw
     with pytest.raises(CheckpointError, match="holds what a run left before its first checkpoint"):
         Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out)
     Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=out, overwrite=True)
-    assert Pipeline.load(out).step == RUN["train"]["steps"]
+    assert Pipeline.load(out).steps_trained == RUN["train"]["steps"]
     assert '"step": 1}' not in (out / "metrics.jsonl").read_text()  # the old metrics went
 
 
@@ -438,7 +438,7 @@ def test_a_file_system_without_locks_trains_unlocked_with_a_warning(tmp_path, mo
     monkeypatch.setattr(fcntl, "flock", no_locks)
     with pytest.warns(UserWarning, match="this file system has no file locks"):
         Pipeline.from_spec(RUN, device="cpu").fit(TEXT, out=tmp_path / "run")
-    assert Pipeline.load(tmp_path / "run").step == RUN["train"]["steps"]
+    assert Pipeline.load(tmp_path / "run").steps_trained == RUN["train"]["steps"]
 
 
 def test_a_stand_in_with_a_changed_option_is_still_refused(tmp_path):
@@ -453,7 +453,7 @@ def test_a_stand_in_with_a_changed_option_is_still_refused(tmp_path):
         pipe.fit(TEXT, steps=4)
     with pytest.raises(CharseqError, match="loaded without sampler 'my-greedy'"):
         pipe.generate("the", 5)
-    assert pipe.step == 2
+    assert pipe.steps_trained == 2
 
 
 def test_sampling_during_training_with_an_absent_sampler_is_refused_before_training(tmp_path):
@@ -467,9 +467,9 @@ def test_sampling_during_training_with_an_absent_sampler_is_refused_before_train
         pipe = Pipeline.load(run, device="cpu")
     with pytest.raises(CharseqError, match="to sample during training"):
         pipe.fit(TEXT, steps=4, callbacks=[SampleEvery(1, lambda step, text: None)])
-    assert pipe.step == 2
+    assert pipe.steps_trained == 2
     pipe.fit(TEXT, steps=3, callbacks=[SampleEvery(1, lambda s, t: None, sampler="greedy")])
-    assert pipe.step == 3
+    assert pipe.steps_trained == 3
 
 
 def test_an_interrupted_overwrite_keeps_the_run_it_replaced(tmp_path):
@@ -485,5 +485,5 @@ def test_an_interrupted_overwrite_keeps_the_run_it_replaced(tmp_path):
             TEXT, out=out, overwrite=True, callbacks=[Interrupt()]
         )
     [kept] = [p for p in tmp_path.iterdir() if p.name.startswith(".run.replaced-")]
-    assert Pipeline.load(kept).step == RUN["train"]["steps"]  # the old run, whole
-    assert Pipeline.load(out).step == 2
+    assert Pipeline.load(kept).steps_trained == RUN["train"]["steps"]  # the old run, whole
+    assert Pipeline.load(out).steps_trained == 2

@@ -57,7 +57,7 @@ def save_next(run: Path, metric: float | None, *, step: int | None = None) -> in
 
 def assert_is_step(pipe: Pipeline, run: Path, step: int) -> None:
     """``pipe`` holds exactly the weights of ``run``'s checkpoint of ``step``."""
-    assert pipe.step == step
+    assert pipe.steps_trained == step
     _, tensors = load_checkpoint(run / f"step-{step:08d}")
     loaded = pipe.model.state_dict()
     assert loaded.keys() == tensors["model"].keys()
@@ -188,11 +188,11 @@ def test_checkpoint_every_keeps_the_best(tmp_path):
     spec["train"].update(checkpoint_every=1, keep_last=1)
     pipe = Pipeline.from_spec(spec, device="cpu").fit(TEXT, out=tmp_path / "run")
     best, metric = best_of(tmp_path / "run")
-    assert best is not None and metric == pipe.result.best_val_bpc
+    assert best is not None and metric == pipe.last_run.best_val_bpc
     assert int(best[5:]) in (4, 8, 10)  # an evaluated step
     loaded = Pipeline.load(tmp_path / "run" / "best")
-    assert loaded.step == int(best[5:])
-    assert_is_step(loaded, tmp_path / "run", loaded.step)
+    assert loaded.steps_trained == int(best[5:])
+    assert_is_step(loaded, tmp_path / "run", loaded.steps_trained)
     steps = sorted(p.name for p in (tmp_path / "run").glob("step-*"))
     assert steps == sorted({best, "step-00000010"})
 
@@ -207,9 +207,9 @@ def test_a_run_stopped_after_a_checkpoint_every_save_records_its_last_evaluation
     spec["train"].update(checkpoint_every=1, keep_last=1)
     pipe = Pipeline.from_spec(spec, device="cpu")
     pipe.fit(TEXT, out=tmp_path / "run", callbacks=[StopAt5()])
-    assert pipe.result.step == 5 and pipe.result.best_val_bpc is not None
-    assert best_of(tmp_path / "run") == ("step-00000005", pipe.result.best_val_bpc)
-    assert Pipeline.load(tmp_path / "run" / "best").step == 5
+    assert pipe.last_run.step == 5 and pipe.last_run.best_val_bpc is not None
+    assert best_of(tmp_path / "run") == ("step-00000005", pipe.last_run.best_val_bpc)
+    assert Pipeline.load(tmp_path / "run" / "best").steps_trained == 5
 
 
 # -- 3. best/ after a kill at any point of a save ---------------------------------------------
@@ -361,8 +361,8 @@ def test_a_resume_after_a_rewrite_killed_between_its_renames(run, monkeypatch):
         store.save(2, tensors, manifest, metric=0.5)
     monkeypatch.undo()
     assert not (run / "step-00000002").exists()
-    assert Pipeline.load(run).step == 2  # readers read the version kept aside
+    assert Pipeline.load(run).steps_trained == 2  # readers read the version kept aside
     resumed = Pipeline.resume(run, steps=3, device="cpu")
-    assert resumed.result.step == 3
+    assert resumed.last_run.step == 3
     assert CheckpointStore(run).latest() == run / "step-00000003"
     assert not [p.name for p in run.iterdir() if p.name.startswith(".") and "lock" not in p.name]

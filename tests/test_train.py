@@ -53,9 +53,9 @@ def test_resume_is_bit_identical(tmp_path, batching):
 
     half = Pipeline.from_spec(spec(batching=batching, steps=4), device="cpu")
     half.fit(TEXT, out=tmp_path / "half")
-    assert half.result.step == 4
+    assert half.last_run.step == 4
     resumed = Pipeline.resume(tmp_path / "half", text=TEXT, steps=8, device="cpu")
-    assert resumed.result.step == 8
+    assert resumed.last_run.step == 8
     assert_identical(weights(whole), weights(resumed))
 
 
@@ -88,7 +88,7 @@ def test_the_run_directory_keeps_the_last_k_and_the_best(tmp_path):
     assert steps[-2:] == ["step-00000010", "step-00000012"]
     assert len(steps) <= 3  # the last two, and the best if it is older
     best = Pipeline.load(tmp_path / "run" / "best")
-    assert best.step in {int(s.split("-")[1]) for s in steps}
+    assert best.steps_trained in {int(s.split("-")[1]) for s in steps}
     manifest = json.loads((tmp_path / "run" / "step-00000012" / "manifest.json").read_text())
     assert manifest["corpus"]["bounds"]["val"][1] > manifest["corpus"]["bounds"]["val"][0]
     assert manifest["plugins"]["cell"]["name"] == "lstm" and manifest["trainer"]["step"] == 12
@@ -112,12 +112,12 @@ def test_early_stopping_with_patience():
     frozen = spec(steps=50, eval_every=1, patience=2)
     frozen["optimizer"] = {"name": "sgd", "lr": 1e-30}
     pipe = Pipeline.from_spec(frozen, device="cpu").fit(TEXT)
-    assert (pipe.result.reason, pipe.result.step) == ("early stopping", 3)
+    assert (pipe.last_run.reason, pipe.last_run.step) == ("early stopping", 3)
 
 
 def test_a_time_budget_stops_training():
     pipe = Pipeline.from_spec(spec(steps=10**6, max_seconds=0.5), device="cpu").fit(TEXT)
-    assert pipe.result.reason == "time" and 0 < pipe.result.step < 10**6
+    assert pipe.last_run.reason == "time" and 0 < pipe.last_run.step < 10**6
 
 
 class PoisonOnce(Callback):
@@ -142,7 +142,7 @@ def test_the_divergence_guard_restores_and_lowers_the_rate():
     # poisoned after step 6, so step 7's loss is the one that diverges
     assert message.startswith("step 7: the loss diverged (nan); restored the state of step 4")
     assert "0.5x" in message
-    assert pipe.result.step == 10
+    assert pipe.last_run.step == 10
     assert all(torch.isfinite(p).all() for p in pipe.model.parameters())
 
 
@@ -289,7 +289,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(tmp_path):
     step = int(latest.split("-")[1])
     assert 50 <= step < 100000
     resumed = Pipeline.resume(run, steps=step + 3, device="cpu")
-    assert resumed.result.step == step + 3
+    assert resumed.last_run.step == step + 3
 
 
 @pytest.mark.skipif(os.name != "posix", reason="signals")
@@ -327,7 +327,7 @@ def test_compiled_training_of_a_step_only_cell_matches_the_step_loop():
         changes = {**step_only, "train": {**step_only["train"], "compile": compiled}}
         pipe = Pipeline.from_spec(changes, device="cpu")
         pipe.fit(TEXT[:400])
-        assert pipe.result.step == 3
+        assert pipe.last_run.step == 3
         runs[compiled] = weights(pipe)
     for name, eager in runs[False].items():
         torch.testing.assert_close(runs[True][name], eager, rtol=1e-4, atol=1e-5)
@@ -359,7 +359,7 @@ def test_the_progress_bar_shows_the_last_evaluation_and_the_best():
     bar = ProgressBar(file=out)
     pipe = Pipeline.from_spec(spec(steps=6), device="cpu")
     pipe.fit(TEXT, callbacks=[bar])
-    assert bar.postfix["best"] == f"{pipe.result.best_val_bpc:.3f}"
+    assert bar.postfix["best"] == f"{pipe.last_run.best_val_bpc:.3f}"
     assert f"best={bar.postfix['best']}" in out.getvalue()  # shown after the last evaluation
     assert "val_bpc=nan" not in out.getvalue()
 
@@ -403,9 +403,9 @@ def test_a_signal_during_the_last_evaluation_still_ends_with_a_checkpoint(tmp_pa
         pipe.fit(TEXT, out=tmp_path / "run", callbacks=[SignalAtTheEnd()], handle_signals=True)
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert (pipe.result.step, pipe.result.reason) == (4, "interrupted")
-    assert pipe.result.checkpoint.name == "step-00000004"
-    assert Pipeline.load(tmp_path / "run").step == 4
+    assert (pipe.last_run.step, pipe.last_run.reason) == (4, "interrupted")
+    assert pipe.last_run.checkpoint.name == "step-00000004"
+    assert Pipeline.load(tmp_path / "run").steps_trained == 4
 
 
 def test_a_callback_can_stop_training_with_its_own_reason():
@@ -416,4 +416,4 @@ def test_a_callback_can_stop_training_with_its_own_reason():
 
     pipe = Pipeline.from_spec(spec(steps=50), device="cpu")
     pipe.fit(TEXT, callbacks=[StopAtThree()])
-    assert (pipe.result.step, pipe.result.reason) == (3, "enough")
+    assert (pipe.last_run.step, pipe.last_run.reason) == (3, "enough")

@@ -86,7 +86,7 @@ def test_the_runs_own_cache_is_used_and_its_sources_are_not_read(run, tmp_path):
     scores = evaluate_checkpoint(run, device="cpu")
     assert scores["tokens"] > 0
     resumed = Pipeline.resume(run, steps=6, device="cpu")
-    assert resumed.result.step == 6
+    assert resumed.last_run.step == 6
 
 
 def test_recorded_sources_outside_the_run_are_never_read(run, tmp_path):
@@ -126,7 +126,7 @@ def test_without_a_cache_the_user_passes_the_data(run, tmp_path):
     corpus = tmp_path / "corpus.txt"
     with pytest.raises(CheckpointError, match=f"files=\\['{corpus}'\\]"):
         Pipeline.resume(run, steps=6, device="cpu")
-    assert Pipeline.resume(run, files=corpus, steps=6, device="cpu").result.step == 6
+    assert Pipeline.resume(run, files=corpus, steps=6, device="cpu").last_run.step == 6
     assert evaluate_checkpoint(run, files=[corpus], split="test", device="cpu")["tokens"] > 0
 
 

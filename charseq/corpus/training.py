@@ -29,7 +29,7 @@ from charseq.corpus import (
     split_ids,
 )
 from charseq.corpus_record import from_run_cache, recorded_corpus, unread_sources
-from charseq.errors import CharseqError
+from charseq.errors import CharseqError, UnknownCharacterError
 from charseq.interfaces import Tokenizer
 from charseq.spec import TrainSpec
 
@@ -74,8 +74,34 @@ def read_corpus(
     Files are streamed into a memory-mapped id cache under ``cache``
     (:func:`~charseq.corpus.prepare_corpus`; ``progress`` shows bars for a large corpus).
     Without ``split`` the splits are ``None``: a text too small to split can still be
-    evaluated whole.
+    evaluated whole. A corpus with tokens outside a vocabulary already fitted raises the
+    tokenizer's ``UnknownCharacterError``, with a note saying where that vocabulary came from.
     """
+    try:
+        return _read(
+            tokenizer, train, text=text, files=files, include=include, encoding=encoding,
+            normalize=normalize, cache=cache, split=split, progress=progress,
+        )  # fmt: skip
+    except UnknownCharacterError as error:
+        if tokenizer.is_fitted:
+            error.add_note(_FIXED_VOCABULARY)
+        raise
+
+
+def _read(
+    tokenizer: Tokenizer,
+    train: TrainSpec,
+    *,
+    text: str | None,
+    files: Files | None,
+    include: Sequence[str],
+    encoding: str,
+    normalize: str | None,
+    cache: Path,
+    split: bool,
+    progress: bool | None,
+) -> CorpusRead:
+    """:func:`read_corpus` without the note (:func:`reread_corpus` reads a recorded corpus)."""
     if (text is None) == (files is None):
         raise CharseqError("fit needs a corpus: pass text=... or files=... (one of them)")
     if not tokenizer.is_fitted:
@@ -148,7 +174,7 @@ def reread_corpus(
         if sys.stdin is None or sys.stdin.isatty():
             raise CheckpointError(f"{path} {_STDIN_RUN}")
     try:
-        read = read_corpus(
+        read = _read(
             tokenizer,
             train,
             text=text,
@@ -187,4 +213,9 @@ _GIVE_CORPUS = (
 _STDIN_RUN = (
     "was trained on standard input: pipe the same text in again, or give the corpus "
     "(--data on the command line, files=... in Python)"
+)
+_FIXED_VOCABULARY = (
+    "this pipeline's vocabulary was fixed before this fit (by an earlier fit, or by the "
+    "checkpoint it was loaded from), and the corpus has tokens outside it; a new "
+    "Pipeline.from_spec(...) fits a vocabulary of its own."
 )

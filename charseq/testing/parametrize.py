@@ -100,6 +100,7 @@ def parametrize_with_checks(
         def test_conformance(component, check):
             check(component)
     """
+    # function-local: only this decorator needs pytest; the checks run without it
     import pytest
 
     subjects = _subjects(components, kind)

@@ -1,0 +1,112 @@
+"""A trainer's checkpoint: what it records of the run (:func:`checkpoint_contents`) and how a
+trainer is put back from one (:func:`restore_trainer`), for exact resume.
+
+The loop itself is :mod:`charseq.train`; the ``trainer`` table's fields and their checks are
+:func:`charseq.training_run.training_state`'s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from charseq import __version__
+from charseq.checkpoint import (
+    MANIFEST_FILE,
+    capture_rng,
+    optimizer_state_from_tensors,
+    optimizer_state_to_tensors,
+    read_tensors,
+    restore_rng,
+)
+from charseq.checkpoint import state as fields
+from charseq.training_run import training_state
+
+if TYPE_CHECKING:
+    from charseq.train import Trainer
+
+
+def checkpoint_contents(
+    trainer: Trainer,
+) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """The tensors and manifest of a checkpoint of ``trainer``'s run as it stands."""
+    optimizer_tensors, optimizer_meta = optimizer_state_to_tensors(trainer.optimizer.state_dict())
+    rng_tensors, rng_meta = capture_rng()
+    hidden = {}
+    for layer, state in enumerate(trainer.hidden or []):
+        for i, tensor in enumerate(state):
+            hidden[f"layer{layer}.{i}"] = tensor.detach()
+    tensors = {
+        "model": dict(trainer.model.state_dict()),
+        "optimizer": optimizer_tensors,
+        "rng": rng_tensors,
+        "hidden": hidden,
+    }
+    manifest = {
+        **trainer.pipeline.manifest(),
+        "corpus": {**trainer.corpus, "bounds": trainer.splits.bounds},
+        "metrics": {"best_val_bpc": trainer.best_val_bpc},
+        "trainer": {
+            "step": trainer.step,
+            "batches": trainer.batches.state_dict(),
+            "has_hidden": trainer.hidden is not None,
+            "best_val_bpc": trainer.best_val_bpc,
+            "evals_since_best": trainer.evals_since_best,
+            "lr_scale": trainer.lr_scale,
+            "first_loss": trainer.first_loss,
+            "divergences": trainer.divergences,
+            "train_seconds": trainer.train_seconds,
+            "optimizer": optimizer_meta,
+            "rng": rng_meta,
+            "charseq_version": __version__,
+        },
+    }
+    return tensors, manifest
+
+
+def restore_trainer(trainer: Trainer, directory: str | Path, manifest: dict[str, Any]) -> None:
+    """Put ``trainer``'s loop back where the checkpoint in ``directory`` left it."""
+    state = training_state(directory, manifest)
+    file = Path(directory) / MANIFEST_FILE
+    with fields.restoring(file, "trainer.optimizer"):
+        trainer.optimizer.load_state_dict(
+            optimizer_state_from_tensors(
+                read_tensors(directory, "optimizer"),
+                state["optimizer"],
+                trainer.optimizer.state_dict(),
+            )
+        )
+    with fields.restoring(file, "trainer.batches"):
+        trainer.batches.load_state_dict(state["batches"])
+    trainer.step = trainer.pipeline.steps_trained = trainer.restored_step = state["step"]
+    trainer.best_val_bpc = state["best_val_bpc"]
+    trainer.evals_since_best = state["evals_since_best"]
+    trainer.lr_scale = state["lr_scale"]
+    trainer.first_loss = state["first_loss"]
+    trainer.divergences = state["divergences"]
+    trainer.train_seconds = state["train_seconds"]
+    trainer.hidden = None
+    if state["has_hidden"]:
+        trainer.hidden = _read_hidden(trainer, Path(directory))
+    with fields.restoring(file, "trainer.rng"):
+        restore_rng(read_tensors(directory, "rng"), state["rng"])
+
+
+def _read_hidden(trainer: Trainer, directory: Path) -> list[tuple[torch.Tensor, ...]]:
+    """The carried hidden state a checkpoint holds, checked against the model's, on the
+    trainer's device."""
+    train = trainer.spec.train
+    hidden = read_tensors(directory, "hidden")
+    like = trainer.model.initial_state(train.batch_size, device="meta")
+    fields.check_tensors(
+        directory / "hidden.safetensors",
+        hidden,
+        {f"layer{layer}.{i}": t for layer, s in enumerate(like) for i, t in enumerate(s)},
+        (torch.float32, torch.bfloat16) if train.precision == "bf16" else (),
+    )
+    return [
+        tuple(hidden[f"layer{layer}.{i}"].to(trainer.device) for i in range(len(s)))
+        for layer, s in enumerate(like)
+    ]
