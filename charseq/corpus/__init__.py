@@ -21,14 +21,7 @@ order, so training runs on a fresh machine with no download.
 
 from __future__ import annotations
 
-from charseq.corpus.encoded import (
-    EncodedCorpus,
-    Splits,
-    cached_corpus,
-    ids_dtype,
-    prepare_corpus,
-    split_ids,
-)
+from charseq.corpus.encoded import EncodedCorpus, cached_corpus, ids_dtype, prepare_corpus
 from charseq.corpus.errors import (
     BinaryFileError,
     CorpusDecodeError,
@@ -46,6 +39,7 @@ from charseq.corpus.sources import (
     python_source_corpus,
     python_source_files,
 )
+from charseq.corpus.splits import Splits, split_ids
 from charseq.corpus.text import CHUNK_CHARS, iter_text, read_text
 
 __all__ = [
