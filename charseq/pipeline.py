@@ -6,15 +6,14 @@
 :class:`Pipeline` is a facade: each of its methods delegates to the module that owns the
 concept (:mod:`charseq.assemble` builds the parts, :mod:`charseq.devices` picks the device,
 :mod:`charseq.run_transaction` guards the run directory, :mod:`charseq.corpus.training` reads
-the corpus, :mod:`charseq.train` trains, :mod:`charseq.requests` checks what is asked of a trained
-model (generate, score, evaluate), :mod:`charseq.persist` saves and loads,
-:mod:`charseq.plugin_records` stands in for absent plugins).
+the corpus, :mod:`charseq.train` trains, :mod:`charseq.persist` saves and loads,
+:mod:`charseq.plugin_records` stands in for absent plugins). What a fitted pipeline does with
+text (generate, stream, score, evaluate) is :class:`~charseq.text_methods.TextMethods`.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,38 +22,29 @@ import torch
 from charseq.assemble import as_spec, build_model, build_optimizer, build_tokenizer
 from charseq.callbacks import Callback, shows_progress
 from charseq.checkpoint import read_checkpoint
-from charseq.constraints import apply_stop
 from charseq.corpus.training import CorpusRead, Files, read_corpus, reread_corpus
 from charseq.devices import DEVICE_TYPES, resolve_device
 from charseq.errors import CharseqError, deprecated_alias
 from charseq.interfaces import Tokenizer
 from charseq.model import CharModel
 from charseq.persist import load_pipeline, pipeline_manifest, resumable_checkpoint, save_pipeline
-from charseq.plugin_records import OWN_SAMPLER, StandIns
+from charseq.plugin_records import StandIns
 from charseq.registry import Registry, get_registry
-from charseq.requests import (
-    MAX_NEW_TOKENS,
-    MAX_NUM_SAMPLES,
-    GenerationRequest,
-    SamplerChoice,
-    evaluate_text,
-    resolve_sampler,
-    score_text,
-    with_policy,
-)
+from charseq.requests import MAX_NEW_TOKENS, MAX_NUM_SAMPLES, with_policy
 from charseq.run_transaction import new_run, resumed_run
-from charseq.scoring import UNITS, Score
 from charseq.spec import PipelineSpec
-from charseq.streaming import Generation, stream_text
+from charseq.text_methods import TextMethods
 from charseq.train import Trainer, TrainResult, check_precision, with_budget
 
 __all__ = ["DEVICE_TYPES", "MAX_NEW_TOKENS", "MAX_NUM_SAMPLES", "Pipeline", "with_policy"]
 
 
-class Pipeline:
+class Pipeline(TextMethods):
     """Tokenizer, model, optimizer and sampler, built from one :class:`PipelineSpec`.
 
-    Build with :meth:`from_spec` (then :meth:`fit`) or :meth:`load`.
+    Build with :meth:`from_spec` (then :meth:`fit`) or :meth:`load`; what a fitted pipeline
+    does with text (:meth:`generate`, :meth:`stream`, :meth:`score`, :meth:`evaluate`) is
+    written in :class:`~charseq.text_methods.TextMethods`.
 
     Attributes:
         spec: the validated spec.
@@ -232,134 +222,6 @@ class Pipeline:
             handle_signals=signals,
         )  # fmt: skip
 
-    def evaluate(self, text: str, chunk_size: int = 8192) -> dict[str, float]:
-        """Cross-entropy of ``text`` under the model: ``{"nats", "bpc", "tokens"}``.
-
-        One stream, read ``chunk_size`` tokens at a time with the state carried, so every
-        token after the first is predicted from all that precede it, in bounded memory.
-        """
-        return evaluate_text(
-            self._require_model(), self.tokenizer, text, chunk_size=chunk_size,
-            normalize=self.normalize, device=self.device,
-        )  # fmt: skip
-
-    # -- generation ---------------------------------------------------------------------------
-
-    def generate(
-        self,
-        prime: str = "",
-        max_new_tokens: int = 200,
-        *,
-        sampler: SamplerChoice = None,
-        seed: int | None = None,
-        num_samples: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        allowed: str | None = None,
-        acrostic: str | None = None,
-        unknown: str | None = None,
-    ) -> str | list[str]:
-        """Continue ``prime`` by up to ``max_new_tokens`` tokens.
-
-        Everything is checked before any generation starts (a bad request raises
-        :class:`~charseq.constraints.GenerationError`, a ``ValueError``, or the tokenizer's
-        ``UnknownCharacterError`` for the prime). Constraints compose with every sampler; see
-        :mod:`charseq.constraints`.
-
-        Args:
-            prime: text to start from (consumed in one fused pass); empty starts from uniform
-                odds. Characters outside the vocabulary follow the tokenizer's policy, or
-                ``unknown``.
-            max_new_tokens: how many tokens to add, in ``[0, MAX_NEW_TOKENS]``.
-            sampler: the spec's sampler if ``None``; else a name (``"greedy"``), a dict
-                (``{"name": "temperature", "temperature": 0.8}``) or a :class:`Sampler`.
-            seed: makes the output reproducible on the same device.
-            num_samples: when given, return a list of this many samples, made as one batch
-                (at most ``MAX_NUM_SAMPLES``).
-            stop: stop string(s): each text ends just after the first one it produces (the stop
-                string is included, as in Hugging Face's ``stop_strings``).
-            allowed: the only characters that may be generated.
-            acrostic: force the first character of each line, in order.
-            unknown: ``"error"``, ``"skip"`` or ``"replace"``: override the tokenizer's policy
-                for characters of the prime outside the vocabulary.
-
-        Returns:
-            The generated text (without the prime); a list of texts if ``num_samples`` is set
-            or the sampler returns several sequences per sample (``num_return_sequences``).
-        """
-        request = GenerationRequest(
-            prime=prime, max_new_tokens=max_new_tokens, sampler=sampler, seed=seed,
-            num_samples=1 if num_samples is None else num_samples, stop=stop, allowed=allowed,
-            acrostic=acrostic, unknown=unknown,
-        )  # fmt: skip
-        job = self._prepare(request)
-        out = job.run(max_new_tokens)
-        texts = [apply_stop(self.tokenizer.decode(row.tolist()), job.stop) for row in out.ids]
-        return texts if num_samples is not None or len(texts) > 1 else texts[0]
-
-    def stream(
-        self,
-        prime: str = "",
-        max_new_tokens: int = 200,
-        *,
-        sampler: SamplerChoice = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        allowed: str | None = None,
-        acrostic: str | None = None,
-        unknown: str | None = None,
-    ) -> Iterator[str]:
-        """Like :meth:`generate` for one sample, but yield the text in pieces as it is made.
-
-        The request is checked here, before the first piece. Joined, the pieces equal what
-        :meth:`generate` returns with the same arguments and seed; closing the iterator early
-        stops generation at the next token. How pieces are cut (a token each, stop strings
-        held back, beam search in one piece) is in ``docs/how-to/generate.md``.
-        """
-        request = GenerationRequest(
-            prime=prime, max_new_tokens=max_new_tokens, sampler=sampler, seed=seed, stop=stop,
-            allowed=allowed, acrostic=acrostic, unknown=unknown,
-        )  # fmt: skip
-        return stream_text(self._prepare(request), self.tokenizer, max_new_tokens)
-
-    def _prepare(self, request: GenerationRequest) -> Generation:
-        sampler = functools.partial(
-            resolve_sampler, spec=self.spec, registry=self.registry, stand_ins=self.stand_ins
-        )
-        return request.prepare(
-            self._require_model(), self.tokenizer, device=self.device, normalize=self.normalize,
-            resolve_sampler=sampler,
-        )  # fmt: skip
-
-    def sampler_section(self) -> dict[str, Any]:
-        """The spec's sampler as a table (``name`` and options), to adjust and pass as
-        ``sampler=...``; refused when it is a loaded checkpoint's sampler whose plugin is not
-        installed here (another sampler must then be named)."""
-        self.stand_ins.require("sampler", self.spec, OWN_SAMPLER)
-        return self.spec.sampler.to_dict()
-
-    # -- scoring ------------------------------------------------------------------------------
-
-    def score(
-        self,
-        text: str,
-        *,
-        prime: str = "",
-        top: int = 10,
-        unknown: str | None = None,
-        chunk_size: int = 8192,
-    ) -> Score:
-        """How likely the model finds ``text``: per-token log-probabilities, total nats, BPC
-        and the ``top`` most surprising positions (see :class:`~charseq.scoring.Score`).
-
-        Every token of ``text`` is scored given all before it and ``prime``; without a prime
-        the first token is scored under the uniform odds generation starts from.
-        """
-        return score_text(
-            self._require_model(), self.tokenizer, text, prime=prime, top=top, unknown=unknown,
-            normalize=self.normalize, chunk_size=chunk_size,
-            unit=UNITS.get(self.spec.tokenizer.name, ""),  # "": told by the token texts
-        )  # fmt: skip
-
     # -- saving -------------------------------------------------------------------------------
 
     def manifest(self) -> dict[str, Any]:
@@ -390,11 +252,6 @@ class Pipeline:
         return load_pipeline(
             cls, path, manifest, tensors["model"], registry=registry, device=device
         )
-
-    def _require_model(self) -> CharModel:
-        if self.model is None:
-            raise CharseqError("this pipeline has no model yet: call fit(text) or Pipeline.load()")
-        return self.model
 
     def __repr__(self) -> str:
         cell = self.spec.cell
