@@ -10,7 +10,6 @@ recorded paths: a user who trusts them passes them, and then they are the user's
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,7 @@ def from_run_cache(
             state=manifest.get("tokenizer"),  # as keyed in training, whatever the policy now
         )
     except CorpusError as error:
-        raise CheckpointError(str(error)) from None
+        raise CheckpointError(str(error), argument=error.argument) from None
 
 
 class UnreadSourcesError(CheckpointError):
@@ -73,11 +72,9 @@ def unread_sources(path: Path, sources: list[str]) -> UnreadSourcesError:
     and how to pass them."""
     files = [source for source in sources if source != STDIN]
     if len(sources) <= 4:
-        command = " ".join(f"--data {shlex.quote(source)}" for source in sources)
         python = f"files={sources!r}"
     else:
-        command = "--data PATH for each (or their directory)"
-        python = "files=[...]"
+        python = "files=[...] (each of them, or their directory)"
     listed = ", ".join(sources[:4]) + (f" and {len(sources) - 4} more" if len(sources) > 4 else "")
     cache = path.parent / "cache"
     they, them = ("they", "them") if len(files) > 1 else ("it", "it")
@@ -85,5 +82,6 @@ def unread_sources(path: Path, sources: list[str]) -> UnreadSourcesError:
         f"{path} was trained on {listed}, recorded in its manifest, and its run has no corpus "
         f"cache to take it from ({cache}). charseq does not read the paths a checkpoint names "
         f"on its word alone ({they} could name any file on this machine): if you trust {them}, "
-        f"pass the data yourself: {command} on the command line, {python} in Python"
+        f"pass the data yourself: {python}",
+        argument="files",
     )

@@ -23,6 +23,11 @@ A message that gains context on its way up (which text was being encoded, what t
 do) is either raised anew with the whole message, where the message is what users see
 (``print(error)``, the command line's ``Error:`` line), or given the context with
 ``error.add_note(...)``.
+
+Messages speak Python: an argument is named as it is passed (``files=...``, ``unknown='skip'``,
+``split='val'``), never as a command-line flag, and the error says which arguments it names
+(``CharseqError.argument``); the command line shows each as its flag
+(``charseq.cli._errors.error_line``).
 """
 
 from __future__ import annotations
@@ -38,7 +43,21 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class CharseqError(Exception):
-    """Base class of every error charseq raises on purpose."""
+    """Base class of every error charseq raises on purpose.
+
+    Attributes:
+        argument: the Python argument the error is about (``"files"``), or several of them
+            (``("files", "split")``), or None. The message names it in Python's terms
+            (``files=...``, ``unknown='skip'``); the command line shows each such mention as
+            its own flag (``--data PATH``, ``--unknown skip``).
+    """
+
+    argument: str | tuple[str, ...] | None = None
+
+    def __init__(self, *args: object, argument: str | tuple[str, ...] | None = None) -> None:
+        super().__init__(*args)
+        if argument is not None:
+            self.argument = argument
 
 
 class SpecError(CharseqError, ValueError):
@@ -94,8 +113,14 @@ class UnknownCharacterError(TokenizerError):
         unknown: each unknown token mapped to its positions (character offsets) in the text.
     """
 
-    def __init__(self, message: str, unknown: dict[str, list[int]]) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        unknown: dict[str, list[int]],
+        *,
+        argument: str | tuple[str, ...] | None = None,
+    ) -> None:
+        super().__init__(message, argument=argument)
         self.unknown = unknown
 
 
@@ -145,13 +170,24 @@ def deprecated_alias(owner: str, old: str, new: str, *, quiet: bool = False) -> 
     return property(get, set_, doc=f"Deprecated: the older name of :attr:`{new}`.")
 
 
-def warn(message: str, category: type[Warning] = UserWarning) -> None:
+def warn(
+    message: str,
+    category: type[Warning] = UserWarning,
+    *,
+    argument: str | tuple[str, ...] | None = None,
+) -> None:
     """``warnings.warn``, attributed to the first caller outside charseq.
 
     However deep in charseq the warning is raised, its file and line are the user's code that
-    led there (a fixed ``stacklevel`` is right for only one call path).
+    led there (a fixed ``stacklevel`` is right for only one call path). ``argument``: the Python
+    argument(s) the message names, as ``CharseqError.argument`` (the warning carries it).
     """
     frame, level = sys._getframe(1), 2  # level 2: warn's caller
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, category, stacklevel=level)
+    if argument is None:
+        warnings.warn(message, category, stacklevel=level)
+        return
+    warning = category(message)
+    warning.argument = argument  # type: ignore[attr-defined]
+    warnings.warn(warning, stacklevel=level)

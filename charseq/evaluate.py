@@ -73,13 +73,15 @@ def evaluate_checkpoint(
             )
         except UnknownCharacterError as error:
             raise UnknownCharacterError(
-                f"{error} When evaluating: unknown='skip' or 'replace' (--unknown).", error.unknown
+                f"{error} When evaluating: unknown='skip' or unknown='replace'.",
+                error.unknown,
+                argument="unknown",
             ) from None
         except UnreadSourcesError as error:
             if split == "all":
                 raise
-            raise UnreadSourcesError(  # what the command line does with --data unless told
-                f"{error}; charseq eval takes all of a --data text: add --split {split}"
+            raise UnreadSourcesError(  # charseq eval takes all of a --data text unless told
+                f"{error}, with split={split!r}", argument=("files", "split")
             ) from None
         splits = read.splits
         ids = read.ids if splits is None else splits[split]
@@ -91,8 +93,10 @@ def evaluate_checkpoint(
                 if splits is None
                 else f"the {split} split has {len(ids)} token(s): nothing to evaluate (this "
                 f"run's fractions: val {train.val_fraction}, test {train.test_fraction}); "
-                f"evaluate another split ({', '.join(x for x in SPLITS if x != split)}: "
-                "split=... in Python, --split on the command line)"
+                "evaluate another split ("
+                + ", ".join(f"split={x!r}" for x in SPLITS if x != split)
+                + ")",
+                argument="split",
             )
         with phase(
             f"evaluating {split}",

@@ -165,7 +165,8 @@ class StandIns:
                 f"this pipeline was loaded without {kind} {name!r} from "
                 f"{describe_owner(absent.owner)}, which is not installed: install it to {to}, or "
                 f"choose another {kind}"
-                + (" (sampler=... / --sampler)" if kind == "sampler" else " in the spec")
+                + (" (sampler=...)" if kind == "sampler" else " in the spec"),
+                argument="sampler" if kind == "sampler" else None,
             )
 
     def owners(self, spec: PipelineSpec, registry: Registry) -> dict[str, dict[str, str]]:

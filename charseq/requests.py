@@ -239,8 +239,9 @@ def encode_text(
         else:
             message = f"{what}: {message}"
         raise UnknownCharacterError(
-            f"{message} From the command line: --unknown skip (drop them) or --unknown replace.",
+            f"{message} For this text alone: unknown='skip' (drop them) or unknown='replace'.",
             error.unknown,
+            argument="unknown",
         ) from None
 
 

@@ -125,8 +125,8 @@ class Trainer:
         if self.step >= train.steps:
             warn(
                 f"nothing to train: the model is at step {self.step} and train.steps is "
-                f"{train.steps} (the step count to reach); give a higher one (steps=..., "
-                "or --steps on the command line)"
+                f"{train.steps} (the step count to reach); give a higher one (steps=...)",
+                argument="steps",
             )
         self._remember_good_state()
         for callback in self.callbacks:

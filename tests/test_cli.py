@@ -175,6 +175,8 @@ class NamedArgumentError(CharseqError):
         ("unknown", "use unknown='skip' to drop them", "use --unknown skip to drop them"),
         ("split", "the test part is empty (split='test')", "the test part is empty (--split test)"),
         ("sampler", "no such sampler=...; files=...", "no such sampler=...; files=..."),  # no flag
+        ("files", "pass files=['a b', 'c'] here", "pass --data 'a b' --data c here"),
+        (("files", "split"), "files=[...] with split='val'", "--data PATH with --split val"),
         (None, "unknown='skip' reads as it is", "unknown='skip' reads as it is"),
     ],
 )

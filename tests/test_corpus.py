@@ -197,7 +197,8 @@ def test_binary_file_is_named_with_the_offset_and_the_remedies(tmp_path):
         list(iter_text([path]))
     message = str(info.value)
     assert "model.bin" in message and "byte offset 3" in message
-    assert "--encoding" in message and "'byte' tokenizer" in message
+    assert "encoding=" in message and "--encoding" not in message
+    assert "'byte' tokenizer" in message and info.value.argument == "encoding"
     assert info.value.offset == 3 and info.value.path.endswith("model.bin")
     # a NUL byte past the first few kilobytes is text with a NUL in it, not a binary file
     late = write(tmp_path / "late.txt", b"a" * 9000 + b"\x00")
@@ -213,7 +214,8 @@ def test_decode_error_names_the_file_and_the_absolute_byte_offset(tmp_path, chun
     assert error.offset == 10 and error.path.endswith("latin.txt") and error.encoding == "utf-8"
     message = str(error)
     assert "latin.txt" in message and "byte offset 10" in message
-    assert "--encoding" in message and "'byte' tokenizer" in message
+    assert "encoding=" in message and "--encoding" not in message
+    assert "'byte' tokenizer" in message and info.value.argument == "encoding"
 
 
 def test_decode_error_for_a_character_cut_off_at_the_end(tmp_path):
@@ -384,7 +386,7 @@ def test_bad_input_gets_specific_errors(tmp_path):
     with pytest.raises(BinaryFileError, match="a.out.*byte offset 1"):
         prepare_corpus([write(tmp_path / "a.out", b"\x7f\x00ELF")], CharTokenizer(), cache)
     latin = write(tmp_path / "latin.txt", "ok then café".encode("latin-1"))
-    with pytest.raises(CorpusDecodeError, match="latin.txt.*byte offset 11.*--encoding"):
+    with pytest.raises(CorpusDecodeError, match="latin.txt.*byte offset 11.*encoding='latin-1'"):
         prepare_corpus([latin], CharTokenizer(), cache)
     with pytest.raises(SourceNotFoundError):
         prepare_corpus([tmp_path / "nope.txt"], CharTokenizer(), cache)

@@ -141,7 +141,8 @@ def test_unknown_prime_characters_are_named_with_their_positions_and_remedies(pi
     assert message.startswith("the prime has 3 characters outside the vocabulary")
     assert "'Z' (U+005A) at position 4" in message and "'b' (U+0062) at position 6" in message
     assert "'!' (U+0021) at position 9" in message
-    assert "--unknown skip" in message and "'byte' tokenizer" in message
+    assert "For this text alone: unknown='skip' (drop them) or unknown='replace'." in message
+    assert "--unknown" not in message and "'byte' tokenizer" in message
     assert info.value.unknown == {"Z": [4], "b": [6], "!": [9]}
 
 

@@ -42,22 +42,17 @@ _CACHED = re.compile(r"\.?[0-9a-f]{32}\.(?:ids|json)(?:\.tmp-\w+)?|\.stdin-\w+\.
 """The files of a run's corpus cache (and their temporary names)."""
 
 
-def check_run_dir(
-    out: Path,
-    overwrite: bool,
-    *,
-    argument: str = "out",
-    resume: str = "Pipeline.resume",
-    replace: str = "overwrite=True",
-) -> None:
+def check_run_dir(out: Path, overwrite: bool) -> None:
     """Refuse ``out`` for a new run unless it is new or empty, or (with ``overwrite``) a charseq
     run; changes nothing. So no run is ever mixed into another, or anything else replaced.
 
-    ``argument``, ``resume`` and ``replace`` name the ways out in the caller's terms (the
-    command line's ``--out``, ``--resume``, ``--overwrite``).
+    The refusals name the ways out as Python arguments (``out=...``, ``overwrite=True``,
+    ``Pipeline.resume(...)``; ``CharseqError.argument``), which the command
+    line shows as its flags.
     """
+    at = f"out={str(out)!r}"
     if out.exists() and not out.is_dir():
-        raise CheckpointError(f"{argument} {out} is a file, not a directory")
+        raise CheckpointError(f"{at} is a file, not a directory", argument="out")
     if not out.is_dir() or not any(out.iterdir()):
         return
     run = _is_run(out)
@@ -78,27 +73,31 @@ def check_run_dir(
             foreign.append("cache (not a corpus cache)")
     if foreign and not run:
         raise CheckpointError(
-            f"{argument} {out} is not empty and is not a charseq run; choose a new or empty "
-            "directory (nothing else is ever replaced)"
+            f"{at} is not empty and is not a charseq run; choose a new or empty directory "
+            "(nothing else is ever replaced)",
+            argument="out",
         )
     if foreign:
         raise CheckpointError(
-            f"{argument} {out} holds a run and also files that are not charseq's "
-            f"({_listed(foreign)}); {replace} replaces a run and nothing else: move them out "
-            f"first, or choose another {argument}"
+            f"{at} holds a run and also files that are not charseq's ({_listed(foreign)}); "
+            "overwrite=True replaces a run and nothing else: move them out first, or choose "
+            "another out=...",
+            argument=("out", "overwrite"),
         )
     if _locked(out):
-        raise RunLockedError(_locked_message(out, argument))
+        raise RunLockedError(_locked_message(out), argument="out")
     if not overwrite:
         if not run:  # only what charseq writes, and no checkpoint: a run stopped early
             raise CheckpointError(
-                f"{argument} {out} holds what a run left before its first checkpoint "
+                f"{at} holds what a run left before its first checkpoint "
                 f"({_listed(sorted(c.name for c in out.iterdir()))}); replace it with "
-                f"{replace}, or choose another {argument}"
+                "overwrite=True, or choose another out=...",
+                argument=("out", "overwrite"),
             )
         raise CheckpointError(
-            f"{argument} {out} already holds a run; continue it with {resume}, replace it "
-            f"with {replace}, or choose another {argument}"
+            f"{at} already holds a run; continue it with Pipeline.resume({str(out)!r}), "
+            "replace it with overwrite=True, or choose another out=...",
+            argument=("out", "resume", "overwrite"),
         )
 
 
@@ -110,17 +109,17 @@ class RunLockedError(CheckpointError):
     """Another process is training into the run directory now."""
 
 
-def _locked_message(run_dir: Path, argument: str, *, resuming: bool = False) -> str:
-    """Why ``run_dir`` is refused, in the caller's terms: a new run may choose another
-    ``argument`` (``out``, the command line's ``--out``); a resume has only the run it names."""
+def _locked_message(run_dir: Path, *, resuming: bool = False) -> str:
+    """Why ``run_dir`` is refused: a new run may choose another ``out`` (the error names it as
+    its argument); a resume has only the run it names."""
     if resuming:
         return (
             f"another process is training into {run_dir} now; resume it once that process has "
             "finished (one process trains a run at a time)"
         )
     return (
-        f"another process is training into {argument} {run_dir} now; wait for it to finish, "
-        f"or choose another {argument}"
+        f"another process is training into out={str(run_dir)!r} now; wait for it to finish, "
+        "or choose another out=..."
     )
 
 
@@ -133,11 +132,11 @@ class RunLock:
     process training into it until :meth:`release`, so that a second one (a new run, an
     ``overwrite``, a resume) is refused with :class:`RunLockedError` instead of mixing its
     checkpoints into the first's. Where there are no such locks (Windows, a file system without
-    them: then with a warning), nothing is locked. ``argument`` names the caller's choice of
-    directory in the refusal; ``resuming``: the caller continues this run (it has no other).
+    them: then with a warning), nothing is locked. ``resuming``: the caller continues this run
+    (it has no other directory to choose; else the refusal names ``out``).
     """
 
-    def __init__(self, run_dir: Path, *, argument: str = "out", resuming: bool = False) -> None:
+    def __init__(self, run_dir: Path, *, resuming: bool = False) -> None:
         self.handle: int | None = None
         if fcntl is None:
             return
@@ -146,7 +145,10 @@ class RunLock:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(handle)
-            raise RunLockedError(_locked_message(run_dir, argument, resuming=resuming)) from None
+            raise RunLockedError(
+                _locked_message(run_dir, resuming=resuming),
+                argument=None if resuming else "out",
+            ) from None
         except OSError as error:
             os.close(handle)
             if error.errno not in _NO_LOCKS:
@@ -190,30 +192,29 @@ def _locked(directory: Path) -> bool:
         os.close(handle)
 
 
-def prepare_run_dir(
-    out: Path, overwrite: bool, *, argument: str = "out", **words: str
-) -> tuple[Path | None, RunLock]:
+def prepare_run_dir(out: Path, overwrite: bool) -> tuple[Path | None, RunLock]:
     """:func:`check_run_dir`, then make ``out`` an empty, writable directory and lock it
     (:class:`RunLock`; the caller releases it when its run ends). A run it replaces is moved
     aside, not deleted, its lock held while it moves: the caller deletes what it returns once
     the new run has a checkpoint, or moves it back (:func:`restore_run_dir`) if the new run
     fails before one.
     """
-    check_run_dir(out, overwrite, argument=argument, **words)
+    check_run_dir(out, overwrite)
     aside, target, old_lock = None, out, None
     try:
         if out.is_dir() and any(out.iterdir()):  # a run, and overwrite
             target = out.resolve()  # the run itself, where out is a link to it
             if Path.cwd().resolve().is_relative_to(target):
                 raise CheckpointError(
-                    f"{argument} {out} holds the current directory; replace it from elsewhere"
+                    f"out={str(out)!r} holds the current directory; replace it from elsewhere",
+                    argument="out",
                 )
-            old_lock = RunLock(target, argument=argument)  # none may start training in it now
+            old_lock = RunLock(target)  # none may start training in it now
             aside = target.with_name(f".{target.name}.replaced-{secrets.token_hex(4)}")
             target.rename(aside)
         try:
-            make_writable_dir(target, argument=argument)
-            return aside, RunLock(target, argument=argument)
+            make_writable_dir(target)
+            return aside, RunLock(target)
         except RunLockedError as error:  # another process took the new directory first: theirs
             if aside is not None:
                 error.add_note(f"The run it was to replace is kept at {aside}.")
@@ -227,7 +228,7 @@ def prepare_run_dir(
             old_lock.release()
 
 
-def make_writable_dir(out: Path, *, argument: str = "out") -> None:
+def make_writable_dir(out: Path) -> None:
     """Create ``out`` (and its parents) if needed, and check that files can be written in it."""
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -236,7 +237,9 @@ def make_writable_dir(out: Path, *, argument: str = "out") -> None:
         probe.unlink()
     except OSError as error:
         reason = error.strerror or error
-        raise CheckpointError(f"cannot write to {argument} {out}: {reason}") from None
+        raise CheckpointError(
+            f"cannot write to out={str(out)!r}: {reason}", argument="out"
+        ) from None
 
 
 def restore_run_dir(out: Path, aside: Path) -> None:

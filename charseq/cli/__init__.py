@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import click
 
 from charseq.cli import evaluate, plugins, sample, train
+from charseq.cli._errors import error_line
 
 __all__ = ["cli", "main"]
 
@@ -33,9 +34,15 @@ def cli(ctx: click.Context) -> None:
 
 @contextmanager
 def _plain_warnings() -> Iterator[None]:
-    """Warnings as one plain line on stderr (not Python's file:line and source line)."""
+    """Warnings as one plain line on stderr (not Python's file:line and source line), in the
+    command line's terms as errors are (:func:`~charseq.cli._errors.error_line`)."""
+
+    def show(message: Warning | str, *_: object) -> None:
+        text = error_line(message) if isinstance(message, Warning) else message
+        click.echo(f"warning: {text}", err=True)
+
     with warnings.catch_warnings():
-        warnings.showwarning = lambda message, *_: click.echo(f"warning: {message}", err=True)
+        warnings.showwarning = show
         yield
 
 

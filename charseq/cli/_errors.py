@@ -13,9 +13,11 @@ options, so the flags are written once, in the option decorators.
 
 from __future__ import annotations
 
+import ast
 import functools
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -68,26 +70,49 @@ def _fail(message: str) -> None:
     raise click.ClickException(message) from None
 
 
-def error_line(error: CharseqError) -> str:
-    """What follows ``Error:`` for ``error``: its message and its notes (``add_note``), one line
-    apart by a space as the message's own sentences are, in the command line's terms.
+def error_line(error: BaseException) -> str:
+    """What follows ``Error:`` for ``error`` (or ``warning:`` for a warning): its message and its
+    notes (``add_note``), one line apart by a space as the message's own sentences are, in the
+    command line's terms.
 
-    When the error names the Python argument it is about (an ``argument`` attribute, e.g.
-    ``"files"``) and the running command has a flag for it, each ``argument=VALUE`` in the text is
-    written as that flag (``files=...`` -> ``--data PATH``, ``unknown='skip'`` ->
-    ``--unknown skip``). An error without one is shown as it reads.
+    For each Python argument the error names (its ``argument`` attribute: ``"files"``, or a
+    tuple of names) that the running command has a flag for, each ``argument=VALUE`` in the text
+    is written as that flag: ``files=...`` -> ``--data PATH``, ``unknown='skip'`` ->
+    ``--unknown skip``, ``files=['a', 'b']`` -> ``--data a --data b``, ``overwrite=True`` ->
+    ``--overwrite``; and ``Pipeline.resume('run')`` -> ``--resume run``. An error without one
+    is shown as it reads.
     """
     message = " ".join([str(error), *getattr(error, "__notes__", ())])
-    argument = getattr(error, "argument", None)
-    option = _option_for(argument) if isinstance(argument, str) else None
-    if option is None:
+    named = getattr(error, "argument", None)
+    arguments = (named,) if isinstance(named, str) else named
+    if not isinstance(arguments, tuple):
         return message
-    return re.sub(
-        rf"(?<![\w.]){re.escape(argument)}=('[^']*'|\"[^\"]*\"|\.\.\.|[^\s,;)]+)",
-        lambda found: f"{_flag(option)} {_value(found[1], option)}",
-        message,
-    )
+    for argument in arguments:
+        option = _option_for(argument) if isinstance(argument, str) else None
+        if option is None:
+            continue
+        message = re.sub(
+            rf"(?<![\w.]){re.escape(argument)}=({_VALUE})",
+            lambda found, option=option: _as_flag(found[1], option),
+            message,
+        )
+        call = _CALL_OF_ARGUMENT.get(argument)
+        if call is not None:
+            message = re.sub(
+                rf"(?<![\w.]){re.escape(call)}\(('[^']*'|\"[^\"]*\")\)",
+                lambda found, option=option: _as_flag(found[1], option),
+                message,
+            )
+    return message
 
+
+_VALUE = r"'[^']*'|\"[^\"]*\"|\[[^\]]*\]|\.\.\.|[^\s,;)]+"
+"""A value as a message writes it after ``argument=``: a quoted string, a list, ``...`` (any
+value), or a word."""
+
+_CALL_OF_ARGUMENT = {"resume": "Pipeline.resume"}
+"""The library's calls that the command line makes an option of (``Pipeline.resume('run')`` is
+``--resume run``)."""
 
 _OPTION_OF_ARGUMENT = {
     "files": "data_paths",
@@ -117,11 +142,21 @@ def _flag(option: click.Option) -> str:
     return max(option.opts, key=len)  # the long form: --data, not -d
 
 
-def _value(text: str, option: click.Option) -> str:
-    """A Python value as it is typed after the flag: ``'skip'`` -> ``skip``, ``...`` -> the
-    option's metavar (``PATH``)."""
-    if text == "...":
-        return option.metavar or option.type.name.upper()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" and " " not in text:
-        return text[1:-1]
-    return text
+def _as_flag(value: str, option: click.Option) -> str:
+    """The flag with a Python ``value`` as it is typed after it: ``'skip'`` -> ``--unknown
+    skip``, ``...`` -> ``--data PATH`` (the option's metavar), a list -> the flag once for each
+    item, ``True`` for an on/off flag -> the flag alone."""
+    flag = _flag(option)
+    if value in ("...", "[...]"):
+        return f"{flag} {option.metavar or option.type.name.upper()}"
+    if option.is_flag and value == "True":
+        return flag
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return f"{flag} {value}"
+    if isinstance(parsed, list) and parsed and all(isinstance(item, str) for item in parsed):
+        return " ".join(f"{flag} {shlex.quote(item)}" for item in parsed)
+    if isinstance(parsed, str):
+        return f"{flag} {shlex.quote(parsed)}"
+    return f"{flag} {value}"

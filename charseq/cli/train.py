@@ -169,7 +169,7 @@ def _spec(
 def _check_run_dir(out: Path, overwrite: bool) -> Path:
     """Check the run directory before any work, in the command line's terms: new or empty, or
     a run we may replace (``fit`` replaces it, keeping it until the new run has a checkpoint)."""
-    check_run_dir(out, overwrite, argument="--out", resume=f"--resume {out}", replace="--overwrite")
+    check_run_dir(out, overwrite)  # its errors name out=, overwrite=: error_line shows the flags
     existing = out  # where fit will create it: the nearest folder that exists must take it
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

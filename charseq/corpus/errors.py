@@ -25,8 +25,15 @@ class BinaryFileError(CorpusError):
         offset: the byte offset of the first NUL byte.
     """
 
-    def __init__(self, message: str, path: str, offset: int) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        path: str,
+        offset: int,
+        *,
+        argument: str | tuple[str, ...] | None = None,
+    ) -> None:
+        super().__init__(message, argument=argument)
         self.path = path
         self.offset = offset
 
@@ -40,8 +47,16 @@ class CorpusDecodeError(CorpusError):
         encoding: the encoding it was read with.
     """
 
-    def __init__(self, message: str, path: str, offset: int, encoding: str) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        path: str,
+        offset: int,
+        encoding: str,
+        *,
+        argument: str | tuple[str, ...] | None = None,
+    ) -> None:
+        super().__init__(message, argument=argument)
         self.path = path
         self.offset = offset
         self.encoding = encoding

@@ -57,7 +57,9 @@ def python_source_files() -> list[Path]:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = [stdlib / name for name in STDLIB_MODULES if (stdlib / name).is_file()]
     if not files:
-        raise NoTextFilesError(f"no standard-library source found under {stdlib}; pass --data PATH")
+        raise NoTextFilesError(
+            f"no standard-library source found under {stdlib}; pass files=...", argument="files"
+        )
     return files
 
 
@@ -170,8 +172,8 @@ def _search_directory(directory: Path, globs: tuple[str, ...], codec: str) -> li
         detail = f" ({skipped})" if binary else ""
         raise NoTextFilesError(
             f"{directory}: no text files matching {wanted}{detail}; hidden files and "
-            "directories are skipped. Pass other include globs (include=... in Python, --include "
-            "on the command line) or another path."
+            "directories are skipped. Pass other include globs (include=...) or another path.",
+            argument="include",
         )
     return text_files
 

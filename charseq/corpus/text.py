@@ -78,7 +78,7 @@ def iter_text(
     Raises:
         BinaryFileError: a NUL byte in the first :data:`BINARY_PROBE` bytes of a file.
         CorpusDecodeError: bytes that are not valid text in ``encoding``; names the file and the
-            byte offset and suggests ``--encoding`` or the ``byte`` tokenizer.
+            byte offset and suggests ``encoding`` or the ``byte`` tokenizer.
     """
     if isinstance(sources, str | os.PathLike):
         sources = [sources]
@@ -181,8 +181,9 @@ def _decode(
         raise SourceNotFoundError(f"{name}: no such file or directory") from None
     except IsADirectoryError:
         raise CorpusError(
-            f"{name}: is a directory; pass it as files=... (or --data on the command line), "
-            "which searches directories, or expand it with find_sources"
+            f"{name}: is a directory; pass it as files=..., which searches directories, or "
+            "expand it with find_sources",
+            argument="files",
         ) from None
     except OSError as error:
         raise CorpusError(f"{name}: cannot read: {error.strerror or error}") from None
@@ -211,10 +212,10 @@ def _decode_stream(
                 raise BinaryFileError(
                     f"{name}: looks like a binary file, not text (a NUL byte at byte offset "
                     f"{offset + nul}). If it is text in another encoding, pass it (e.g. "
-                    "encoding='utf-16' in Python, --encoding utf-16 on the command line); to "
-                    "train on raw bytes, use the 'byte' tokenizer.",
+                    "encoding='utf-16'); to train on raw bytes, use the 'byte' tokenizer.",
                     name,
                     offset + nul,
+                    argument="encoding",
                 )
         try:
             text = decoder.decode(block, final=not block)
@@ -223,10 +224,11 @@ def _decode_stream(
         except UnicodeError as error:  # e.g. utf-16 without a byte-order mark
             raise CorpusDecodeError(
                 f"{name}: cannot be read as {codec} ({error}); pass the file's encoding "
-                "(e.g. 'utf-16-le' for UTF-16 without a byte-order mark)",
+                "(e.g. encoding='utf-16-le' for UTF-16 without a byte-order mark)",
                 name,
                 offset,
                 codec,
+                argument="encoding",
             ) from None
         offset += len(block)
         if text:
@@ -245,8 +247,7 @@ def _decode_error(
     bad = bytes(error.object[error.start : min(error.end, error.start + 4)])
     message = (
         f"{name}: not valid {codec} text at byte offset {offset} (byte(s) {bad.hex(' ')}: "
-        f"{error.reason}). Pass the file's encoding (e.g. encoding='latin-1' or 'cp1252' in "
-        "Python, --encoding latin-1 on the command line), or use the 'byte' tokenizer, which "
-        "takes any bytes."
+        f"{error.reason}). Pass the file's encoding (e.g. encoding='latin-1' or "
+        "encoding='cp1252'), or use the 'byte' tokenizer, which takes any bytes."
     )
-    return CorpusDecodeError(message, name, offset, codec)
+    return CorpusDecodeError(message, name, offset, codec, argument="encoding")

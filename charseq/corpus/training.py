@@ -162,7 +162,7 @@ def reread_corpus(
                 if recorded.get("kind") == "text"
                 else "records no corpus (a weights-only export, written by Pipeline.save)"
             )
-            raise CheckpointError(f"{path} {what}: {_GIVE_CORPUS}")
+            raise CheckpointError(f"{path} {what}: {_GIVE_CORPUS}", argument="files")
         corpus = from_run_cache(cache, tokenizer, recorded, manifest)
         if corpus is not None:
             splits = corpus.split(train.val_fraction, train.test_fraction) if split else None
@@ -172,7 +172,7 @@ def reread_corpus(
         if files != [STDIN]:
             raise unread_sources(path, files)
         if sys.stdin is None or sys.stdin.isatty():
-            raise CheckpointError(f"{path} {_STDIN_RUN}")
+            raise CheckpointError(f"{path} {_STDIN_RUN}", argument="files")
     try:
         read = _read(
             tokenizer,
@@ -188,7 +188,7 @@ def reread_corpus(
         )
     except EmptyCorpusError as error:
         if text is None and files is not None and STDIN in files:
-            raise CheckpointError(f"{error}; {path} {_STDIN_RUN}") from None
+            raise CheckpointError(f"{error}; {path} {_STDIN_RUN}", argument="files") from None
         raise
     if same and read.record["hash"] != recorded.get("hash"):
         raise CheckpointError(
@@ -206,13 +206,9 @@ def _absolute(source: str | Path) -> str:
 _RECORDED = ("kind", "sources", "include", "encoding", "normalize", "hash")
 """What a checkpoint records about a corpus of files (besides the splits' bounds)."""
 
-_GIVE_CORPUS = (
-    "give the corpus (Pipeline.resume(..., text=... or files=...), "
-    "evaluate_checkpoint(..., files=...), or --data on the command line)"
-)
+_GIVE_CORPUS = "give the corpus as files=... (or, to Pipeline.resume, as text=...)"
 _STDIN_RUN = (
-    "was trained on standard input: pipe the same text in again, or give the corpus "
-    "(--data on the command line, files=... in Python)"
+    "was trained on standard input: pipe the same text in again, or give the corpus as files=..."
 )
 _FIXED_VOCABULARY = (
     "this pipeline's vocabulary was fixed before this fit (by an earlier fit, or by the "
