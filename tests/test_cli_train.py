@@ -166,7 +166,7 @@ def test_a_refused_resume_says_what_to_do_in_its_own_terms(corpus, tmp_path):
             result, f"into --out {out} now; wait for it to finish, or choose another --out"
         )
     result = run("train", "--resume", str(out), "--steps", "1", "--no-progress")
-    assert "give a higher one (--steps INTEGER)" in result.output  # the library's steps=...
+    assert "give a higher one (--steps N)" in result.output  # the library's steps=...
 
 
 def test_a_resume_that_stretches_the_cosine_schedule_says_so(corpus, tmp_path):

@@ -45,7 +45,7 @@ __all__ = ["train"]
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of --data.")
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), help="Unicode normalisation.")
 @set_option("Override a spec value", "cell.hidden_size=256", "KEY=VALUE")
-@click.option("--steps", type=int, help="Optimizer steps (overrides train.steps).")
+@click.option("--steps", type=int, metavar="N", help="Optimizer steps (overrides train.steps).")
 @click.option("--max-seconds", type=float, help="Training time budget (train.max_seconds).")
 @click.option(
     "--out",

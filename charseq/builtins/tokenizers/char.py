@@ -159,8 +159,8 @@ class CharTokenizer(FittedVocabulary):
             if len(unknown.setdefault(char, [])) < MAX_POSITIONS:
                 unknown[char].append(position)
         remedy = (
-            "Fit on a corpus that contains them, or build the tokenizer with unknown='skip' "
-            "(drop them) or unknown='replace' (map them to "
+            "Fit on a corpus that contains them, or build the tokenizer with "
+            "tokenizer.unknown='skip' (drop them) or tokenizer.unknown='replace' (map them to "
             f"{describe_char(self.replacement)}), or use the 'byte' tokenizer, which covers "
             "any text."
         )

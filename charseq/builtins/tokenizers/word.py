@@ -165,9 +165,9 @@ class WordTokenizer(FittedVocabulary):
                 if len(unknown.setdefault(token, [])) < MAX_POSITIONS:
                     unknown[token].append(match.start())
         remedy = (
-            "Fit on a corpus that contains them, or build the tokenizer with unknown='skip' "
-            "(drop them) or unknown='replace' (map them to <unk>), or use the 'char' or 'byte' "
-            "tokenizer."
+            "Fit on a corpus that contains them, or build the tokenizer with "
+            "tokenizer.unknown='skip' (drop them) or tokenizer.unknown='replace' (map them to "
+            "<unk>), or use the 'char' or 'byte' tokenizer."
         )
         message = unknown_message("token", unknown, counts, remedy)
         return UnknownCharacterError(message, unknown)
