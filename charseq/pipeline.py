@@ -70,7 +70,7 @@ class Pipeline(TextMethods):
         self.spec = spec
         self.tokenizer = tokenizer
         self.model = model
-        self.registry = get_registry() if registry is None else registry
+        self.registry = get_registry(registry)
         self.device = resolve_device(device)
         self.steps_trained = 0
         self.last_run: TrainResult | None = None
@@ -96,7 +96,7 @@ class Pipeline(TextMethods):
 
         The spec is validated here, before any data is read or weight allocated.
         """
-        registry = get_registry() if registry is None else registry
+        registry = get_registry(registry)
         spec = as_spec(spec, registry)
         return cls(spec, build_tokenizer(spec, registry), registry=registry, device=device)
 
@@ -198,7 +198,7 @@ class Pipeline(TextMethods):
         / ``text``, never from the paths the checkpoint records (``docs/how-to/train.md``).
         ``steps`` and ``max_seconds`` may be raised; every other setting is the checkpoint's.
         """
-        registry = get_registry() if registry is None else registry
+        registry = get_registry(registry)
         path, manifest = resumable_checkpoint(checkpoint, registry)
         pipe = cls.load(path, registry=registry, device=device)
         pipe.spec = with_budget(pipe.spec, pipe.registry, steps, max_seconds, pipe.steps_trained)
@@ -248,7 +248,7 @@ class Pipeline(TextMethods):
         its optimizer and sampler may be stood in for (see :mod:`charseq.persist`).
         """
         path, manifest, tensors = read_checkpoint(directory, ["model"])
-        registry = get_registry() if registry is None else registry
+        registry = get_registry(registry)
         return load_pipeline(
             cls, path, manifest, tensors["model"], registry=registry, device=device
         )

@@ -392,9 +392,12 @@ _default: Registry | None = None
 _lock = threading.Lock()
 
 
-def get_registry() -> Registry:
-    """The process-wide registry, loaded from entry points on first use."""
+def get_registry(registry: Registry | None = None) -> Registry:
+    """``registry`` if one is given, else the process-wide registry, loaded from entry points on
+    first use."""
     global _default
+    if registry is not None:
+        return registry
     with _lock:
         if _default is None:
             _default = Registry.load()

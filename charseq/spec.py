@@ -226,7 +226,7 @@ class PipelineSpec:
         """
         if not isinstance(data, Mapping):
             raise SpecError("", f"a spec must be a table/dict, got {type(data).__name__}")
-        registry = get_registry() if registry is None else registry
+        registry = get_registry(registry)
         problems: list[SpecError] = [
             SpecError(
                 key,
