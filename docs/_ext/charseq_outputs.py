@@ -11,15 +11,34 @@ directory (as the test suite runs them through Sybil), and each block that print
 followed by a literal block holding what it printed. Doctest blocks (``>>>``) already show
 their output; they run (so later blocks see their names) but add nothing. A block that raises
 is a build warning, so ``sphinx -W`` fails on it like the tests do.
+
+Figures: a block that saves a PNG file into the working directory, e.g. with matplotlib's
+object-oriented API (which needs no display and no backend choice)::
+
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    ax.plot(steps, losses)
+    fig.savefig("loss-curves.png", dpi=100)
+
+is followed, in the built page, by that image (after what it printed), one per PNG the block
+wrote or rewrote, in name order; the file's name, dashes and underscores read as spaces, is its
+alt text. The image is embedded in the HTML as a ``data:`` URI, so the figure is made by the
+build from the page's own numbers, nothing is written into the source tree and no PNG is
+committed. Under pytest the same block saves into the page's temporary directory (see
+docs/conftest.py), where the file is simply left behind.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import doctest
 import io
 import os
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +55,23 @@ def _source(block: nodes.literal_block) -> str:
         examples = doctest.DocTestParser().get_examples(text)
         return "".join(example.source for example in examples)
     return text
+
+
+def _pngs(directory: str) -> dict[str, tuple[int, int]]:
+    """The PNG files in a directory, by name: their modification time and size."""
+    return {
+        path.name: (path.stat().st_mtime_ns, path.stat().st_size)
+        for path in Path(directory).glob("*.png")
+    }
+
+
+def _image(path: Path) -> nodes.image:
+    """An image node showing a PNG file, its bytes embedded as a data: URI."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    alt = path.stem.replace("-", " ").replace("_", " ")
+    uri = f"data:image/png;base64,{data}"
+    # Sphinx's image collector has already run (doctree-read); a data: URI's candidates are "?".
+    return nodes.image(uri=uri, candidates={"?": uri}, alt=alt, classes=["charseq-figure"])
 
 
 def _run_page(app: Any, doctree: nodes.document) -> None:
@@ -56,6 +92,7 @@ def _run_page(app: Any, doctree: nodes.document) -> None:
             for block in blocks:
                 shown = block.astext().lstrip().startswith(">>>")
                 printed = io.StringIO()
+                pngs = _pngs(work)
                 try:
                     with contextlib.redirect_stdout(printed):
                         exec(compile(_source(block), f"<{docname}>", "exec"), namespace)
@@ -64,11 +101,16 @@ def _run_page(app: Any, doctree: nodes.document) -> None:
                         "a code block raised %s: %s", type(error).__name__, error, location=block
                     )
                     return
+                shown_after: list[nodes.Element] = []
                 if printed.getvalue() and not shown:
                     output = nodes.literal_block(printed.getvalue(), printed.getvalue().rstrip())
                     output["language"] = "text"
                     output["classes"].append("charseq-output")
-                    block.parent.insert(block.parent.index(block) + 1, output)
+                    shown_after.append(output)
+                drawn = sorted(name for name, stat in _pngs(work).items() if pngs.get(name) != stat)
+                shown_after += [_image(Path(work, name)) for name in drawn]
+                at = block.parent.index(block) + 1
+                block.parent[at:at] = shown_after
         finally:
             os.chdir(before)
             torch.set_num_threads(threads)
