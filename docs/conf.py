@@ -27,6 +27,8 @@ myst_heading_anchors = 3
 # code line at 1280 px.
 html_theme = "furo"
 html_title = "charseq"
+html_static_path = ["_static"]
+html_css_files = ["charseq.css"]  # a column wide enough for 100-character code lines
 # The copy button copies the code only, not a ">>> " or "$ " prompt.
 copybutton_prompt_text = r">>> |\.\.\. |\$ "
 copybutton_prompt_is_regexp = True
