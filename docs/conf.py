@@ -20,7 +20,7 @@ extensions = [
     "charseq_outputs",  # pages with `show-output: true` show what their code prints
 ]
 source_suffix = {".md": "markdown"}
-exclude_patterns = ["_build", "_ext", "conftest.py"]
+exclude_patterns = ["_build", "_ext", "conftest.py", "README.md"]  # README: how to build
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3
 # Furo: self-contained (no web fonts, no CDN), and its content column fits a 100-character
