@@ -11,14 +11,27 @@ extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    # MathJax 3 from the package itself, copied into _static/mathjax: maths render offline, from
+    # the built site alone (no CDN). It sets mathjax_path to mathjax/tex-chtml.js.
+    "sphinx-mathjax-offline",
+    "sphinx_copybutton",
     "charseq_docs",
     "charseq_outputs",  # pages with `show-output: true` show what their code prints
 ]
 source_suffix = {".md": "markdown"}
-exclude_patterns = ["_build", "_ext", "conftest.py"]
+exclude_patterns = ["_build", "_ext", "conftest.py", "README.md"]  # README: how to build
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3
-html_theme = "alabaster"
+# Furo: self-contained (no web fonts, no CDN), and its content column fits a 100-character
+# code line at 1280 px.
+html_theme = "furo"
+html_title = "charseq"
+html_static_path = ["_static"]
+html_css_files = ["charseq.css"]  # a column wide enough for 100-character code lines
+# The copy button copies the code only, not a ">>> " or "$ " prompt.
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 nitpicky = False

@@ -38,6 +38,42 @@ def test_docs_build_without_warnings(tmp_path):
     for page in ("first-model", "sampling", "inside-the-cells"):
         html = (tmp_path / "html" / "tutorial" / f"{page}.html").read_text("utf-8")
         assert 'class="charseq-figure" src="data:image/png;base64,' in html, page
+    _assert_self_contained(tmp_path / "html")
+
+
+# What a page loads: scripts, styles, fonts, images. A link to read elsewhere (<a href>) is fine.
+_LOADS_IN_HTML = re.compile(
+    r"<(?:script|img|source|iframe)\b[^>]*?\ssrc=[\"']?([^\"'\s>]+)|<link\b[^>]*?\shref=[\"']?([^\"'\s>]+)",
+    re.IGNORECASE,
+)
+_LOADS_IN_CSS = re.compile(
+    r"@import\s+(?:url\(\s*)?[\"']?([^\"'\s);]+)|url\(\s*[\"']?([^\"'\s)]+)", re.IGNORECASE
+)
+_EXTERNAL = re.compile(r"^(?:https?:)?//", re.IGNORECASE)
+
+
+def _assert_self_contained(html):
+    """The built site works offline: no page, style sheet or inline style loads anything from
+    another host, and the MathJax that the pages with maths load is in the site itself."""
+    external = []
+    for path in [*html.rglob("*.html"), *html.rglob("*.css")]:
+        text = path.read_text("utf-8", errors="replace")
+        patterns = [_LOADS_IN_CSS] if path.suffix == ".css" else [_LOADS_IN_HTML, _LOADS_IN_CSS]
+        for pattern in patterns:
+            for match in pattern.finditer(text):
+                url = next(group for group in match.groups() if group)
+                if _EXTERNAL.match(url):
+                    external.append((str(path.relative_to(html)), url))
+    assert not external, external
+
+    page = html / "tutorial" / "sampling.html"  # a page with maths
+    scripts = re.findall(r"<script\b[^>]*?\ssrc=[\"']?([^\"'\s>]+)", page.read_text("utf-8"))
+    mathjax = [src for src in scripts if "mathjax" in src.lower()]
+    assert mathjax, "a page with maths loads no MathJax"
+    for src in mathjax:
+        assert (page.parent / src.split("?")[0]).resolve().is_file(), src
+    fonts = html / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2"
+    assert any(fonts.glob("*.woff")), "MathJax's fonts are not in the site"
 
 
 ROOT = DOCS.parent
