@@ -58,7 +58,8 @@ class Callback:
 
 
 class ProgressBar(Callback):
-    """A tqdm bar: step, loss, val BPC, chars/s and ETA; notices go above the bar.
+    """A tqdm bar: step, the training and validation loss (both in nats per token), the best
+    validation BPC, chars/s and ETA; notices go above the bar.
 
     An evaluation of at least ``eval_min_tokens`` tokens (the last one, after the bar has
     reached 100%, included) shows a second bar while it runs. Given to ``Pipeline.fit`` or
@@ -71,7 +72,7 @@ class ProgressBar(Callback):
         self.eval_min_tokens = EVAL_PROGRESS_TOKENS if eval_min_tokens is None else eval_min_tokens
         self.bar: Any = None
         self.eval_bar: Any = None
-        self.postfix = {"loss": "-", "val_bpc": "-", "best": "-", "chars_s": "-"}
+        self.postfix = {"loss": "-", "val_loss": "-", "best_bpc": "-", "chars_s": "-"}
 
     def on_fit_start(self, trainer: Trainer) -> None:
         from tqdm.auto import tqdm
@@ -111,8 +112,8 @@ class ProgressBar(Callback):
             self.eval_bar = None
 
     def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
-        self.postfix.update(
-            val_bpc=f"{metrics['val_bpc']:.3f}", best=f"{metrics['best_val_bpc']:.3f}"
+        self.postfix.update(  # val_loss in the training loss's unit; the best as BPC
+            val_loss=f"{metrics['val_nats']:.3f}", best_bpc=f"{metrics['best_val_bpc']:.3f}"
         )
         self.bar.set_postfix(self.postfix)  # shown now: the run may end with this evaluation
 

@@ -8,6 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from charseq.cli import cli
+from charseq.cli.train import _describe_corpus
+from charseq.corpus import python_source_files
 from tests._cli import SMALL, assert_error_line, run
 
 
@@ -191,3 +193,13 @@ def test_a_resume_that_stretches_the_cosine_schedule_says_so(corpus, tmp_path):
 
     assert len(losses("whole")) == 8 and losses("planned") == losses("whole")  # exactly
     assert losses("stretched")[4:] != losses("whole")[4:]
+
+
+def test_without_data_the_run_says_it_trains_on_pythons_own_source():
+    files = python_source_files()
+    line = _describe_corpus(files, given=False)
+    megabytes = sum(path.stat().st_size for path in files) / 1e6
+    assert line == (
+        f"corpus: Python's own standard-library source ({len(files)} files, {megabytes:.1f} MB "
+        f"under {files[0].parent}; no --data)"
+    )

@@ -149,6 +149,8 @@ def test_charseq_train_shows_the_corpus_bar_unless_no_progress(corpus, tmp_path,
     shown = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "a")])
     assert shown.exit_code == 0, shown.output
     assert "encoding the corpus" in shown.stderr
+    size = corpus.stat().st_size
+    assert f"corpus: 1 file, {size / 1e3:.1f} kB" in shown.stderr  # what it trains on, first
     quiet = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "b"), "--no-progress"])
     assert quiet.exit_code == 0, quiet.output
     assert "corpus" not in quiet.stderr and "%" not in quiet.stderr

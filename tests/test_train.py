@@ -359,9 +359,25 @@ def test_the_progress_bar_shows_the_last_evaluation_and_the_best():
     bar = ProgressBar(file=out)
     pipe = Pipeline.from_spec(spec(steps=6), device="cpu")
     pipe.fit(TEXT, callbacks=[bar])
-    assert bar.postfix["best"] == f"{pipe.last_run.best_val_bpc:.3f}"
-    assert f"best={bar.postfix['best']}" in out.getvalue()  # shown after the last evaluation
-    assert "val_bpc=nan" not in out.getvalue()
+    assert bar.postfix["best_bpc"] == f"{pipe.last_run.best_val_bpc:.3f}"
+    assert f"best_bpc={bar.postfix['best_bpc']}" in out.getvalue()  # shown after the last eval
+    assert "val_loss=nan" not in out.getvalue() and "val_loss=-" not in out.getvalue()[-200:]
+
+
+def test_the_progress_bar_shows_both_losses_in_one_unit():
+    """Training and validation loss in nats per token, so that they compare at a glance."""
+    evaluations = []
+
+    class Record(Callback):
+        def on_eval(self, trainer, step, metrics):
+            evaluations.append(metrics)
+
+    bar = ProgressBar(file=io.StringIO())
+    Pipeline.from_spec(spec(steps=6), device="cpu").fit(TEXT, callbacks=[bar, Record()])
+    last = evaluations[-1]
+    assert bar.postfix["val_loss"] == f"{last['val_nats']:.3f}"  # nats, as the training loss
+    assert float(bar.postfix["val_loss"]) == pytest.approx(last["val_bpc"] * math.log(2), abs=2e-3)
+    assert bar.postfix["best_bpc"] == f"{last['best_val_bpc']:.3f}"
 
 
 def test_a_callback_error_closes_the_progress_bar_and_reaches_the_caller():

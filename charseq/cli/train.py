@@ -24,7 +24,8 @@ from charseq.cli._options import (
     parse_setting,
     set_option,
 )
-from charseq.corpus import find_sources, python_source_files
+from charseq.corpus import STDIN, find_sources, python_source_files
+from charseq.corpus.sources import Source
 from charseq.errors import CharseqError
 from charseq.pipeline import Pipeline
 from charseq.spec import PipelineSpec, presets
@@ -109,6 +110,8 @@ def train(
             list(data_paths) or python_source_files(), include, encoding=encoding
         )
         run_dir = _check_run_dir(Path(out_dir), overwrite)
+        if progress:
+            click.echo(_describe_corpus(sources, given=bool(data_paths)), err=True)
         pipe = Pipeline.from_spec(spec, device=device)
         # fit creates, locks and (if it fails before a checkpoint) removes the directory
         pipe.fit(
@@ -191,3 +194,17 @@ def _train_callbacks(progress: bool, sample_every: int) -> list[Callback]:
 def _print_sample(step: int, text: str) -> None:
     click.secho(f"--- sample at step {step}", fg="cyan", err=True)
     click.echo(text, err=True)
+
+
+def _describe_corpus(sources: list[Source], *, given: bool) -> str:
+    """One line saying what the run trains on: "corpus: 3 files, 1.1 MB ..."."""
+    files = [Path(source) for source in sources if source != STDIN]
+    size = sum(path.stat().st_size for path in files)
+    amount = f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size / 1e3:.1f} kB"
+    what = f"{len(files)} file{'s' if len(files) != 1 else ''}, {amount}"
+    if STDIN in sources:
+        what += " and standard input"
+    if not given:
+        where = files[0].parent if files else "?"
+        return f"corpus: Python's own standard-library source ({what} under {where}; no --data)"
+    return f"corpus: {what}"
