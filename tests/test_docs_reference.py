@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 import pytest
 
+from charseq.callbacks import Callback
 from charseq.cli import cli
 from charseq.interfaces import KINDS
 from charseq.options import describe_options
@@ -148,3 +149,12 @@ def test_charseq_plugins_shows_each_default_as_the_spec_reference_does(text):
             assert shown, f"{component.name}.{option['name']} is not listed"
             row = f"{option['name']} {option['type']} {shown.group(1)} "
             assert row in text, f"{component.name}: the reference does not show {row!r}"
+
+
+def test_the_callback_table_lists_every_callback_method():
+    """ "Compose pipelines" tables the methods a callback may have; it must not drift from
+    ``charseq.Callback`` (it said six when there were seven, then eight)."""
+    page = (DOCS / "tutorial" / "compose-pipelines.md").read_text("utf-8")
+    tabled = set(re.findall(r"^\| `(on_\w+)\(", page, flags=re.MULTILINE))
+    methods = {name for name in vars(Callback) if name.startswith("on_")}
+    assert tabled == methods
