@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 import torch
 
 from charseq import Pipeline, PipelineSpec
-from charseq.batches import evaluate_ids
 from charseq.corpus import read_text, split_ids
+from charseq.scoring import evaluate_ids
 
 
 def main(argv: list[str] | None = None) -> dict:

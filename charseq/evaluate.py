@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 
-from charseq.batches import evaluate_ids
 from charseq.checkpoint import CheckpointError, read_checkpoint
 from charseq.corpus.training import reread_corpus
 from charseq.corpus_record import UnreadSourcesError
@@ -19,6 +18,7 @@ from charseq.progress import EVAL_PROGRESS_TOKENS, phase
 from charseq.registry import get_registry
 from charseq.requests import with_policy
 from charseq.run_transaction import run_cache
+from charseq.scoring import evaluate_ids
 
 SPLITS = ("train", "val", "test", "all")
 
