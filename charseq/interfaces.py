@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, get_args, runtime_checkable
 
 import attrs
 import numpy as np
@@ -116,6 +116,10 @@ class Cell(nn.Module, abc.ABC):
         - state: a tuple of tensors with the batch first, e.g. ``(h,)`` or ``(h, c)``.
     """
 
+    state_names: ClassVar[tuple[str, ...]] = ()
+    """Names of the state's tensors, in order, for inspection (``("h", "c")`` for the LSTM).
+    Optional: without them :mod:`charseq.inspect` calls them ``state0``, ``state1``, ..."""
+
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
         self.input_size = input_size
@@ -144,6 +148,17 @@ class Cell(nn.Module, abc.ABC):
         from charseq.loop import unroll
 
         return unroll(self, x, state)
+
+    def internals(self, x_t: Tensor, state: State) -> dict[str, Tensor]:
+        """Named values one :meth:`step` computes on the way, for inspection only: an LSTM's
+        gates ``i``, ``f``, ``g``, ``o``, each ``(B, H)``, batch first like the state.
+
+        Optional (the default is none): :mod:`charseq.inspect` records a cell's outputs and
+        states without it, and calls this, when a cell has it, beside ``step(x_t, state)`` with
+        the same arguments. It must not change the cell or the state. Values that always lie
+        in [0, 1] (sigmoid gates) get saturation statistics.
+        """
+        return {}
 
     def inference_step(self) -> Callable[[Tensor, State], tuple[Tensor, State]]:
         """The step generation runs: a function equal to :meth:`step` to float rounding

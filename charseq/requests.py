@@ -31,6 +31,7 @@ from charseq.checks import (
 )
 from charseq.constraints import Constraints, GenerationError
 from charseq.errors import CharseqError, UnknownCharacterError, warn
+from charseq.inspect.activations import Activations, record_activations
 from charseq.interfaces import UNKNOWN_POLICIES, Sampler, Tokenizer
 from charseq.model import CharModel
 from charseq.plugin_records import OWN_SAMPLER, StandIns
@@ -160,16 +161,10 @@ def score_text(
 ) -> Score:
     """:meth:`~charseq.Pipeline.score`: ``text`` (and ``prime``) checked, encoded as
     :func:`encode_text` does, and scored by :func:`~charseq.scoring.score_ids`."""
-    if not isinstance(text, str):
-        raise CharseqError(f"score needs a str, got {type(text).__name__}")
-    if not text:
-        raise CharseqError("score needs a non-empty text")
     require_int(top, "top", min=0)
-    encode = functools.partial(encode_text, tokenizer, unknown=unknown, normalize=normalize)
-    ids = encode(text, what="the text to score")
-    if not ids:
-        raise CharseqError("score: nothing of the text is left once unknown characters go")
-    prime_ids = encode(prime, what="the prime")
+    ids, prime_ids = _text_and_prime(
+        tokenizer, text, prime, unknown=unknown, normalize=normalize, task="score"
+    )
     return score_ids(
         model,
         torch.tensor(ids, dtype=torch.long),
@@ -179,6 +174,50 @@ def score_text(
         chunk_size=chunk_size,
         unit=unit,
     )
+
+
+def inspect_text(
+    model: CharModel,
+    tokenizer: Tokenizer,
+    text: str,
+    *,
+    prime: str,
+    unknown: str | None,
+    normalize: str | None,
+) -> Activations:
+    """:meth:`~charseq.Pipeline.activations`: ``text`` (and ``prime``) checked, encoded as
+    :func:`encode_text` does, and run by :func:`~charseq.inspect.record_activations`."""
+    ids, prime_ids = _text_and_prime(
+        tokenizer, text, prime, unknown=unknown, normalize=normalize, task="inspect"
+    )
+    return record_activations(
+        model,
+        ids,
+        prime_ids=prime_ids,
+        tokens=[tokenizer.decode([i]) for i in ids],
+        vocab=[tokenizer.decode([i]) for i in range(tokenizer.vocab_size)],
+    )
+
+
+def _text_and_prime(
+    tokenizer: Tokenizer,
+    text: str,
+    prime: str,
+    *,
+    unknown: str | None,
+    normalize: str | None,
+    task: str,
+) -> tuple[list[int], list[int]]:
+    """The ids of a text to ``task`` (score, inspect) and of its prime, or a clear error."""
+    if not isinstance(text, str):
+        raise CharseqError(f"{task} needs a str, got {type(text).__name__}")
+    if not text:
+        raise CharseqError(f"{task} needs a non-empty text")
+    encode = functools.partial(encode_text, tokenizer, unknown=unknown, normalize=normalize)
+    ids = encode(text, what=f"the text to {task}")
+    if not ids:
+        raise CharseqError(f"{task}: nothing of the text is left once unknown characters go")
+    return ids, encode(prime, what="the prime")
 
 
 def evaluate_text(

@@ -16,6 +16,7 @@ import torch
 
 from charseq.constraints import apply_stop
 from charseq.errors import CharseqError
+from charseq.inspect.activations import Activations
 from charseq.interfaces import Tokenizer
 from charseq.model import CharModel
 from charseq.plugin_records import OWN_SAMPLER, StandIns
@@ -24,6 +25,7 @@ from charseq.requests import (
     GenerationRequest,
     SamplerChoice,
     evaluate_text,
+    inspect_text,
     resolve_sampler,
     score_text,
 )
@@ -174,6 +176,19 @@ class TextMethods:
             self._require_model(), self.tokenizer, text, prime=prime, top=top, unknown=unknown,
             normalize=self.normalize, chunk_size=chunk_size,
             unit=UNITS.get(self.spec.tokenizer.name, ""),  # "": told by the token texts
+        )  # fmt: skip
+
+    def activations(self, text: str, *, prime: str = "", unknown: str | None = None) -> Activations:
+        """Run ``text`` through the model and keep what every layer computes on it: each unit
+        of each layer's output and state tensors (and a built-in cell's gates), and the
+        next-character distribution after every character (see
+        :class:`~charseq.inspect.Activations`). Works for any cell, plugin cells included.
+
+        ``prime`` is read first, unrecorded; ``unknown`` as in :meth:`score`.
+        """
+        return inspect_text(
+            self._require_model(), self.tokenizer, text, prime=prime, unknown=unknown,
+            normalize=self.normalize,
         )  # fmt: skip
 
     def _require_model(self) -> CharModel:

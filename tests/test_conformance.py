@@ -27,6 +27,7 @@ from charseq.testing import (
     CheckSkipped,
     ElmanCell,
     all_checks,
+    check_activations_match_step,
     check_batch_independence,
     check_beam_length_penalty,
     check_beam_scores,
@@ -158,6 +159,17 @@ class Explodes(ElmanCell):
         (h,) = state
         h = 2 * h + 1 + nn.functional.linear(x_t, self.weight_ih)
         return h, (h,)
+
+
+class InternalsWriteIntoState(ElmanCell):
+    def internals(self, x_t, state):
+        state[0].mul_(0.5)  # in place: the step after it sees another state
+        return {"a": state[0] + 1}
+
+
+class InternalsNotBatchFirst(ElmanCell):
+    def internals(self, x_t, state):
+        return {"a": state[0].sum(0)}  # (H,): the batch summed away
 
 
 class IgnoresDtype(ElmanCell):
@@ -296,6 +308,9 @@ def test_a_right_vector_step_passes_the_inference_check():
         (WeightNotRegistered, check_state_dict_round_trip, "loaded the state dict"),
         (StackDropsOutInEval, check_fused_stack_matches_layers, "layer by layer"),
         (InferenceForgetsBias, check_inference_step_matches_step, "differ from step's"),
+        (FusedDisagrees, check_activations_match_step, "differs from the model's forward"),
+        (InternalsWriteIntoState, check_activations_match_step, "changed the state"),
+        (InternalsNotBatchFirst, check_activations_match_step, "the batch must come first"),
     ],
     ids=lambda p: getattr(p, "__name__", None),
 )

@@ -125,6 +125,11 @@ class _TorchCell(Cell):
             return self.step
         return kind._inference(self)
 
+    def _preactivations(self, x_t: Tensor, h: Tensor) -> Tensor:
+        """:math:`W_{ih} x + b_{ih} + W_{hh} h + b_{hh}`: every gate's input, ``(B, G*H)``."""
+        x_part = nn.functional.linear(x_t, self.weight_ih, self.bias_ih)  # (B, G*H)
+        return x_part + nn.functional.linear(h, self.weight_hh, self.bias_hh)
+
     def _flat_weights(self, biases: bool = False) -> list[Tensor | None]:
         """This layer's part of the kernel's weight list: ``[w_ih, w_hh(, b_ih, b_hh)]``.
 
@@ -245,6 +250,7 @@ class RNNCell(_TorchCell):
 
     num_gates = 1
     num_states = 1
+    state_names = ("h",)
     _kernel = staticmethod(torch.rnn_tanh)
     _inference = inference.RNNInference
 
@@ -252,6 +258,10 @@ class RNNCell(_TorchCell):
         (h,) = state  # (B, H)
         h = torch.rnn_tanh_cell(x_t, h, *self._flat_weights(biases=True))  # (B, H)
         return h, (h,)
+
+    def internals(self, x_t: Tensor, state: State) -> dict[str, Tensor]:
+        r"""The pre-activation ``a``, :math:`h' = \tanh(a)`, ``(B, H)``."""
+        return {"a": self._preactivations(x_t, state[0])}
 
     _kernel_step = step
 
@@ -320,6 +330,7 @@ class LSTMCell(_TorchCell):
 
     num_gates = 4
     num_states = 2
+    state_names = ("h", "c")
     _kernel = staticmethod(torch.lstm)
     _inference = inference.LSTMInference
 
@@ -352,6 +363,11 @@ class LSTMCell(_TorchCell):
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         h, c = torch.lstm_cell(x_t, state, *self._flat_weights(biases=True))  # (B, H) each
         return h, (h, c)
+
+    def internals(self, x_t: Tensor, state: State) -> dict[str, Tensor]:
+        """The gates ``i``, ``f``, ``o`` (sigmoids) and the candidate ``g`` (tanh), ``(B, H)``."""
+        i, f, g, o = self._preactivations(x_t, state[0]).chunk(4, dim=1)  # (B, 4H) -> 4 (B, H)
+        return {"i": i.sigmoid(), "f": f.sigmoid(), "g": g.tanh(), "o": o.sigmoid()}
 
     _kernel_step = step
 
@@ -415,6 +431,7 @@ class GRUCell(_TorchCell):
 
     num_gates = 3
     num_states = 1
+    state_names = ("h",)
     _kernel = staticmethod(torch.gru)
     _inference = inference.GRUInference
 
@@ -422,6 +439,14 @@ class GRUCell(_TorchCell):
         (h,) = state  # (B, H)
         h = torch.gru_cell(x_t, h, *self._flat_weights(biases=True))  # (B, H)
         return h, (h,)
+
+    def internals(self, x_t: Tensor, state: State) -> dict[str, Tensor]:
+        """The reset gate ``r``, the update gate ``z`` (sigmoids) and the candidate ``n``."""
+        # (B, 3H) -> three (B, H) each, for the input part and the hidden part
+        x_r, x_z, x_n = nn.functional.linear(x_t, self.weight_ih, self.bias_ih).chunk(3, dim=1)
+        h_r, h_z, h_n = nn.functional.linear(state[0], self.weight_hh, self.bias_hh).chunk(3, 1)
+        r = (x_r + h_r).sigmoid()
+        return {"r": r, "z": (x_z + h_z).sigmoid(), "n": (x_n + r * h_n).tanh()}
 
     _kernel_step = step
 

@@ -34,6 +34,7 @@ except ImportError as error:  # pragma: no cover - the test suite has it
 from charseq.testing import strategies  # noqa: E402
 from charseq.testing._base import CheckError, CheckSkipped, get_tags
 from charseq.testing.cells import (
+    check_activations_match_step,
     check_batch_independence,
     check_cell_api,
     check_compiled_matches_step,
@@ -87,6 +88,7 @@ __all__ = [
     "CheckSkipped",
     "ElmanCell",
     "all_checks",
+    "check_activations_match_step",
     "check_batch_independence",
     "check_beam_length_penalty",
     "check_beam_scores",

@@ -1,6 +1,7 @@
 """Conformance checks for cells, in two files: what every cell keeps on its own
 (:mod:`charseq.testing.cell_contract`) and what every path that runs a cell computes the same
-(:mod:`charseq.testing.cell_agreement`). This module gathers both, with the reference cell.
+(:mod:`charseq.testing.cell_agreement`, and :mod:`charseq.testing.cell_inspection` for what
+inspection records). This module gathers them, with the reference cell.
 
 Each check takes the cell to test as a registry Component, a ``"cell:name"`` string, or a
 factory ``make_cell(input_size, hidden_size)`` returning a fresh :class:`charseq.Cell`. Checks
@@ -28,10 +29,12 @@ from charseq.testing.cell_contract import (
     check_shapes,
     check_state_dict_round_trip,
 )
+from charseq.testing.cell_inspection import check_activations_match_step
 from charseq.testing.fixtures import ElmanCell
 
 __all__ = [
     "ElmanCell",
+    "check_activations_match_step",
     "check_batch_independence",
     "check_cell_api",
     "check_compiled_matches_step",

@@ -17,6 +17,7 @@ from typing import Any
 
 from charseq.testing import cell_agreement as agree
 from charseq.testing import cell_contract as contract
+from charseq.testing import cell_inspection as inspection
 from charseq.testing import sampler_beams as beams
 from charseq.testing import samplers, tokenizers
 from charseq.testing._base import CHECKED_KINDS, REGISTERED, Subject, as_subject
@@ -41,6 +42,7 @@ CHECKS: dict[str, tuple[Check, ...]] = {
         contract.check_dtype_device,
         contract.check_state_dict_round_trip,
         contract.check_no_nan_long_sequence,
+        inspection.check_activations_match_step,
     ),
     "tokenizer": (
         tokenizers.check_tokenizer_api,
