@@ -18,6 +18,7 @@ extensions = [
     "sphinx_copybutton",
     "charseq_docs",
     "charseq_outputs",  # pages with `show-output: true` show what their code prints
+    "charseq_drawings",  # ```{drawing} NAME```: the tutorial's diagrams, drawn at build time
 ]
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build", "_ext", "conftest.py", "README.md"]  # README: how to build

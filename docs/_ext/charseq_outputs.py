@@ -32,7 +32,6 @@ docs/conftest.py), where the file is simply left behind.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import doctest
 import io
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from charseq_images import data_image
 from docutils import nodes
 from sphinx.util import logging
 
@@ -67,11 +67,8 @@ def _pngs(directory: str) -> dict[str, tuple[int, int]]:
 
 def _image(path: Path) -> nodes.image:
     """An image node showing a PNG file, its bytes embedded as a data: URI."""
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
     alt = path.stem.replace("-", " ").replace("_", " ")
-    uri = f"data:image/png;base64,{data}"
-    # Sphinx's image collector has already run (doctree-read); a data: URI's candidates are "?".
-    return nodes.image(uri=uri, candidates={"?": uri}, alt=alt, classes=["charseq-figure"])
+    return data_image(path.read_bytes(), "image/png", alt, classes=["charseq-figure"])
 
 
 def _run_page(app: Any, doctree: nodes.document) -> None:
