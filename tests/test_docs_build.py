@@ -35,7 +35,7 @@ def test_docs_build_without_warnings(tmp_path):
     assert sampling.count('class="charseq-output') >= 4
     assert "greedy: 'def " in sampling or "greedy: &#39;def " in sampling
     # Figures drawn by the pages' own code (a block that saves a PNG) are embedded in them.
-    for page in ("first-model", "sampling", "inside-the-cells"):
+    for page in ("first-model", "min-char-rnn", "sampling", "inside-the-cells"):
         html = (tmp_path / "html" / "tutorial" / f"{page}.html").read_text("utf-8")
         assert 'class="charseq-figure" src="data:image/png;base64,' in html, page
     _assert_self_contained(tmp_path / "html")
