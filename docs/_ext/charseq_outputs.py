@@ -28,6 +28,16 @@ alt text. The image is embedded in the HTML as a ``data:`` URI, so the figure is
 build from the page's own numbers, nothing is written into the source tree and no PNG is
 committed. Under pytest the same block saves into the page's temporary directory (see
 docs/conftest.py), where the file is simply left behind.
+
+HTML fragments: a block that writes an ``.html`` file into the working directory, e.g.::
+
+    Path("surprise.html").write_text(f"<pre>{html.escape(text)}</pre>")
+
+is followed, in the built page, by that fragment as raw HTML (real text: selectable, searchable
+with the browser's find), inside a ``<div class="charseq-html-output">``. Figures and fragments
+come together, one per file the block wrote or rewrote, in name order. The fragment is inserted
+as it is: the page's code escapes what it shows (``html.escape``), so that a ``<`` or ``&`` in
+the text reads as itself. Builders other than HTML leave fragments out.
 """
 
 from __future__ import annotations
@@ -57,11 +67,16 @@ def _source(block: nodes.literal_block) -> str:
     return text
 
 
-def _pngs(directory: str) -> dict[str, tuple[int, int]]:
-    """The PNG files in a directory, by name: their modification time and size."""
+SHOWN = (".png", ".html")
+"""The kinds of file a block may write to have them shown after it: figures and HTML fragments."""
+
+
+def _outputs(directory: str) -> dict[str, tuple[int, int]]:
+    """The PNG and HTML files in a directory, by name: their modification time and size."""
     return {
         path.name: (path.stat().st_mtime_ns, path.stat().st_size)
-        for path in Path(directory).glob("*.png")
+        for path in Path(directory).iterdir()
+        if path.suffix in SHOWN and path.is_file()
     }
 
 
@@ -69,6 +84,18 @@ def _image(path: Path) -> nodes.image:
     """An image node showing a PNG file, its bytes embedded as a data: URI."""
     alt = path.stem.replace("-", " ").replace("_", " ")
     return data_image(path.read_bytes(), "image/png", alt, classes=["charseq-figure"])
+
+
+def _fragment(path: Path) -> nodes.raw:
+    """A raw HTML node holding an HTML fragment file, as it is (its author escaped its text)."""
+    text = path.read_text("utf-8")
+    wrapped = f'<div class="charseq-html-output">\n{text}\n</div>'
+    return nodes.raw("", wrapped, format="html")
+
+
+def _shown(path: Path) -> nodes.Element:
+    """What a file a block wrote looks like in the page: an image or an HTML fragment."""
+    return _image(path) if path.suffix == ".png" else _fragment(path)
 
 
 def _run_page(app: Any, doctree: nodes.document) -> None:
@@ -89,7 +116,7 @@ def _run_page(app: Any, doctree: nodes.document) -> None:
             for block in blocks:
                 shown = block.astext().lstrip().startswith(">>>")
                 printed = io.StringIO()
-                pngs = _pngs(work)
+                files = _outputs(work)
                 try:
                     with contextlib.redirect_stdout(printed):
                         exec(compile(_source(block), f"<{docname}>", "exec"), namespace)
@@ -104,8 +131,9 @@ def _run_page(app: Any, doctree: nodes.document) -> None:
                     output["language"] = "text"
                     output["classes"].append("charseq-output")
                     shown_after.append(output)
-                drawn = sorted(name for name, stat in _pngs(work).items() if pngs.get(name) != stat)
-                shown_after += [_image(Path(work, name)) for name in drawn]
+                written = _outputs(work).items()
+                drawn = sorted(name for name, stat in written if files.get(name) != stat)
+                shown_after += [_shown(Path(work, name)) for name in drawn]
                 at = block.parent.index(block) + 1
                 block.parent[at:at] = shown_after
         finally:
