@@ -6,6 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent / "_ext"))  # charseq_docs: reference from the code
 
 project = "charseq"
+copyright = "2026, the charseq authors"
 author = "the charseq developers"
 extensions = [
     "myst_parser",

@@ -38,6 +38,12 @@ def test_docs_build_without_warnings(tmp_path):
     for page in ("first-model", "min-char-rnn", "sampling", "inside-the-cells"):
         html = (tmp_path / "html" / "tutorial" / f"{page}.html").read_text("utf-8")
         assert 'class="charseq-figure" src="data:image/png;base64,' in html, page
+    # HTML a page's code wrote (a scored text coloured by surprise) is embedded as HTML.
+    assert 'class="charseq-html-output"' in sampling and 'class="charseq-surprise"' in sampling
+    # The drawings (docs/_ext/charseq_drawings.py) are drawn by the build, as SVG.
+    for page in ("hello-by-hand", "inside-the-cells", "sequence-types"):
+        html = (tmp_path / "html" / "tutorial" / f"{page}.html").read_text("utf-8")
+        assert 'src="data:image/svg+xml;base64,' in html, page
     _assert_self_contained(tmp_path / "html")
 
 
