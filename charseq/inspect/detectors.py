@@ -35,20 +35,21 @@ if TYPE_CHECKING:
     from charseq.registry import Registrar, Registry
 
 __all__ = [
+    "BUILTIN",
     "Detector",
-    "in_braces",
-    "in_brackets",
-    "in_comment",
     "depth",
     "detect",
     "digit",
+    "in_braces",
+    "in_brackets",
+    "in_comment",
+    "in_parens",
+    "in_quotes",
+    "in_word",
     "indent",
     "line_position",
     "line_start",
-    "in_parens",
-    "in_quotes",
     "upper",
-    "in_word",
     "word_position",
 ]
 
@@ -243,7 +244,7 @@ def detect(
         CharseqError: a name no detector has (with a did-you-mean), a detector that does not
             return one finite value per character, tokens that do not spell the text.
     """
-    if "".join(acts.tokens) != acts.text or not acts.text:
+    if "".join(acts.tokens) != acts.text:
         raise CharseqError(
             "the activations' tokens do not spell their text, so detectors (which read "
             "characters) cannot be lined up with the tokens"
