@@ -17,7 +17,7 @@ What is embedded is capped, and the page says so. Each unit's values are stored 
 colour, and four times smaller than float32. By default only the layers' outputs and states are
 embedded (an LSTM's ``h`` and ``c``, not its gates) within :data:`MAX_VALUES` values, plus every
 unit the search names; ``traces=`` chooses others. A 5,000-character text of a two-layer LSTM of
-128 units is about 3.5 MB.
+128 units makes a file of under 4 MB.
 """
 
 from __future__ import annotations
@@ -267,32 +267,34 @@ def saturation_svg(
     return "\n".join(parts)
 
 
+def _text(x: float, y: float, cls: str, anchor: str, content: str, extra: str = "") -> str:
+    """An SVG ``<text>`` at (x, y), its content escaped."""
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" class="{cls}" text-anchor="{anchor}"{extra}>'
+        f"{html.escape(content)}</text>"
+    )
+
+
 def _panel(stat: GateSaturation, x0: float, y0: float, colour: str, low: float, high: float) -> str:
     """One layer's one gate: axes, ticks, the diagonal and a dot per unit."""
     size = _PANEL
     name = GATE_NAMES.get(stat.gate, "gate")
-    title = html.escape(f"layer {stat.layer} · {stat.gate} ({name})")
+    title = f"layer {stat.layer} · {stat.gate} ({name})"
     out = [
         f'<g class="panel" data-layer="{stat.layer}" data-gate="{html.escape(stat.gate)}">',
         f'<rect x="{x0}" y="{y0}" width="{size}" height="{size}" class="frame"/>',
         f'<line x1="{x0}" y1="{y0}" x2="{x0 + size}" y2="{y0 + size}" class="diagonal"/>',
-        f'<text x="{x0}" y="{y0 - 8}" class="title">{title}</text>',
+        _text(x0, y0 - 8, "title", "start", title),
     ]
     for tick in (0, 0.5, 1):
         x, y = x0 + tick * size, y0 + (1 - tick) * size
-        out.append(f'<text x="{x:.1f}" y="{y0 + size + 13}" class="tick" text-anchor="middle">'
-                   f"{tick:g}</text>")  # fmt: skip
-        out.append(f'<text x="{x0 - 5}" y="{y + 4:.1f}" class="tick" text-anchor="end">'
-                   f"{tick:g}</text>")  # fmt: skip
-    out.append(
-        f'<text x="{x0 + size / 2}" y="{y0 + size + 28}" class="axis" text-anchor="middle">'
-        f"left-saturated (&lt; {low:g})</text>"
-    )
+        out.append(_text(x, y0 + size + 13, "tick", "middle", f"{tick:g}"))
+        out.append(_text(x0 - 5, y + 4, "tick", "end", f"{tick:g}"))
+    across = f"left-saturated (< {low:g})"
+    out.append(_text(x0 + size / 2, y0 + size + 28, "axis", "middle", across))
     cx, cy = x0 - 30, y0 + size / 2
-    out.append(
-        f'<text x="{cx}" y="{cy}" class="axis" text-anchor="middle" '
-        f'transform="rotate(-90 {cx} {cy})">right-saturated (&gt; {high:g})</text>'
-    )
+    turn = f' transform="rotate(-90 {cx} {cy})"'
+    out.append(_text(cx, cy, "axis", "middle", f"right-saturated (> {high:g})", turn))
     for unit, (a, b) in enumerate(zip(stat.left, stat.right, strict=True)):
         x, y = x0 + float(a) * size, y0 + (1 - float(b)) * size
         out.append(
