@@ -38,7 +38,7 @@ CONTROL_UNITS = 1024
 CONTROL_MEMORY = 30
 """The longest memory, in tokens, of the control's units (the shortest is 1)."""
 
-_CHUNK = 1 << 24  # values of one block of standardised units (64 MB of float32)
+_CHUNK = 1 << 24  # values in one block of units (128 MB while it is standardised in float64)
 
 
 @attrs.frozen
@@ -107,12 +107,13 @@ def find_units(
       control stands for one: :data:`CONTROL_UNITS` units, each a running average (memory of
       1 to :data:`CONTROL_MEMORY` tokens) of a random value per token, fixed by a seed. Its
       best size of correlation with the (unshifted) detector is what reading the text,
-      without learning, gives. It is larger than what the built-in cells reach untrained,
-      checked on Python source in charseq's tests.
+      without learning, gives. charseq's tests check that the built-in cells, untrained, stay
+      below it on ``in-quotes``.
 
-    A detector of the current character alone (``in-word``, ``upper``, ``digit``) is followed
-    by any network that sees its input, so a high correlation there says only that the
-    character reaches the unit.
+    Detectors of the last character or two (``in-word``, ``upper``, ``digit``,
+    ``line-start``) are followed by any network that sees its input, trained or not, often
+    beyond the chance level: a high correlation there says only that the characters reach the
+    unit.
 
     Args:
         acts: what a model computed on a text (:meth:`charseq.Pipeline.activations`).
@@ -220,19 +221,20 @@ def _control_blocks(acts: Activations) -> Iterator[np.ndarray]:
     keep = np.exp(-1 / memory).astype(np.float32)  # of the average, at each token
     width = _block_width(len(acts))
     for start in range(0, CONTROL_UNITS, width):
-        units = slice(start, start + width)
-        values = per_token[acts.ids, units].astype(np.float32)  # (T, u)
+        kept = keep[start : start + width]
+        values = per_token[acts.ids, start : start + width].astype(np.float32)  # (T, u)
         for t in range(1, len(values)):
-            values[t] = keep[units] * values[t - 1] + (1 - keep[units]) * values[t]
+            values[t] = kept * values[t - 1] + (1 - kept) * values[t]
         yield values
 
 
 def _standardise(columns: np.ndarray) -> np.ndarray:
-    """Each column centred and scaled to unit variance (float32); a constant column is zeros."""
+    """Each column centred and scaled to unit variance (float32). A constant column is zeros,
+    and so is one that varies only by float32 rounding (a gate stuck at 1)."""
     columns = np.asarray(columns, dtype=np.float64)
     centred = columns - columns.mean(axis=0)
     scale = np.sqrt((centred**2).mean(axis=0))
-    scale[scale == 0] = 1.0
+    scale[scale <= 1e-6 * np.abs(columns).max(axis=0, initial=0.0)] = np.inf  # -> zeros
     return (centred / scale).astype(np.float32)
 
 
