@@ -281,3 +281,43 @@ def test_a_gru_pipelines_gates_are_r_and_z():
     pipe = Pipeline.from_spec(spec, device="cpu").fit(SOURCE)
     gates = gate_saturation(pipe.activations(SOURCE[:100]))
     assert [(g.layer, g.gate) for g in gates] == [(0, "r"), (0, "z"), (1, "r"), (1, "z")]
+
+
+@attrs.frozen(kw_only=True)
+class LongWordOptions:
+    min_length: int = charseq.option(4, help="shortest word that counts", min=1)
+
+
+def in_long_word(text, min_length=4):
+    """Inside a word of at least min_length characters."""
+    values = np.zeros(len(text))
+    for match in re.finditer(rf"\w{{{min_length},}}", text):
+        values[match.start() : match.end()] = 1
+    return values
+
+
+def test_a_detector_with_options_is_called_with_their_defaults():
+    class Plugin:
+        @charseq.hookimpl
+        def charseq_register_detectors(self, registry):
+            registry.add("in-long-word", in_long_word, options=LongWordOptions)
+
+    registry = Registry.load()
+    registry.register(Plugin(), "long-words")
+    text = "a bb ccccc dd eeee\n"
+    model, vocab = fresh_model(text, [ElmanCell(4, 8)], 4)
+    values = detect(record(model, text, vocab), ["in-long-word"], registry=registry)
+    assert digits(values["in-long-word"]) == "0000011111000011110"
+
+    class Bad:
+        @charseq.hookimpl
+        def charseq_register_detectors(self, registry):
+            registry.add("bad", in_long_word, options=TextOption)
+
+    with pytest.raises(TypeError, match="cannot be named 'text'"):
+        Registry().register(Bad(), "bad")
+
+
+@attrs.frozen(kw_only=True)
+class TextOption:
+    text: str = charseq.option("", help="clashes with the detector's argument")
