@@ -65,10 +65,25 @@ def charseq_register_samplers(registry: Registrar) -> None:
     """
 
 
+@hookspec
+def charseq_register_detectors(registry: Registrar) -> None:
+    """Register feature detectors: ``registry.add(name, detector, options=OptionsClass)``.
+
+    ``detector(text, **options)`` returns a float array with one value per character of
+    ``text``: 0 or 1 for an indicator (inside a string), a count for a quantity (nesting depth),
+    each describing the text as read up to and including that character.
+    :func:`charseq.inspect.find_units` looks for the units that track each one.
+
+    .. versionadded:: 0.1
+    """
+
+
 HOOKS = {
     "tokenizer": "charseq_register_tokenizers",
     "cell": "charseq_register_cells",
     "optimizer": "charseq_register_optimizers",
     "sampler": "charseq_register_samplers",
+    "detector": "charseq_register_detectors",
 }
-"""Which hook registers each kind."""
+"""Which hook registers each kind: the pipeline's kinds (:data:`charseq.interfaces.KINDS`),
+then the kinds a pipeline does not use (detectors, for :mod:`charseq.inspect`)."""

@@ -260,6 +260,8 @@ def _reserved(kind: str) -> dict[str, str]:
             reserved[field.name] = f"the cell layout every cell takes (cell.{field.name})"
     if kind == "optimizer":
         reserved["parameters"] = "the factory's first argument"
+    if kind == "detector":
+        reserved["text"] = "the detector's first argument"
     return reserved
 
 

@@ -39,7 +39,6 @@ from charseq.errors import (
     did_you_mean,
     warn,
 )
-from charseq.interfaces import KINDS
 from charseq.options import NoOptions, check_registrable, describe_options
 from charseq.plugin_loading import (
     BUILTIN_DISTRIBUTION,
@@ -54,6 +53,7 @@ from charseq.plugin_loading import (
 
 __all__ = [
     "BUILTIN_DISTRIBUTION",
+    "REGISTRY_KINDS",
     "BlockedPlugin",
     "Component",
     "Owner",
@@ -63,6 +63,11 @@ __all__ = [
     "get_registry",
     "reset_registry",
 ]
+
+
+REGISTRY_KINDS: tuple[str, ...] = tuple(hookspecs.HOOKS)
+"""Every kind the registry holds: the pipeline's (:data:`charseq.interfaces.KINDS`, the sections
+of a spec and of a checkpoint's plugin record), then ``detector`` (:mod:`charseq.inspect`)."""
 
 
 @attrs.frozen
@@ -182,7 +187,9 @@ class Registry:
         self.plugin_manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.plugin_manager.add_hookspecs(hookspecs)
         # kind -> bare name -> the components of that name, one per distribution
-        self._components: dict[str, dict[str, list[Component]]] = {kind: {} for kind in KINDS}
+        self._components: dict[str, dict[str, list[Component]]] = {
+            kind: {} for kind in REGISTRY_KINDS
+        }
         self.failures: list[PluginLoadFailure] = []
         self.blocked: list[BlockedPlugin] = []
 
@@ -315,7 +322,9 @@ class Registry:
                 ``name`` and none is charseq's own (the message lists their qualified names).
         """
         if kind not in self._components:
-            raise UnknownComponentError(f"unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+            raise UnknownComponentError(
+                f"unknown kind {kind!r}; kinds: {', '.join(REGISTRY_KINDS)}"
+            )
         distribution, colon, bare = name.rpartition(":")
         candidates = self._components[kind].get(bare, [])
         if colon:
@@ -368,7 +377,7 @@ class Registry:
 
     def components(self, kind: str | None = None) -> list[Component]:
         """Every registered component (of ``kind``), sorted by kind, name, then distribution."""
-        kinds = KINDS if kind is None else (kind,)
+        kinds = REGISTRY_KINDS if kind is None else (kind,)
         return [
             component
             for k in kinds

@@ -225,7 +225,7 @@ def check_plugin_installed(distribution_name: str) -> list[Component]:
         bool(added),
         f"{label}'s entry point(s) {names} loaded but registered no component",
         "define module-level functions marked @charseq.hookimpl named after a hook "
-        "(charseq_register_cells, _tokenizers, _optimizers or _samplers) that call "
+        "(charseq_register_cells, _tokenizers, _optimizers, _samplers or _detectors) that call "
         "registry.add(name, factory, options=OptionsClass).",
     )
     return added
