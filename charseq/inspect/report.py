@@ -30,16 +30,14 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from charseq.errors import CharseqError
 from charseq.inspect.activations import Activations, Trace
-
-if TYPE_CHECKING:
-    from charseq.inspect.gates import GateSaturation
-    from charseq.inspect.search import Finding
+from charseq.inspect.gates import GateSaturation
+from charseq.inspect.search import Finding
 
 __all__ = ["MAX_VALUES", "render_report", "saturation_svg", "write_report"]
 
