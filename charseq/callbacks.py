@@ -34,14 +34,15 @@ class Callback:
         """Before the first step (also after a resume)."""
 
     def on_step_end(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
-        """After each optimizer step: ``loss`` (nats/char), ``lr``, ``epoch``, ``chars_per_s``."""
+        """After each optimizer step: ``loss`` (nats/char), ``lr``, ``epoch``, ``chars_per_s``,
+        ``seconds`` (of training so far, :meth:`~charseq.train.Trainer.seconds`)."""
 
     def on_eval_progress(self, trainer: Trainer, split: str, done: int, total: int) -> None:
         """During an evaluation of ``split``: ``done`` of about ``total`` tokens scored so far;
         first with ``done == 0``, last with ``done == total``."""
 
     def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
-        """After each evaluation: ``val_nats``, ``val_bpc``, ``best_val_bpc``."""
+        """After each evaluation: ``val_nats``, ``val_bpc``, ``best_val_bpc``, ``seconds``."""
 
     def on_checkpoint(self, trainer: Trainer, step: int, path: Path) -> None:
         """After a checkpoint is written to ``path``."""

@@ -111,6 +111,7 @@ class Trainer:
         self.first_loss: float | None = None
         self.divergences = 0
         self.train_seconds = 0.0
+        self._tick: float | None = None  # when train_seconds was last brought up to date
         self.restored_step: int | None = None
         """The step of the checkpoint :meth:`restore` resumed from (None for a new run)."""
         self._stop = threading.Event()
@@ -143,12 +144,12 @@ class Trainer:
         reason: StopReason | str = "steps"
         evaluated_at = checkpointed_at = None
         with self._signals():
-            tick = time.perf_counter()
+            self._tick = time.perf_counter()
             while self.step < train.steps:
                 # 1) stop? a signal or request_stop, or the time budget spent
                 now = time.perf_counter()
-                self.train_seconds += now - tick  # steps, evaluations and checkpoints
-                tick = now
+                self.train_seconds += now - self._tick  # steps, evaluations and checkpoints
+                self._tick = now
                 if self._stop.is_set():
                     reason = self._stop_reason
                     break
@@ -172,6 +173,7 @@ class Trainer:
                     "lr": self.optimizer.param_groups[0]["lr"],
                     "epoch": self.batches.epoch,
                     "chars_per_s": batch.x.numel() / max(seconds, 1e-9),
+                    "seconds": self.seconds(),
                 }
                 for callback in self.callbacks:
                     callback.on_step_end(self, self.step, metrics)
@@ -209,6 +211,13 @@ class Trainer:
         for callback in self.callbacks:
             callback.on_fit_end(self, self.step, reason)
         return TrainResult(self.step, reason, self.best_val_bpc, checkpoint)
+
+    def seconds(self) -> float:
+        """Seconds spent training so far, up to now: steps, evaluations and checkpoints, summed
+        over the run and the runs it resumes (the clock ``train.max_seconds`` reads)."""
+        if self._tick is None:
+            return self.train_seconds
+        return self.train_seconds + time.perf_counter() - self._tick
 
     def train_step(self, batch: Any) -> float:
         """One optimisation step on ``batch`` (a :class:`~charseq.batches.Batch`); its loss.
@@ -319,6 +328,7 @@ class Trainer:
             "val_nats": scores["nats"],
             "val_bpc": scores["bpc"],
             "best_val_bpc": self.best_val_bpc,
+            "seconds": self.seconds(),
         }
         for callback in self.callbacks:
             callback.on_eval(self, self.step, metrics)

@@ -57,7 +57,7 @@ def checkpoint_contents(
             "lr_scale": trainer.lr_scale,
             "first_loss": trainer.first_loss,
             "divergences": trainer.divergences,
-            "train_seconds": trainer.train_seconds,
+            "train_seconds": trainer.seconds(),
             "optimizer": optimizer_meta,
             "rng": rng_meta,
             "charseq_version": __version__,

@@ -1,10 +1,13 @@
 """Test settings: a small Hypothesis profile for CI (2 cores, no GPU), a larger one on request;
-the ``corpus`` fixture the command-line tests (tests/test_cli*.py) train on."""
+the ``corpus`` fixture the command-line tests (tests/test_cli*.py) train on; the ``browser``
+fixture (a headless Chromium, tests/browser.py) for the tests that open a page."""
 
 import os
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.browser import browser  # noqa: F401  (a fixture: pytest finds it here)
 
 settings.register_profile(
     "ci", max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow]

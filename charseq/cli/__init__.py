@@ -1,8 +1,8 @@
 """The ``charseq`` command: a thin shell over the Python API.
 
 The group lives here; each command lives in its own module (``train``, ``sample``, ``eval`` and
-``score`` in ``evaluate``, ``inspect``, ``plugins``), its shared options in ``_options`` and the
-one place an error becomes the ``Error:`` line in ``_errors``.
+``score`` in ``evaluate``, ``inspect``, ``plot``, ``plugins``), its shared options in
+``_options`` and the one place an error becomes the ``Error:`` line in ``_errors``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import click
 
-from charseq.cli import evaluate, inspect, plugins, sample, train
+from charseq.cli import evaluate, inspect, plot, plugins, sample, train
 from charseq.cli._errors import error_line
 
 __all__ = ["cli", "main"]
@@ -54,5 +54,6 @@ for _command in (
     sample.sample,
     evaluate.score,
     inspect.inspect,
+    plot.plot,
 ):
     cli.add_command(_command)

@@ -2,7 +2,9 @@
 
 ``--find`` runs every feature detector (or those named with ``--detector``) on the text and
 prints, for each, the units that track it best (:func:`~charseq.inspect.find_units`), then how
-saturated each layer's gates are (:func:`~charseq.inspect.gate_saturation`).
+saturated each layer's gates are (:func:`~charseq.inspect.gate_saturation`). ``--html PATH``
+writes the same findings and gates into the report page, one offline HTML file that colours the
+text by any unit (:func:`~charseq.inspect.report.write_report`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from charseq.inspect import (
     find_units,
     gate_saturation,
 )
+from charseq.inspect.report import write_report
 from charseq.pipeline import Pipeline
 from charseq.registry import get_registry
 
@@ -44,6 +47,21 @@ base: the accuracy of always guessing the commoner value of a 0/1 detector"""
     help="The text to run through the model (- for stdin).",
 )
 @click.option("--find", is_flag=True, help="List the units that track each feature detector.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    help="Write the report page to this file: the text coloured by any unit, the guesses, "
+    "the search's units and the gates, in one HTML file that works offline.",
+)
+@click.option(
+    "--trace",
+    "traces",
+    multiple=True,
+    metavar="KEY",
+    help="A tensor to embed whole in the --html page, e.g. 1:f (repeatable; default: every "
+    "layer's output and state).",
+)
 @click.option(
     "--top",
     type=click.IntRange(min=1),
@@ -73,6 +91,8 @@ def inspect(
     checkpoint: str,
     text_file: TextIO,
     find: bool,
+    html_path: str | None,
+    traces: tuple[str, ...],
     top: int,
     detectors: tuple[str, ...],
     max_chars: int,
@@ -81,8 +101,13 @@ def inspect(
     as_json: bool,
 ) -> None:
     """Show what the units of CHECKPOINT (or a run directory) do on a text."""
-    if not find:
-        raise CharseqError("say what to show: --find lists the units that track each detector")
+    if not find and not html_path:
+        raise CharseqError(
+            "say what to show: --find lists the units that track each detector, --html PATH "
+            "writes the report page"
+        )
+    if traces and not html_path:
+        raise CharseqError("--trace chooses what the --html page embeds: give --html PATH")
     for name in detectors:
         get_registry().get("detector", name)  # an unknown name fails before the model loads
     try:
@@ -94,10 +119,19 @@ def inspect(
     if len(text) > max_chars:
         text = text[:max_chars]
         click.echo(f"inspecting the first {max_chars} characters (--max-chars)", err=True)
-    acts = Pipeline.load(checkpoint, device=device).activations(text, unknown=unknown)
+    pipe = Pipeline.load(checkpoint, device=device)
+    acts = pipe.activations(text, unknown=unknown)
     found = find_units(acts, list(detectors) or None, top=top)
-    base = _base_accuracy(acts, found)
     gates = gate_saturation(acts)
+    if html_path:
+        about = {"model": f"{checkpoint} (step {pipe.steps_trained})", "text": text_file.name}
+        page = write_report(
+            acts, html_path, findings=found, saturation=gates, traces=traces or None, about=about
+        )
+        click.echo(f"wrote {page} ({page.stat().st_size / 1e6:.1f} MB)", err=True)
+    if not find:
+        return
+    base = _base_accuracy(acts, found)
     if as_json:
         report = {
             "characters": len(acts.text),

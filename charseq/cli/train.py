@@ -9,6 +9,7 @@ rules: which flags a resume refuses, and that ``--out`` can be written before an
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -130,6 +131,9 @@ def train(
         f"stopped at step {result.step} ({result.reason}){best}; checkpoint {result.checkpoint}",
         err=True,
     )
+    run_dir = resume_dir or out_dir  # the figure goes beside it: overwrite= refuses strangers
+    figure = shlex.quote(f"{Path(run_dir).resolve().name}-curves.png")
+    click.echo(f"training curves: charseq plot {shlex.quote(run_dir)} -o {figure}", err=True)
     if result.reason == "interrupted":
         sys.exit(130)
 

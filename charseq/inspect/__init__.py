@@ -7,6 +7,9 @@
   string, position in the line); a plugin kind of its own (``charseq_register_detectors``).
 - :func:`find_units`: for each detector, the units that track it best (:class:`Finding`).
 - :func:`gate_saturation`: how often each gate is shut or wide open (:class:`GateSaturation`).
+- :mod:`charseq.inspect.report`: all of it in one offline HTML page (``charseq inspect --html``).
+- :mod:`charseq.inspect.curves`: a run's training curves from its ``metrics.jsonl``
+  (``charseq plot``; needs matplotlib).
 """
 
 from charseq.inspect.activations import Activations, Trace, record_activations
