@@ -35,11 +35,16 @@ def test_docs_build_without_warnings(tmp_path):
     assert sampling.count('class="charseq-output') >= 4
     assert "greedy: 'def " in sampling or "greedy: &#39;def " in sampling
     # Figures drawn by the pages' own code (a block that saves a PNG) are embedded in them.
-    for page in ("first-model", "min-char-rnn", "sampling", "inside-the-cells"):
+    tutorials = "first-model min-char-rnn sampling inside-the-cells what-the-neurons-learn"
+    for page in tutorials.split():
         html = (tmp_path / "html" / "tutorial" / f"{page}.html").read_text("utf-8")
         assert 'class="charseq-figure" src="data:image/png;base64,' in html, page
     # HTML a page's code wrote (a scored text coloured by surprise) is embedded as HTML.
     assert 'class="charseq-html-output"' in sampling and 'class="charseq-surprise"' in sampling
+    # ... and units coloured over the text and the model's guesses (what-the-neurons-learn).
+    neurons = (tmp_path / "html" / "tutorial" / "what-the-neurons-learn.html").read_text("utf-8")
+    assert neurons.count('<div class="charseq-unit">') == 2, "the line-position and quote units"
+    assert '<table class="charseq-guesses">' in neurons
     # The drawings (docs/_ext/charseq_drawings.py) are drawn by the build, as SVG.
     for page in ("hello-by-hand", "inside-the-cells", "sequence-types"):
         html = (tmp_path / "html" / "tutorial" / f"{page}.html").read_text("utf-8")
