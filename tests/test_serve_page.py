@@ -10,6 +10,8 @@ text, an error). The stand-in records what the page sent and whether the page hu
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import socket
 import threading
@@ -42,6 +44,15 @@ PAGE = Path(charseq.__file__).parent / "serve"  # the page's two files
 def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
     error = {"message": message, "type": "invalid_request_error", "param": param, "code": None}
     return JSONResponse({"error": error}, status_code=status)
+
+
+def render_page() -> str:
+    """The page as ``charseq serve`` sends it: ``page.js`` inlined where ``<!--script-->`` is,
+    and its digest where ``<!--script_hash-->`` is (the page's Content-Security-Policy)."""
+    script = (PAGE / "page.js").read_text("utf-8")
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode("ascii")
+    html = (PAGE / "page.html").read_text("utf-8")
+    return html.replace("<!--script_hash-->", f"sha256-{digest}").replace("<!--script-->", script)
 
 
 class StandIn:
@@ -86,7 +97,6 @@ class StandIn:
         self.app = Starlette(
             routes=[
                 Route("/", self.page),
-                Route("/page.js", self.script),
                 Route("/v1/models", self.models),
                 Route("/v1/completions", self.completions, methods=["POST"]),
                 Route("/v1/score", self.score, methods=["POST"]),
@@ -95,11 +105,7 @@ class StandIn:
         )
 
     async def page(self, request: Request) -> Response:
-        return HTMLResponse(PAGE.joinpath("page.html").read_text("utf-8"))
-
-    async def script(self, request: Request) -> Response:
-        text = PAGE.joinpath("page.js").read_text("utf-8")
-        return Response(text, media_type="text/javascript")
+        return HTMLResponse(render_page())
 
     async def models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": self.MODELS})
@@ -250,10 +256,12 @@ def errors(browser: Any) -> list[str]:
 
 
 def test_the_page_files_are_package_data():
-    html = PAGE.joinpath("page.html").read_text("utf-8")
-    assert '<script src="page.js"></script>' in html
+    html = (PAGE / "page.html").read_text("utf-8")
+    assert html.count("<!--script-->") == 1 and html.count("<!--script_hash-->") == 1
+    assert "script-src '<!--script_hash-->'" in html  # only the page's own script may run
     assert "http://" not in html and "https://" not in html  # no CDN: works offline
-    script = PAGE.joinpath("page.js").read_text("utf-8")
+    script = (PAGE / "page.js").read_text("utf-8")
+    assert "</script" not in script.lower() and "<!--" not in script  # safe to inline
     assert "innerHTML" not in script and "insertAdjacentHTML" not in script
     assert "document.write" not in script and "eval(" not in script
 
