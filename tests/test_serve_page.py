@@ -91,7 +91,8 @@ class StandIn:
         },
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, key: str | None = None) -> None:
+        self.key = key
         self.requests: list[dict] = []
         self.hung_up = threading.Event()
         self.app = Starlette(
@@ -108,6 +109,8 @@ class StandIn:
         return HTMLResponse(render_page())
 
     async def models(self, request: Request) -> Response:
+        if self.key and request.headers.get("authorization") != f"Bearer {self.key}":
+            return _error(401, "this server needs an API key: Authorization: Bearer KEY")
         return JSONResponse({"object": "list", "data": self.MODELS})
 
     async def completions(self, request: Request) -> Response:
@@ -215,13 +218,15 @@ def open_app(browser: Any, url: str) -> None:
     browser.set_window_size(1280, 1400)
     browser.get(url)
     wait_for(lambda: state(browser) == "idle", what="the page to start")
-    wait_for(lambda: browser.execute_script("return $m().options.length"), what="the models")
+    wait_for(lambda: models_listed(browser), what="the models")
 
 
 def state(browser: Any) -> str | None:
-    return browser.execute_script(
-        "window.$m = () => document.getElementById('model'); return document.body.dataset.state"
-    )
+    return browser.execute_script("return document.body.dataset.state")
+
+
+def models_listed(browser: Any) -> int:
+    return browser.execute_script("return document.getElementById('model').options.length")
 
 
 def text_of(browser: Any, id_: str) -> str:
@@ -269,7 +274,8 @@ def test_the_page_files_are_package_data():
 def test_the_models_are_listed_with_their_facts(browser, stand_in):
     _, url = stand_in
     open_app(browser, url)
-    labels = browser.execute_script("return [...$m().options].map(o => o.textContent)")
+    options = "return [...document.getElementById('model').options].map(o => o.textContent)"
+    labels = browser.execute_script(options)
     assert labels[0] == "poems \u2014 lstm 2\u00d7128, 123 k chars, 2.041 BPC"
     assert labels[1] == "tiny-gru \u2014 gru 1\u00d732"
     facts = text_of(browser, "model-facts")
@@ -354,6 +360,22 @@ def test_an_api_error_is_shown_with_the_servers_message(browser, stand_in):
     assert text_of(browser, "error") == "the prime has 1 character outside the vocabulary: '¤'"
     assert text_of(browser, "status") == "failed after 0 characters"
     assert state(browser) == "idle"
+
+
+def test_the_api_key_is_asked_for_and_sent(browser):
+    server = StandIn(key="sesame")
+    with live(server.app) as url:
+        browser.get(url)
+        wait_for(lambda: browser.find_element("id", "error").is_displayed(), what="the error")
+        assert text_of(browser, "error") == (
+            "could not list the models: this server needs an API key: Authorization: Bearer KEY"
+            " (enter the server's API key below)"
+        )
+        assert browser.find_element("id", "settings").get_attribute("open") == "true"
+        fill(browser, "api-key", "sesame")
+        wait_for(lambda: models_listed(browser), what="the models")
+        assert not browser.find_element("id", "error").is_displayed()
+        browser.execute_script("sessionStorage.clear()")
 
 
 def test_surprise_colours_each_character_and_neurons_open_the_report(browser, stand_in, tmp_path):

@@ -388,7 +388,13 @@
   // -- wiring ----------------------------------------------------------------------------------
   const key = $("api-key");
   key.value = sessionStorage.getItem(KEY_STORE) || "";
-  key.addEventListener("change", () => sessionStorage.setItem(KEY_STORE, key.value.trim()));
+  key.addEventListener("change", () => {
+    sessionStorage.setItem(KEY_STORE, key.value.trim());
+    if (!models.length) { // the list was refused for want of the key: ask again
+      showError("");
+      loadModels();
+    }
+  });
   $("controls").addEventListener("submit", generate);
   $("stop").addEventListener("click", stop);
   $("model").addEventListener("change", showFacts);
