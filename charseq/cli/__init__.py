@@ -1,7 +1,7 @@
 """The ``charseq`` command: a thin shell over the Python API.
 
 The group lives here; each command lives in its own module (``train``, ``sample``, ``eval`` and
-``score`` in ``evaluate``, ``inspect``, ``plot``, ``plugins``), its shared options in
+``score`` in ``evaluate``, ``inspect``, ``plot``, ``plugins``, ``serve``), its shared options in
 ``_options`` and the one place an error becomes the ``Error:`` line in ``_errors``.
 """
 
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import click
 
-from charseq.cli import evaluate, inspect, plot, plugins, sample, train
+from charseq.cli import evaluate, inspect, plot, plugins, sample, serve, train
 from charseq.cli._errors import error_line
 
 __all__ = ["cli", "main"]
@@ -55,5 +55,6 @@ for _command in (
     evaluate.score,
     inspect.inspect,
     plot.plot,
+    serve.serve,
 ):
     cli.add_command(_command)
