@@ -1,17 +1,18 @@
 """The page of ``charseq serve`` (charseq/serve/page.html and page.js) in a real browser.
 
-The page is driven in a headless Chromium (tests/browser.py; skipped without one) against a
-small stand-in server: a Starlette app that serves the page's two files and answers the API
-with canned streams, so each test knows exactly what "the model" writes (an acrostic in CJK
-split mid-character across network reads, an endless text to stop, a ``<script>`` to show as
-text, an error). The stand-in records what the page sent and whether the page hung up.
+The page is driven in a headless Chromium (tests/browser.py; skipped without one), first against
+a small stand-in server: a Starlette app that serves the page as ``charseq serve`` does and
+answers the API with canned streams, so each test knows exactly what "the model" writes (an
+acrostic in CJK split mid-character across network reads, an endless text to stop, a
+``<script>`` to show as text, an error). The stand-in records what the page sent and whether the
+page hung up. Then against the real app, over a tiny run trained on two short poems: the
+acrostic the page shows is the one :meth:`Pipeline.generate` writes, Stop ends the server's
+generation, and the score and the neuron report are the library's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import socket
 import threading
@@ -33,6 +34,8 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
+from charseq.serve.app import render_page  # noqa: E402
+
 ATTACK = '<script>alert(1)</script><img src=x onerror="window.pwned = 1">'
 POEM_TAIL = "风吹柳\n"  # what the stand-in writes after each acrostic character
 PAGE = Path(charseq.__file__).parent / "serve"  # the page's two files
@@ -44,15 +47,6 @@ PAGE = Path(charseq.__file__).parent / "serve"  # the page's two files
 def _error(status: int, message: str, param: str | None = None) -> JSONResponse:
     error = {"message": message, "type": "invalid_request_error", "param": param, "code": None}
     return JSONResponse({"error": error}, status_code=status)
-
-
-def render_page() -> str:
-    """The page as ``charseq serve`` sends it: ``page.js`` inlined where ``<!--script-->`` is,
-    and its digest where ``<!--script_hash-->`` is (the page's Content-Security-Policy)."""
-    script = (PAGE / "page.js").read_text("utf-8")
-    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode("ascii")
-    html = (PAGE / "page.html").read_text("utf-8")
-    return html.replace("<!--script_hash-->", f"sha256-{digest}").replace("<!--script-->", script)
 
 
 class StandIn:
@@ -106,7 +100,7 @@ class StandIn:
         )
 
     async def page(self, request: Request) -> Response:
-        return HTMLResponse(render_page())
+        return HTMLResponse(render_page())  # as charseq serve sends it
 
     async def models(self, request: Request) -> Response:
         if self.key and request.headers.get("authorization") != f"Bearer {self.key}":
@@ -263,7 +257,9 @@ def errors(browser: Any) -> list[str]:
 def test_the_page_files_are_package_data():
     html = (PAGE / "page.html").read_text("utf-8")
     assert html.count("<!--script-->") == 1 and html.count("<!--script_hash-->") == 1
-    assert "script-src '<!--script_hash-->'" in html  # only the page's own script may run
+    # Only the page's own script may run, and the neuron report's (its Blob URL inherits this).
+    assert "script-src '<!--script_hash-->' '<!--report_hash-->';" in html
+    assert "<!--" not in render_page().split("<script>", 1)[0]  # each one filled in
     assert "http://" not in html and "https://" not in html  # no CDN: works offline
     script = (PAGE / "page.js").read_text("utf-8")
     assert "</script" not in script.lower() and "<!--" not in script  # safe to inline
@@ -420,3 +416,93 @@ def test_the_page_fits_a_phone(browser, stand_in, tmp_path):
         browser.save_screenshot(str(tmp_path / "phone.png"))
     finally:
         browser.set_window_size(1280, 1400)
+
+
+# -- against the real server -------------------------------------------------------------------
+
+POEMS = (  # two public-domain poems by Li Bai and Meng Haoran: short lines, a small vocabulary
+    "床前明月光\n疑是地上霜\n举头望明月\n低头思故乡\n\n春眠不觉晓\n处处闻啼鸟\n夜来风雨声\n花落知多少\n\n"
+)
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory) -> Iterator[tuple[Any, Any, str]]:
+    """``charseq serve`` (the app of charseq.serve) over a tiny run trained on :data:`POEMS`,
+    live on a free port; yields the app's service, the run's pipeline and the URL."""
+    from charseq import Pipeline
+    from charseq.serve.app import create_app
+    from charseq.serve.models import load_models
+
+    run = tmp_path_factory.mktemp("runs") / "poems"
+    spec = {
+        "cell": {"name": "lstm", "hidden_size": 24, "num_layers": 1},
+        "train": {"steps": 30, "batch_size": 4, "seq_len": 16, "eval_every": 30},
+    }
+    Pipeline.from_spec(spec, device="cpu").fit(POEMS * 20, out=run)
+    models = load_models([f"poems={run}"])
+    app = create_app(models, max_new_tokens=100_000)
+    with live(app) as url:
+        yield app.state.service, models["poems"].pipe, url
+
+
+def test_the_real_server_writes_the_acrostic_the_library_writes(browser, real, tmp_path):
+    _, pipe, url = real
+    open_app(browser, url)
+    assert text_of(browser, "model-facts").startswith("cell lstm 1\u00d724 \u00b7 corpus ")
+    fill(browser, "acrostic", "春\n夜\n花\n月")
+    fill(browser, "seed", "3")
+    browser.find_element("id", "generate").click()
+    wait_for(lambda: state(browser) == "idle" and generated(browser), what="the poem")
+    assert errors(browser) == []
+    lines = generated(browser).split("\n")
+    assert [line[:1] for line in lines] == list("春夜花月")
+    sampler = {"name": "temperature", "temperature": 0.8}
+    same = pipe.generate("", max_new_tokens=300, sampler=sampler, seed=3, acrostic="春夜花月")
+    assert same.startswith(generated(browser) + "\n")  # character for character, CJK whole
+    browser.save_screenshot(str(tmp_path / "poem.png"))
+
+
+def test_stop_ends_the_real_servers_generation(browser, real):
+    service, _, url = real
+    open_app(browser, url)
+    fill(browser, "prompt", "春")
+    fill(browser, "length", "100000")
+    browser.find_element("id", "generate").click()
+    wait_for(lambda: len(generated(browser)) > 40, what="some text")
+    browser.find_element("id", "stop").click()
+    wait_for(lambda: state(browser) == "idle", what="the page to be idle")
+    wait_for(lambda: service.limiter.running == 0, timeout=5, what="the generation to end")
+    stopped = generated(browser)
+    assert len(stopped) < 100_000
+    time.sleep(0.3)
+    assert generated(browser) == stopped
+    assert text_of(browser, "status") == f"stopped after {len(stopped)} characters"
+
+
+def test_the_real_score_and_neuron_report(browser, real, tmp_path):
+    _, pipe, url = real
+    open_app(browser, url)
+    text = "床前明月光\n疑是地上霜\n"
+    fill(browser, "score-text", text)
+    browser.find_element("id", "score").click()
+    wait_for(lambda: text_of(browser, "score-summary").endswith("on average"), what="the score")
+    assert len(browser.find_elements("css selector", "#surprise span")) == len(text)
+    bpc = pipe.score(text).bpc
+    assert (
+        text_of(browser, "score-summary")
+        == f"{len(text)} characters, {bpc:.3f} bits each on average"
+    )
+
+    page = browser.current_window_handle
+    browser.find_element("id", "neurons").click()
+    wait_for(lambda: len(browser.window_handles) == 2, what="the report's tab")
+    browser.switch_to.window(next(h for h in browser.window_handles if h != page))
+    try:
+        wait_for(lambda: browser.title.startswith("charseq report"), what="the report")
+        spans = "return document.querySelectorAll('#text span.t').length"
+        wait_for(lambda: browser.execute_script(spans) == len(text), what="the report's text")
+        assert errors(browser) == []  # its own script ran, under its own policy
+        browser.save_screenshot(str(tmp_path / "report.png"))
+    finally:
+        browser.close()
+        browser.switch_to.window(page)

@@ -166,10 +166,9 @@
     for (;;) {
       const { value, done } = await reader.read();
       buffer += decoder.decode(value || new Uint8Array(), { stream: !done });
-      let match;
-      while ((match = /\r?\n\r?\n/.exec(buffer))) {
-        const block = buffer.slice(0, match.index);
-        buffer = buffer.slice(match.index + match[0].length);
+      const blocks = buffer.split(/\r?\n\r?\n/); // one split per read: linear in the text
+      buffer = blocks.pop();
+      for (const block of blocks) {
         const data = block.split(/\r?\n/).filter((l) => l.startsWith("data:"))
           .map((l) => l.slice(l.startsWith("data: ") ? 6 : 5)).join("\n");
         if (data) yield data;
@@ -179,24 +178,34 @@
   }
 
   // -- generating ------------------------------------------------------------------------------
-  const output = { prime: "", text: "", node: null, count: 0 };
+  // The text arrives in many small pieces; the page shows what came at most every FLUSH_MS
+  // (one layout per flush, not per piece), so a fast model never freezes the page.
+  const FLUSH_MS = 40;
+  const output = { prime: "", text: "", node: null, count: 0, lines: 0, shown: 0, timer: 0 };
   function resetOutput(prime) {
     const box = $("output");
     box.replaceChildren();
-    output.prime = prime;
-    output.text = "";
-    output.count = 0;
+    Object.assign(output, { prime, text: "", count: 0, lines: 0, shown: 0 });
     if (prime) box.append(element("span", "prime", prime));
     output.node = document.createTextNode("");
     box.append(output.node);
     $("output-count").textContent = "";
   }
   function append(piece) {
-    const box = $("output");
-    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 30;
-    output.node.appendData(piece); // a text node: whatever the model writes is shown as text
     output.text += piece;
     output.count += chars(piece).length;
+    output.lines += piece.split("\n").length - 1;
+    if (!output.timer) output.timer = setTimeout(flush, FLUSH_MS);
+  }
+  function flush() {
+    clearTimeout(output.timer);
+    output.timer = 0;
+    if (output.shown === output.text.length) return;
+    const box = $("output");
+    const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 30;
+    // A text node: whatever the model writes is shown as text, never parsed as HTML.
+    output.node.appendData(output.text.slice(output.shown));
+    output.shown = output.text.length;
     $("output-count").textContent = output.count + (output.count === 1 ? " character" : " characters");
     if (atBottom) box.scrollTop = box.scrollHeight;
   }
@@ -235,10 +244,9 @@
         if (chunk.error) throw new ApiError(chunk.error.message || "the generation failed", 500);
         let piece = (chunk.choices && chunk.choices[0] && chunk.choices[0].text) || "";
         if (lines) {
-          const newlines = output.text.split("\n").length - 1;
           const parts = piece.split("\n");
-          if (newlines + parts.length - 1 >= lines) { // the last line ends in this piece
-            piece = parts.slice(0, lines - newlines).join("\n");
+          if (output.lines + parts.length - 1 >= lines) { // the last line ends in this piece
+            piece = parts.slice(0, lines - output.lines).join("\n");
             append(piece);
             ending = "poem";
             controller.abort(); // ends the generation on the server too
@@ -255,6 +263,7 @@
         showError(error.message);
       }
     } finally {
+      flush();
       running = null;
       const seconds = ((performance.now() - started) / 1000).toFixed(1);
       const made = output.count + (output.count === 1 ? " character" : " characters");
