@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +24,7 @@ import pytest
 
 import charseq
 
-starlette = pytest.importorskip("starlette", reason='the serve extra: pip install -e ".[serve]"')
-uvicorn = pytest.importorskip("uvicorn", reason='the serve extra: pip install -e ".[serve]"')
+pytest.importorskip("starlette", reason='the serve extra: pip install -e ".[serve]"')
 
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
@@ -35,6 +32,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route  # noqa: E402
 
 from charseq.serve.app import render_page  # noqa: E402
+from tests._serve import live_server  # noqa: E402
 
 ATTACK = '<script>alert(1)</script><img src=x onerror="window.pwned = 1">'
 POEM_TAIL = "风吹柳\n"  # what the stand-in writes after each acrostic character
@@ -162,35 +160,10 @@ class StandIn:
         return HTMLResponse(page + f"<p id=n>{len(body['text'])}</p>")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def live(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port in a thread; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def stand_in() -> Iterator[tuple[StandIn, str]]:
     server = StandIn()
-    with live(server.app) as url:
+    with live_server(server.app) as url:
         yield server, url
 
 
@@ -360,7 +333,7 @@ def test_an_api_error_is_shown_with_the_servers_message(browser, stand_in):
 
 def test_the_api_key_is_asked_for_and_sent(browser):
     server = StandIn(key="sesame")
-    with live(server.app) as url:
+    with live_server(server.app) as url:
         browser.get(url)
         wait_for(lambda: browser.find_element("id", "error").is_displayed(), what="the error")
         assert text_of(browser, "error") == (
@@ -441,7 +414,7 @@ def real(tmp_path_factory) -> Iterator[tuple[Any, Any, str]]:
     Pipeline.from_spec(spec, device="cpu").fit(POEMS * 20, out=run)
     models = load_models([f"poems={run}"])
     app = create_app(models, max_new_tokens=100_000)
-    with live(app) as url:
+    with live_server(app) as url:
         yield app.state.service, models["poems"].pipe, url
 
 
