@@ -479,3 +479,19 @@ def test_the_real_score_and_neuron_report(browser, real, tmp_path):
     finally:
         browser.close()
         browser.switch_to.window(page)
+
+
+def test_beam_search_from_the_page_is_the_librarys(browser, real):
+    _, pipe, url = real
+    open_app(browser, url)
+    browser.find_element("css selector", "input[value=beam]").find_element("xpath", "..").click()
+    assert browser.find_element("id", "beams").is_displayed()
+    assert not browser.find_element("id", "temperature").is_displayed()
+    fill(browser, "beams", "3")
+    fill(browser, "prompt", "床前")
+    fill(browser, "length", "40")
+    browser.find_element("id", "generate").click()
+    wait_for(lambda: state(browser) == "idle" and generated(browser), what="the beams' text")
+    sampler = {"name": "beam", "num_beams": 3}
+    assert generated(browser) == pipe.generate("床前", max_new_tokens=40, sampler=sampler)
+    assert errors(browser) == []

@@ -231,6 +231,9 @@
     const lines = acrostic.length && $("acrostic-end").checked ? acrostic.length : 0;
 
     resetOutput(prime);
+    if (window.matchMedia("(max-width: 820px)").matches) { // one column: show where it goes
+      $("output").scrollIntoView({ block: "nearest", behavior: "smooth" });
+    }
     const controller = new AbortController();
     running = controller;
     setState("generating", "generating\u2026");
