@@ -6,7 +6,9 @@ Routes:
 - ``GET /``: the page. The app reads ``charseq/serve/page.html`` (package data) and replaces
   ``<!--script-->`` in it with the text of ``charseq/serve/page.js`` and ``<!--script_hash-->``
   with that script's ``sha256-...`` digest, for a Content-Security-Policy that allows only that
-  inline script (as the report page of ``charseq inspect --html`` does). Until the page exists a
+  inline script (as the report page of ``charseq inspect --html`` does), and
+  ``<!--report_hash-->`` with the digest of the report's script (the report the page opens from
+  a Blob URL inherits the page's policy). Until the page exists a
   placeholder says so.
 - ``GET /healthz``: ``{"status": "ok", "models": [names]}``.
 - ``GET /v1/models``: OpenAI's model list, each model's ``charseq`` object beside
@@ -456,8 +458,19 @@ def render_page() -> str:
     html = template.read_text("utf-8")
     script_file = files.joinpath("page.js")
     script = script_file.read_text("utf-8") if script_file.is_file() else ""
-    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
-    return html.replace("<!--script_hash-->", f"sha256-{digest}").replace("<!--script-->", script)
+    # The neuron report opens from a Blob URL made by the page, so it runs under the page's
+    # Content-Security-Policy as well as its own: the page's allows the report's script too.
+    report = resources.files("charseq.inspect").joinpath("report.js").read_text("utf-8")
+    return (
+        html.replace("<!--script_hash-->", _sha256(script))
+        .replace("<!--report_hash-->", _sha256(report))
+        .replace("<!--script-->", script)
+    )
+
+
+def _sha256(script: str) -> str:
+    """A script's digest as a Content-Security-Policy source: ``sha256-<base64>``."""
+    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
 
 
 # -- the app -------------------------------------------------------------------------------------
