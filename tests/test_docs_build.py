@@ -45,6 +45,10 @@ def test_docs_build_without_warnings(tmp_path):
     neurons = (tmp_path / "html" / "tutorial" / "what-the-neurons-learn.html").read_text("utf-8")
     assert neurons.count('<div class="charseq-unit">') == 2, "the line-position and quote units"
     assert '<table class="charseq-guesses">' in neurons
+    # The poem web app's page shows the served page, screenshotted in headless Chromium by the
+    # page's own code (the test command installs Chromium; without it the page prints a note).
+    app = (tmp_path / "html" / "tutorial" / "a-poem-web-app.html").read_text("utf-8")
+    assert '<img alt="poem web app" class="charseq-figure" src="data:image/png;base64,' in app
     # The drawings (docs/_ext/charseq_drawings.py) are drawn by the build, as SVG.
     for page in ("hello-by-hand", "inside-the-cells", "sequence-types"):
         html = (tmp_path / "html" / "tutorial" / f"{page}.html").read_text("utf-8")
