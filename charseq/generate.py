@@ -43,6 +43,9 @@ class Decoder:
 
     Attributes:
         on_token: called by :meth:`emit` with each step's chosen ids ``(B,)``, or ``None``.
+        on_advance: called with no arguments before each :meth:`advance`, or ``None``; what
+            it raises ends the generation (how a stream stops a search sampler, which emits
+            nothing until its end).
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class Decoder:
         self.constraints = constraints
         self.logits = logits  # (B, V)
         self.on_token: Callable[[Tensor], None] | None = None
+        self.on_advance: Callable[[], None] | None = None
         self.sampler_name = "the sampler"
         self._step = model.inference_step()  # built once: the weights stay as they are
         self._strayed: Tensor | None = None  # () bool: a chosen id was forbidden (see check)
@@ -134,6 +138,8 @@ class Decoder:
 
     def advance(self, ids: Tensor) -> None:
         """Feed one id per sequence (shape ``(B,)``); updates :attr:`logits`."""
+        if self.on_advance is not None:
+            self.on_advance()
         checked = ids is self._checked  # already by emit
         if ids.dim() != 1:
             ids = ids.view(-1)  # (B, 1) -> (B,)
@@ -219,6 +225,7 @@ def generate_ids(
     *,
     constraints: CompiledConstraints | None = None,
     on_token: Callable[[Tensor], None] | None = None,
+    on_advance: Callable[[], None] | None = None,
 ) -> SamplerOutput:
     """Run ``sampler`` after ``prime`` for ``num_samples`` sequences in one batch.
 
@@ -227,10 +234,12 @@ def generate_ids(
             :mod:`charseq.constraints`); the returned ids are not cut at stop strings (the
             caller cuts the decoded text).
         on_token: called with each step's ids ``(B,)`` as a token-by-token sampler chooses them.
+        on_advance: called before every step the decoder takes (see :class:`Decoder`).
     """
     with evaluating(model):
         decoder = Decoder.from_prime(model, prime, num_samples, constraints)
         decoder.on_token = on_token
+        decoder.on_advance = on_advance
         decoder.sampler_name = sampler_name(sampler)
         out = sampler.sample(decoder, max_new_tokens, generator)
         decoder.check()

@@ -35,9 +35,13 @@ class Generation:
     batch: int
 
     def run(
-        self, max_new_tokens: int, on_token: Callable[[torch.Tensor], None] | None = None
+        self,
+        max_new_tokens: int,
+        on_token: Callable[[torch.Tensor], None] | None = None,
+        on_advance: Callable[[], None] | None = None,
     ) -> SamplerOutput:
-        """Generate ``max_new_tokens`` ids per sequence; ``on_token`` sees each step's ids."""
+        """Generate ``max_new_tokens`` ids per sequence; ``on_token`` sees each step's ids,
+        ``on_advance`` is called before each step (what it raises ends the run)."""
         return generate_ids(
             self.model,
             self.prime_ids,
@@ -47,6 +51,7 @@ class Generation:
             self.generator,
             constraints=self.constraints,
             on_token=on_token,
+            on_advance=on_advance,
         )
 
 
@@ -119,17 +124,27 @@ class _TextStream:
         return final[len(sent) :] if final.startswith(sent) else final
 
 
-def stream_text(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) -> Iterator[str]:
+def stream_text(
+    job: Generation,
+    tokenizer: Tokenizer,
+    max_new_tokens: int,
+    cancel: threading.Event | None = None,
+) -> Iterator[str]:
     """Run ``job`` and yield its text in pieces; joined, they equal the generated text.
 
     A token sampler whose ``sample`` is :class:`~charseq.interfaces.TokenSampler`'s runs its
     :meth:`~charseq.interfaces.TokenSampler.steps` here, one step per id, with no thread. Any
     other sampler runs in a worker thread and its ids arrive through ``Decoder.emit``.
+
+    ``cancel``, once set (from any thread), ends the stream at the generation's next step, with
+    no further piece: how a caller stops a search sampler (beam), which yields only at its end,
+    while it waits for that piece.
     """
+    cancel = threading.Event() if cancel is None else cancel
     sampler = job.sampler
     if isinstance(sampler, TokenSampler) and type(sampler).sample is TokenSampler.sample:
-        return _stream_steps(job, tokenizer, max_new_tokens)
-    return _stream_thread(job, tokenizer, max_new_tokens)
+        return _stream_steps(job, tokenizer, max_new_tokens, cancel)
+    return _stream_thread(job, tokenizer, max_new_tokens, cancel)
 
 
 _set_grad_enabled = torch._C._set_grad_enabled
@@ -137,7 +152,9 @@ _set_grad_enabled = torch._C._set_grad_enabled
 character here)."""
 
 
-def _stream_steps(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) -> Iterator[str]:
+def _stream_steps(
+    job: Generation, tokenizer: Tokenizer, max_new_tokens: int, cancel: threading.Event
+) -> Iterator[str]:
     model = job.model
     with evaluating(model):
         with torch.no_grad():
@@ -152,6 +169,8 @@ def _stream_steps(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) ->
                 ids = next(steps, None)
             finally:
                 _set_grad_enabled(caller_grad)
+            if cancel.is_set():
+                return
             if ids is None:
                 break
             if job.constraints is not None:  # checked before its text goes out
@@ -167,18 +186,22 @@ def _stream_steps(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) ->
             yield rest
 
 
-def _stream_thread(job: Generation, tokenizer: Tokenizer, max_new_tokens: int) -> Iterator[str]:
+def _stream_thread(
+    job: Generation, tokenizer: Tokenizer, max_new_tokens: int, cancel: threading.Event
+) -> Iterator[str]:
     pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
-    cancel = threading.Event()
 
-    def on_token(ids: torch.Tensor) -> None:
+    def stop_if_cancelled() -> None:  # before every step: a beam emits nothing till its end
         if cancel.is_set():
             raise _Cancelled
+
+    def on_token(ids: torch.Tensor) -> None:
+        stop_if_cancelled()
         pieces.put(("id", int(ids[0])))
 
     def work() -> None:
         try:
-            out = job.run(max_new_tokens, on_token)
+            out = job.run(max_new_tokens, on_token, on_advance=stop_if_cancelled)
             pieces.put(("done", out.ids[0].tolist()))
         except _Cancelled:
             pieces.put(("cancelled", None))

@@ -9,6 +9,7 @@ request (:mod:`charseq.requests`) and hands it to the module that owns the work
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -125,6 +126,7 @@ class TextMethods:
         allowed: str | None = None,
         acrostic: str | None = None,
         unknown: str | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[str]:
         """Like :meth:`generate` for one sample, but yield the text in pieces as it is made.
 
@@ -132,12 +134,16 @@ class TextMethods:
         :meth:`generate` returns with the same arguments and seed; closing the iterator early
         stops generation at the next token. How pieces are cut (a token each, stop strings
         held back, beam search in one piece) is in ``docs/how-to/generate.md``.
+
+        ``cancel``: an event that, once set from any thread, ends the stream at the next step
+        with no further piece, also while a search sampler (beam), which yields only at its
+        end, is still working (a server sets it when its client goes away).
         """
         request = GenerationRequest(
             prime=prime, max_new_tokens=max_new_tokens, sampler=sampler, seed=seed, stop=stop,
             allowed=allowed, acrostic=acrostic, unknown=unknown,
         )  # fmt: skip
-        return stream_text(self._prepare(request), self.tokenizer, max_new_tokens)
+        return stream_text(self._prepare(request), self.tokenizer, max_new_tokens, cancel)
 
     def _prepare(self, request: GenerationRequest) -> Generation:
         sampler = functools.partial(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
@@ -80,6 +81,25 @@ def test_closing_a_stream_early_stops_its_worker(pipe):
     first = next(stream)
     stream.close()
     assert len(first) == 1 and threading.active_count() == before
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_a_cancel_event_ends_a_stream_at_its_next_step(pipe, sampler, monkeypatch):
+    # a beam search yields only at its end, so a consumer waiting for that piece cannot close
+    # the stream: setting the event (here from another thread) must stop it within a step
+    steps = []
+    advance = Decoder.advance
+    monkeypatch.setattr(Decoder, "advance", lambda self, ids: (steps.append(1), advance(self, ids)))
+    cancel = threading.Event()
+    stream = pipe.stream("the ", 100_000, sampler=sampler, cancel=cancel)
+    threading.Timer(0.3, cancel.set).start()
+    pieces = list(stream)  # ends, with no piece after the cancel
+    taken = len(steps)
+    assert 0 < taken < 100_000 and len("".join(pieces)) <= taken + 1
+    if sampler == SAMPLERS[2]:
+        assert pieces == []  # the beam's one piece never came
+    time.sleep(0.1)
+    assert len(steps) == taken  # nothing runs on after it
 
 
 def test_a_byte_tokenizer_streams_whole_characters():

@@ -84,3 +84,30 @@ def test_a_client_that_goes_away_stops_its_generation(server, models, monkeypatc
             server + "/v1/completions", json={**body, "stream": False, "max_tokens": 5}
         )
     assert after.status_code == 200
+
+
+def test_a_client_that_leaves_a_beam_search_stops_it(server, models, monkeypatch):
+    # a beam search yields its one piece only at its end: nothing reaches the client before it
+    # goes away, and the server's cancel must still end the search within a step
+    from charseq.generate import Decoder
+
+    steps = []
+    advance = Decoder.advance
+    monkeypatch.setattr(Decoder, "advance", lambda self, ids: (steps.append(1), advance(self, ids)))
+    body = {"model": "tiny", "prompt": "the ", "max_tokens": 2000, "stream": True,
+            "sampler": {"name": "beam", "num_beams": 32}}  # fmt: skip
+    url = server + "/v1/completions"
+    with httpx.Client(timeout=10) as http, http.stream("POST", url, json=body) as response:
+        assert response.status_code == 200
+        time.sleep(0.1)  # the search is under way; then the client closes the connection
+    deadline = time.monotonic() + 10
+    while True:  # the steps stop growing once the search has been cancelled
+        before = len(steps)
+        time.sleep(0.3)
+        if len(steps) == before or time.monotonic() > deadline:
+            break
+    assert 0 < len(steps) < 1500, len(steps)  # run to its end, it takes 1999
+    monkeypatch.undo()
+    with httpx.Client(timeout=10) as http:  # its slot is free again (one generation at a time)
+        after = http.post(url, json={**body, "stream": False, "max_tokens": 5})
+    assert after.status_code == 200

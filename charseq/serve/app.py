@@ -70,6 +70,10 @@ STREAM_AHEAD = 4
 """How many pieces a streamed generation may make before the client has been sent them: what
 it runs on after a client goes away, at most."""
 
+HEARTBEAT_SECONDS = 0.25
+"""How long a stream waits with nothing to send before it writes an SSE comment: the server
+notices that a client has gone away only when a write fails."""
+
 
 class Service:
     """What the app serves and how much: the models, the key, the limits."""
@@ -268,8 +272,8 @@ class _StreamWork:
     """A streamed generation in a worker thread, handing its pieces to the event loop.
 
     The thread makes at most :data:`STREAM_AHEAD` pieces more than the client has been sent
-    (``room``), and stops at the next piece once ``cancel`` is set, so a client that goes away
-    stops its generation within a few characters.
+    (``room``), and ``cancel`` (set when the client goes away) ends the generation at its next
+    step, a beam search's included (it yields its one piece only at the end).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -290,7 +294,8 @@ class _StreamWork:
 
     def run(self, pipe: Pipeline, req: CompletionRequest) -> None:
         try:
-            pieces = pipe.stream(req.prompt, req.max_tokens, **req.generate_kwargs(pipe))
+            kwargs = req.generate_kwargs(pipe)
+            pieces = pipe.stream(req.prompt, req.max_tokens, cancel=self.cancel, **kwargs)
             tracker = None
             if req.logprobs is not None:
                 tracker = LogprobTracker(pipe, req.prompt, req.logprobs, req.unknown)
@@ -336,7 +341,11 @@ async def _stream_completion(
         text = ""
         try:
             while True:
-                batch = [await work.items.get()]
+                try:
+                    batch = [await asyncio.wait_for(work.items.get(), HEARTBEAT_SECONDS)]
+                except TimeoutError:  # nothing new (a beam search yields only at its end):
+                    yield ": working\n\n"  # an SSE comment, which clients skip; writing it
+                    continue  # is how a client that has gone away is noticed
                 while not work.items.empty():  # join what is ready into one chunk
                     batch.append(work.items.get_nowait())
                 pieces, logprobs, end = [], [], None
