@@ -82,6 +82,11 @@ def write_report(
     return path
 
 
+def csp_hash(script: str) -> str:
+    """A script's digest as a Content-Security-Policy source: ``sha256-<base64>``."""
+    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
+
+
 def render_report(
     acts: Activations,
     *,
@@ -108,11 +113,10 @@ def render_report(
     data = report_data(acts, findings=findings, traces=traces, about=about, max_values=max_values)
     template = resources.files("charseq.inspect").joinpath("report.html").read_text("utf-8")
     script = resources.files("charseq.inspect").joinpath("report.js").read_text("utf-8")
-    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
     title = "charseq report" + (f": {about['model']}" if about and "model" in about else "")
     parts = {
         "title": html.escape(title),
-        "script_hash": f"sha256-{digest}",
+        "script_hash": csp_hash(script),
         "data": embed_json(data),
         "saturation": saturation_svg(saturation) if saturation else _NO_GATES,
         "script": script,

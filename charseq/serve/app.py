@@ -29,9 +29,8 @@ a :class:`~charseq.serve.limits.Limiter`; refusals are OpenAI's error objects
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
+import functools
 import hmac
 import json
 import logging
@@ -48,7 +47,7 @@ from starlette.routing import Route
 
 from charseq.errors import CharseqError
 from charseq.inspect import find_units, gate_saturation
-from charseq.inspect.report import render_report
+from charseq.inspect.report import csp_hash, render_report
 from charseq.pipeline import Pipeline
 from charseq.requests import encode_text
 from charseq.serve import openai_api
@@ -457,9 +456,10 @@ POST /v1/completions, POST /v1/score, POST /v1/inspect, GET /healthz.</p></body>
 """
 
 
+@functools.cache
 def render_page() -> str:
     """The page: ``page.html`` with ``page.js`` inlined, or :data:`PLACEHOLDER` until it is
-    written."""
+    written. Built once: its files are package data."""
     files = resources.files("charseq.serve")
     template = files.joinpath("page.html")
     if not template.is_file():
@@ -471,15 +471,10 @@ def render_page() -> str:
     # Content-Security-Policy as well as its own: the page's allows the report's script too.
     report = resources.files("charseq.inspect").joinpath("report.js").read_text("utf-8")
     return (
-        html.replace("<!--script_hash-->", _sha256(script))
-        .replace("<!--report_hash-->", _sha256(report))
+        html.replace("<!--script_hash-->", csp_hash(script))
+        .replace("<!--report_hash-->", csp_hash(report))
         .replace("<!--script-->", script)
     )
-
-
-def _sha256(script: str) -> str:
-    """A script's digest as a Content-Security-Policy source: ``sha256-<base64>``."""
-    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
 
 
 # -- the app -------------------------------------------------------------------------------------
