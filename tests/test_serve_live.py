@@ -74,9 +74,13 @@ def test_a_client_that_goes_away_stops_its_generation(server, models, monkeypatc
         received = [line for line, _ in zip(lines, range(6), strict=False) if line]
     # leaving the block closed the connection, after a few characters
     sent = sum(len(events(line + "\n\n")[0]["choices"][0]["text"]) for line in received)
+    assert sent >= 1
     assert counting.closed.wait(10), "the generation was not stopped"
     time.sleep(0.2)
-    assert 1 <= counting.pulled <= sent + STREAM_AHEAD + 4, (counting.pulled, sent)
+    # The server learns that the client has gone only when a write fails: the events it wrote
+    # into the socket before then (which the client never read) and STREAM_AHEAD pieces more
+    # are made; 10-25 pieces here. Run to its end, the generation makes 2000.
+    assert sent <= counting.pulled <= 100 + STREAM_AHEAD, (counting.pulled, sent)
     # its slot is free again (the server runs one generation at a time): the next one runs
     monkeypatch.undo()
     with httpx.Client(timeout=10) as http:
