@@ -66,6 +66,18 @@ def charseq_register_samplers(registry: Registrar) -> None:
 
 
 @hookspec
+def charseq_register_constraints(registry: Registrar) -> None:
+    """Register generation constraints: ``registry.add(name, factory, options=OptionsClass)``.
+
+    ``factory(**options)`` returns a :class:`charseq.constraints.Constraint`; a caller names it
+    in ``Pipeline.generate(..., constraints=[name or table])`` and ``charseq sample
+    --constraint``.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
 def charseq_register_detectors(registry: Registrar) -> None:
     """Register feature detectors: ``registry.add(name, detector, options=OptionsClass)``.
 
@@ -83,7 +95,9 @@ HOOKS = {
     "cell": "charseq_register_cells",
     "optimizer": "charseq_register_optimizers",
     "sampler": "charseq_register_samplers",
+    "constraint": "charseq_register_constraints",
     "detector": "charseq_register_detectors",
 }
 """Which hook registers each kind: the pipeline's kinds (:data:`charseq.interfaces.KINDS`),
-then the kinds a pipeline does not use (detectors, for :mod:`charseq.inspect`)."""
+then the kinds a pipeline does not use (constraints, for generation; detectors, for
+:mod:`charseq.inspect`)."""

@@ -67,7 +67,8 @@ __all__ = [
 
 REGISTRY_KINDS: tuple[str, ...] = tuple(hookspecs.HOOKS)
 """Every kind the registry holds: the pipeline's (:data:`charseq.interfaces.KINDS`, the sections
-of a spec and of a checkpoint's plugin record), then ``detector`` (:mod:`charseq.inspect`)."""
+of a spec and of a checkpoint's plugin record), then ``constraint`` (generation) and ``detector``
+(:mod:`charseq.inspect`)."""
 
 
 @attrs.frozen

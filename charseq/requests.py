@@ -29,13 +29,19 @@ from charseq.checks import (
     require_str,
     short_repr,
 )
-from charseq.constraints import Constraints, GenerationError
+from charseq.constraints import (
+    Constraint,
+    ConstraintChoice,
+    Constraints,
+    GenerationError,
+    build_constraint,
+)
 from charseq.errors import CharseqError, UnknownCharacterError, warn
 from charseq.inspect.activations import Activations, record_activations
 from charseq.interfaces import UNKNOWN_POLICIES, Sampler, Tokenizer
 from charseq.model import CharModel
 from charseq.plugin_records import OWN_SAMPLER, StandIns
-from charseq.registry import Registry
+from charseq.registry import Registry, get_registry
 from charseq.scoring import Score, evaluate_ids, score_ids
 from charseq.spec import PipelineSpec
 from charseq.streaming import Generation
@@ -63,6 +69,9 @@ class GenerationRequest:
     stop: str | Sequence[str] | None = None
     allowed: str | None = None
     acrostic: str | None = None
+    acrostic_after: str | None = None
+    form: str | None = None
+    constraints: Sequence[ConstraintChoice] = ()
     unknown: str | None = None
 
     def prepare(
@@ -73,12 +82,14 @@ class GenerationRequest:
         device: torch.device,
         normalize: str | None,
         resolve_sampler: Callable[[SamplerChoice], Sampler],
+        registry: Registry | None = None,
     ) -> Generation:
         """Check the request and prepare it, before any generation: the prime encoded (as the
-        corpus was normalised), the sampler resolved, the constraints compiled.
+        corpus was normalised), the sampler resolved, the constraints built (plugins from
+        ``registry``) and compiled.
 
         Raises:
-            GenerationError: a bad length, count, seed, prime or sampler.
+            GenerationError: a bad length, count, seed, prime, sampler or constraint.
             UnknownCharacterError: the prime has characters outside the vocabulary and the
                 policy is ``"error"``.
         """
@@ -94,7 +105,14 @@ class GenerationRequest:
         prime_ids = encode_text(
             tokenizer, self.prime, what="the prime", unknown=self.unknown, normalize=normalize
         )
-        constraints = Constraints(stop=self.stop, allowed=self.allowed, acrostic=self.acrostic)
+        constraints = Constraints(
+            stop=self.stop,
+            allowed=self.allowed,
+            acrostic=self.acrostic,
+            acrostic_after=self.acrostic_after,
+            form=self.form,
+            extra=self._extra_constraints(registry),
+        )
         compiled = constraints.compile(tokenizer, self.prime) if constraints.active else None
         generator = None
         if self.seed is not None:
@@ -105,9 +123,23 @@ class GenerationRequest:
             sampler,
             generator,
             compiled,
-            constraints.stop,
             batch,
         )
+
+    def _extra_constraints(self, registry: Registry | None) -> list[Constraint]:
+        choices = self.constraints
+        if isinstance(choices, str | Mapping | Constraint):
+            choices = [choices]  # one constraint, not a list of them
+        if not isinstance(choices, Sequence):
+            raise GenerationError(
+                "constraints must be a list of constraints (names, tables or Constraint "
+                f"objects), got {type(choices).__name__}"
+            )
+        registry = get_registry(registry) if choices else registry
+        return [
+            build_constraint(choice, registry, f"constraints[{i}]")  # type: ignore[arg-type]
+            for i, choice in enumerate(choices)
+        ]
 
     def _check(self) -> None:
         require_int(self.max_new_tokens, "max_new_tokens", error=GenerationError)

@@ -16,7 +16,8 @@ from typing import Any
 import attrs
 import torch
 
-from charseq.constraints import CompiledConstraints, apply_stop, cut_at_stop, held_back
+from charseq.constraints import CompiledConstraint, CompiledConstraints, cut_at_stop, held_back
+from charseq.constraints.builtin import CompiledStop
 from charseq.generate import Decoder, generate_ids, sampler_name
 from charseq.interfaces import Sampler, SamplerOutput, Tokenizer, TokenSampler
 from charseq.model import CharModel, evaluating
@@ -31,8 +32,11 @@ class Generation:
     sampler: Sampler
     generator: torch.Generator | None
     constraints: CompiledConstraints | None
-    stop: tuple[str, ...]
     batch: int
+
+    def cut(self, text: str) -> str:
+        """A generated text cut where the constraints end it (a stop string, a filled form)."""
+        return text if self.constraints is None else self.constraints.cut(text)
 
     def run(
         self,
@@ -61,11 +65,18 @@ class _Cancelled(Exception):
 
 class _TextStream:
     """Turns ids into text pieces: waits out incomplete multi-byte characters, holds back text
-    that could begin a stop string, and cuts at the first stop string."""
+    that could begin a stop string, and cuts where the constraints end the text."""
 
-    def __init__(self, tokenizer: Tokenizer, stop: tuple[str, ...]) -> None:
+    def __init__(self, tokenizer: Tokenizer, constraints: CompiledConstraints | None) -> None:
         self.tokenizer = tokenizer
+        self.constraints = constraints
+        stop = constraints.stop if constraints is not None else ()
         self.stop = stop
+        self.enders = [  # the constraints other than stop strings that end a text (a form)
+            part
+            for part in (constraints.parts if constraints is not None else ())
+            if not isinstance(part, CompiledStop) and type(part).end is not CompiledConstraint.end
+        ]
         self.longest = max((len(s) for s in stop), default=0)
         self.pending: list[int] = []
         self.ids: list[int] = []  # every id pushed
@@ -99,18 +110,25 @@ class _TextStream:
             if decoded.endswith("\ufffd") and len(self.pending) < 4:
                 return ""  # perhaps the first bytes of a character
             self.pending = []
-        if not self.stop:  # nothing to hold back or cut
+        if not self.stop and not self.enders:  # nothing to hold back or cut
             self.pieces.append(decoded)
             self.sent_len += len(decoded)
             return decoded
         before = len(self.text)
         self.text += decoded
-        end = cut_at_stop(self.text, self.stop, max(0, before - self.longest + 1))
+        end = None
+        if self.stop:
+            end = cut_at_stop(self.text, self.stop, max(0, before - self.longest + 1))
+        for part in self.enders:
+            found = part.end(self.text)
+            if found is not None and (end is None or found < end):
+                end = found
         if end is not None:
             self.stopped = True
             safe = end
         else:
-            safe = len(self.text) - held_back(self.text[-self.longest :], self.stop)
+            held = held_back(self.text[-self.longest :], self.stop) if self.stop else 0
+            safe = len(self.text) - held
         piece = self.text[self.sent_len : safe] if safe > self.sent_len else ""
         self.pieces.append(piece)
         self.sent_len += len(piece)
@@ -118,8 +136,10 @@ class _TextStream:
 
     def finish(self, ids: list[int] | None = None) -> str:
         """The text not yet sent once generation has ended with ``ids`` (default: the ids
-        pushed): held-back text and incomplete characters, cut at the first stop string."""
-        final = apply_stop(self.tokenizer.decode(self.ids if ids is None else ids), self.stop)
+        pushed): held-back text and incomplete characters, cut where the constraints end it."""
+        final = self.tokenizer.decode(self.ids if ids is None else ids)
+        if self.constraints is not None:
+            final = self.constraints.cut(final)
         sent = self.sent
         return final[len(sent) :] if final.startswith(sent) else final
 
@@ -161,7 +181,7 @@ def _stream_steps(
             decoder = Decoder.from_prime(model, job.prime_ids, job.batch, job.constraints)
             decoder.sampler_name = sampler_name(job.sampler)
             steps = job.sampler.steps(decoder, max_new_tokens, job.generator)
-        text = _TextStream(tokenizer, job.stop)
+        text = _TextStream(tokenizer, job.constraints)
         while True:
             caller_grad = torch.is_grad_enabled()  # the caller's mode between pieces
             _set_grad_enabled(False)
@@ -210,7 +230,7 @@ def _stream_thread(
 
     worker = threading.Thread(target=work, name="charseq-stream", daemon=True)
     worker.start()
-    text = _TextStream(tokenizer, job.stop)
+    text = _TextStream(tokenizer, job.constraints)
     try:
         while True:
             kind, value = pieces.get()

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from charseq.constraints import apply_stop
+from charseq.constraints import ConstraintChoice
 from charseq.errors import CharseqError
 from charseq.inspect.activations import Activations
 from charseq.interfaces import Tokenizer
@@ -75,6 +75,9 @@ class TextMethods:
         stop: str | Sequence[str] | None = None,
         allowed: str | None = None,
         acrostic: str | None = None,
+        acrostic_after: str | None = None,
+        form: str | None = None,
+        constraints: Sequence[ConstraintChoice] = (),
         unknown: str | None = None,
     ) -> str | list[str]:
         """Continue ``prime`` by up to ``max_new_tokens`` tokens.
@@ -97,7 +100,16 @@ class TextMethods:
             stop: stop string(s): each text ends just after the first one it produces (the stop
                 string is included, as in Hugging Face's ``stop_strings``).
             allowed: the only characters that may be generated.
-            acrostic: force the first character of each line, in order.
+            acrostic: force the first character of each line, in order (of each clause, with
+                ``acrostic_after``).
+            acrostic_after: the characters after which the next acrostic head is due, e.g.
+                ``"，。:"`` for the clauses of Chinese verse (``:`` ends tensorflow_poems'
+                titles); default a newline, or with ``form`` its clause ends.
+            form: a verse form the text fills and ends with: ``"wujue"``, ``"qijue"``,
+                ``"wulv"``, ``"qilv"``, or a template of free (``?``) and fixed characters
+                (:mod:`charseq.constraints.forms`).
+            constraints: more constraints: registered names (``"my_rhyme"``), tables with a
+                name and options, or :class:`~charseq.constraints.Constraint` objects.
             unknown: ``"error"``, ``"skip"`` or ``"replace"``: override the tokenizer's policy
                 for characters of the prime outside the vocabulary.
 
@@ -108,11 +120,12 @@ class TextMethods:
         request = GenerationRequest(
             prime=prime, max_new_tokens=max_new_tokens, sampler=sampler, seed=seed,
             num_samples=1 if num_samples is None else num_samples, stop=stop, allowed=allowed,
-            acrostic=acrostic, unknown=unknown,
+            acrostic=acrostic, acrostic_after=acrostic_after, form=form, constraints=constraints,
+            unknown=unknown,
         )  # fmt: skip
         job = self._prepare(request)
         out = job.run(max_new_tokens)
-        texts = [apply_stop(self.tokenizer.decode(row.tolist()), job.stop) for row in out.ids]
+        texts = [job.cut(self.tokenizer.decode(row.tolist())) for row in out.ids]
         return texts if num_samples is not None or len(texts) > 1 else texts[0]
 
     def stream(
@@ -125,6 +138,9 @@ class TextMethods:
         stop: str | Sequence[str] | None = None,
         allowed: str | None = None,
         acrostic: str | None = None,
+        acrostic_after: str | None = None,
+        form: str | None = None,
+        constraints: Sequence[ConstraintChoice] = (),
         unknown: str | None = None,
         cancel: threading.Event | None = None,
     ) -> Iterator[str]:
@@ -141,7 +157,8 @@ class TextMethods:
         """
         request = GenerationRequest(
             prime=prime, max_new_tokens=max_new_tokens, sampler=sampler, seed=seed, stop=stop,
-            allowed=allowed, acrostic=acrostic, unknown=unknown,
+            allowed=allowed, acrostic=acrostic, acrostic_after=acrostic_after, form=form,
+            constraints=constraints, unknown=unknown,
         )  # fmt: skip
         return stream_text(self._prepare(request), self.tokenizer, max_new_tokens, cancel)
 
@@ -151,7 +168,7 @@ class TextMethods:
         )
         return request.prepare(
             self._require_model(), self.tokenizer, device=self.device, normalize=self.normalize,
-            resolve_sampler=sampler,
+            resolve_sampler=sampler, registry=self.registry,
         )  # fmt: skip
 
     def sampler_section(self) -> dict[str, Any]:

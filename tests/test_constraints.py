@@ -136,7 +136,9 @@ def test_bad_constraints_get_specific_errors_before_generation(pipe, kwargs, mes
 
 def test_constraints_compile_to_ids(pipe):
     compiled = Constraints(stop=("at",), allowed="ta\n", acrostic="ta").compile(pipe.tokenizer, "x")
-    assert compiled.stop_ids == [pipe.tokenizer.encode("at")]
-    assert int(compiled.allowed.sum()) == 3 and not compiled.line_start
-    assert compiled.pieces == [pipe.tokenizer.encode("t"), pipe.tokenizer.encode("a")]
+    allowed, stop, acrostic = compiled.parts  # checked in this order
+    assert stop.ids == [pipe.tokenizer.encode("at")] and compiled.stop == ("at",)
+    assert int(allowed.ids.sum()) == 3 and not acrostic.at_start
+    assert acrostic.pieces == [pipe.tokenizer.encode("t"), pipe.tokenizer.encode("a")]
+    assert acrostic.after == pipe.tokenizer.encode("\n")
     assert not Constraints().active and Constraints(stop="x").stop == ("x",)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from charseq import Pipeline
 from charseq.builtins.tokenizers import ByteTokenizer, UnknownCharacterError
-from charseq.constraints import GenerationError, apply_stop
+from charseq.constraints import Constraints, GenerationError, apply_stop
 from charseq.generate import STEPPED_PRIME, Decoder, generate_ids
 from charseq.interfaces import Sampler, SamplerOutput, TokenSampler
 from charseq.pipeline import MAX_NEW_TOKENS
@@ -120,7 +120,7 @@ def test_streamed_bytes_join_to_their_decoding(ids, stop):
     """Whatever bytes a model writes (halves of characters, invalid sequences), the pieces are
     the decoded text, cut at a stop string, never text sent twice or taken back."""
     tokenizer = ByteTokenizer()
-    stream = _TextStream(tokenizer, stop)
+    stream = _TextStream(tokenizer, Constraints(stop=stop).compile(tokenizer) if stop else None)
     pieces = []
     for token in ids:
         pieces.append(stream.push(token))
@@ -190,7 +190,6 @@ def test_max_new_tokens_of_another_type(pipe, bad, named):
 
 def test_decoder_masks_and_emits_without_the_sampler_knowing(pipe):
     from charseq.builtins.samplers import GreedySampler
-    from charseq.constraints import Constraints
 
     compiled = Constraints(allowed="at").compile(pipe.tokenizer)
     seen = []
@@ -209,8 +208,6 @@ def test_decoder_masks_and_emits_without_the_sampler_knowing(pipe):
 def test_decoder_reorders_logits_state_and_constraints_together(pipe):
     """Reordered rows (taken lazily) read back as the rows asked for, after two reorders in a
     row, under constraints, and a step after a reorder starts from the reordered states."""
-    from charseq.constraints import Constraints
-
     compiled = Constraints(allowed="at").compile(pipe.tokenizer)
     prime = torch.tensor(pipe.tokenizer.encode("the "))
     decoder = Decoder.from_prime(pipe.model, prime, 3, compiled)

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from charseq.constraints import CompiledConstraints
+from charseq.constraints.builtin import CompiledAllowed
 from charseq.testing._base import CheckSkipped, Subject, assert_close, register_check, require
 from charseq.testing._sampler_harness import (
     EMPTY,
@@ -155,7 +156,7 @@ def check_masked_ids_never_sampled(subject: Subject) -> None:
             tiny_model(),
             steps,
             num_samples=batch,
-            constraints=CompiledConstraints(allowed=only),
+            constraints=CompiledConstraints((CompiledAllowed(only),), VOCAB_SIZE),
         )
 
 
