@@ -177,14 +177,14 @@ class Decoder:
 
         Raises:
             GenerationError: naming the sampler; the decoder does not trust samplers with
-                ``allowed=`` or an acrostic.
+                constraints.
         """
         if self._strayed is not None and bool(self._strayed):
             raise GenerationError(
                 f"the sampler {self.sampler_name} chose ids whose logits the constraints "
-                "(allowed=, acrostic=) had set to -inf, so the text breaks them: the sampler "
-                "is at fault. A sampler must choose among the ids with a finite logit in "
-                "decoder.logits (softmax turns -inf into probability 0); "
+                "(allowed=, acrostic=, form=, a plugin's) had set to -inf, so the text breaks "
+                "them: the sampler is at fault. A sampler must choose among the ids with a "
+                "finite logit in decoder.logits (softmax turns -inf into probability 0); "
                 "charseq.testing.check_masked_ids_never_sampled catches this in the "
                 "sampler's own tests"
             )

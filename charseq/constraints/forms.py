@@ -2,16 +2,22 @@
 
 A template such as ``?????，?????。?????，?????。`` (a five-character quatrain, 五言絕句) holds
 free places (``?``) and fixed characters (here the clause ends ``，`` and ``。``). The ``form``
-constraint forces each fixed character in its place and lets a free place take any character of
-the vocabulary except the template's fixed characters and a newline (so that a clause can neither
-end early nor run on); the text ends when the template is filled. Lines of a fixed length in any
-script come from the same template (``"????????????????????\\n" * 4``).
+constraint forces each fixed character in its place and the text ends when the template is
+filled. What a free place takes (:func:`free_char`) depends on the form:
+
+- in a named form (Chinese verse), a letter: no punctuation, symbol or space, so that a clause
+  neither ends early nor holds a title's ``:``;
+- in a template of one's own, any character but the template's fixed ones and a newline, so
+  that lines of a fixed length in any script, spaces and commas included, come from the same
+  template (``"????????????????????\\n" * 4``).
 
 With an acrostic, a head takes the first free place of its clause (see
 :class:`~charseq.constraints.builtin.Acrostic`): the form checks that every head has one.
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 import attrs
 import torch
@@ -64,18 +70,27 @@ def template_of(form: str) -> str:
     )
 
 
+def free_char(char: str, form: str) -> bool:
+    """Whether ``char`` may fill a free place of ``form`` (a name or a template)."""
+    if form in FORMS:
+        return unicodedata.category(char)[0] in "LN"  # a letter or a numeral
+    return char != "\n" and char not in fixed_chars(form)
+
+
 def fixed_chars(template: str) -> str:
     """The template's fixed characters, each once, in order."""
     return "".join(dict.fromkeys(c for c in template if c != FREE))
 
 
-def fits(text: str, template: str) -> bool:
-    """Whether ``text`` fills ``template`` exactly: the fixed characters in their places, and
-    in each free place a character that is neither fixed in the template nor a newline."""
+def fits(text: str, form: str) -> bool:
+    """Whether ``text`` fills ``form`` (a name or a template) exactly: the fixed characters in
+    their places, and in each free place a character that may fill it (:func:`free_char`)."""
+    template = template_of(form)
     if len(text) != len(template):
         return False
-    fixed = set(fixed_chars(template)) | {"\n"}
-    return all(c not in fixed if t == FREE else c == t for c, t in zip(text, template, strict=True))
+    return all(
+        free_char(c, form) if t == FREE else c == t for c, t in zip(text, template, strict=True)
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -103,7 +118,7 @@ class Form(Constraint):
         return f"the form {self.form!r}" if self.form in FORMS else "the form's template"
 
     def permits(self, char: str) -> bool:
-        return char != "\n" or "\n" in self.template
+        return char in self.template or free_char(char, self.form)
 
     def compile(self, context: ConstraintContext) -> CompiledForm:
         template = self.template
@@ -116,10 +131,12 @@ class Form(Constraint):
                     f"{self.name} needs {describe_char(char)}, which {refusing.label} does not "
                     "permit: the template could never be filled"
                 )
-        free = self._free_ids(context, fixed)
-        for other in context.constraints:
-            if isinstance(other, Acrostic):
-                self._check_heads(other, context, template)
+        acrostics = [c for c in context.constraints if isinstance(c, Acrostic)]
+        for acrostic in acrostics:
+            self._check_heads(acrostic, context, template)
+        # a free place never takes a character after which a head is due (a ':' mid-clause)
+        heads_after = "".join(a.after for a in acrostics if isinstance(a.after, str))
+        free = self._free_ids(context, heads_after)
         table = torch.zeros(len(template) + 1, context.vocab_size, dtype=torch.bool)
         for place, char in enumerate(template):
             if char == FREE:
@@ -129,22 +146,21 @@ class Form(Constraint):
         table[-1] = True  # once filled, the text has ended: the rest is cut
         return CompiledForm(table, len(template))
 
-    def _free_ids(self, context: ConstraintContext, fixed: str) -> list[int]:
-        """The ids that may fill a free place: one character each, not fixed, no newline, that
-        the other constraints permit."""
-        banned = set(fixed) | {"\n"}
+    def _free_ids(self, context: ConstraintContext, banned: str) -> list[int]:
+        """The ids that may fill a free place: one character each (:func:`free_char`), not in
+        ``banned``, that the other constraints permit."""
         free = []
         for i in range(context.vocab_size):
             char = context.tokenizer.decode([i])
-            if char in banned or context.one_id(char) != i:
-                continue  # a fixed character, a newline, or no character of its own (a byte)
-            if context.refusing(char, self) is None:
-                free.append(i)
+            if len(char) != 1 or char in banned or not free_char(char, self.form):
+                continue
+            if context.one_id(char) == i and context.refusing(char, self) is None:
+                free.append(i)  # (a byte of a longer character has no character of its own)
         if not free:
             raise GenerationError(
                 f"{self.name} has free places that no character of the vocabulary can fill "
-                "(every one is fixed in the template, a newline, or refused by the other "
-                "constraints)"
+                "(each is fixed in the template, a newline or punctuation, or refused by the "
+                "other constraints)"
             )
         return free
 
