@@ -38,6 +38,12 @@ class Generation:
         """A generated text cut where the constraints end it (a stop string, a filled form)."""
         return text if self.constraints is None else self.constraints.cut(text)
 
+    def steps(self, max_new_tokens: int) -> int:
+        """How many steps to take for ``max_new_tokens``: no more than the longest text the
+        constraints allow (a form's length), after which every text is cut anyway."""
+        longest = None if self.constraints is None else self.constraints.longest
+        return max_new_tokens if longest is None else min(max_new_tokens, longest)
+
     def run(
         self,
         max_new_tokens: int,
@@ -50,7 +56,7 @@ class Generation:
             self.model,
             self.prime_ids,
             self.sampler,
-            max_new_tokens,
+            self.steps(max_new_tokens),
             self.batch,
             self.generator,
             constraints=self.constraints,
@@ -180,7 +186,7 @@ def _stream_steps(
         with torch.no_grad():
             decoder = Decoder.from_prime(model, job.prime_ids, job.batch, job.constraints)
             decoder.sampler_name = sampler_name(job.sampler)
-            steps = job.sampler.steps(decoder, max_new_tokens, job.generator)
+            steps = job.sampler.steps(decoder, job.steps(max_new_tokens), job.generator)
         text = _TextStream(tokenizer, job.constraints)
         while True:
             caller_grad = torch.is_grad_enabled()  # the caller's mode between pieces

@@ -77,6 +77,12 @@ class CompiledConstraint(abc.ABC):
         ``None`` if this constraint does not end it. The default never ends a text."""
         return None
 
+    @property
+    def longest(self) -> int | None:
+        """The most ids a text can have before this constraint ends it (a form's length), or
+        ``None``; generation takes no more steps. The default sets no bound."""
+        return None
+
 
 class ConstraintTracker(abc.ABC):
     """One generation's progress through a constraint, one row per sequence.

@@ -120,6 +120,11 @@ class CompiledConstraints:
         ends = [end for part in self.parts if (end := part.end(text)) is not None]
         return min(ends, default=None)
 
+    @property
+    def longest(self) -> int | None:
+        """The most ids a text can have before a constraint ends it, or ``None``."""
+        return min((n for part in self.parts if (n := part.longest) is not None), default=None)
+
     def cut(self, text: str) -> str:
         """The generated ``text`` cut where the constraints end it."""
         end = self.end(text)

@@ -207,6 +207,10 @@ class CompiledForm(CompiledConstraint):
     def end(self, text: str) -> int | None:
         return self.length if len(text) >= self.length else None
 
+    @property
+    def longest(self) -> int:
+        return self.length
+
 
 class FormTracker(ConstraintTracker):
     """``place`` is each row's next place in the template ``(B,)``."""
