@@ -108,6 +108,10 @@ def _run_page(app: Any, doctree: nodes.document) -> None:
     namespace: dict[str, Any] = {"__name__": f"docs.{docname.replace('/', '.')}"}
     before, threads = os.getcwd(), torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="charseq-docs-") as work:
+        data = Path(app.srcdir, "data")
+        if data.is_dir():  # docs/data/..., as a reader reads it from the root of a clone
+            Path(work, "docs").mkdir()
+            Path(work, "docs", "data").symlink_to(data, target_is_directory=True)
         os.chdir(work)
         # One thread: the build runs every page in one process, where torch's threads spin
         # against whatever else the machine runs (a page took minutes instead of seconds).
