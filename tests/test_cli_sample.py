@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from charseq.cli import cli
 from tests._cli import SMALL, assert_error_line, run
+from tests._helpers import quatrains
 
 
 @pytest.fixture(scope="module")
@@ -222,28 +223,18 @@ def test_none_is_the_empty_value_the_message_offers(checkpoint, tmp_path, monkey
 
 # -- verse: clause acrostics and forms, on a corpus in tensorflow_poems' format -----------------
 
-HAN = "山水風月花春夏秋冬日雲雨雪江天人家來去不知白青紅金玉長空夜"  # 30 characters
-
 
 @pytest.fixture(scope="module")
 def verse(tmp_path_factory):
-    """A tiny model trained on 40 quatrains as tensorflow_poems writes them, one a line:
-    ``題{i}:`` and four clauses of five characters, ended by ，。，。"""
-    import random
-
+    """A tiny model trained on 40 made-up quatrains in tensorflow_poems' format."""
     from charseq import Pipeline
 
-    rng = random.Random(0)
-    lines = []
-    for i in range(40):
-        clauses = ["".join(rng.choice(HAN) for _ in range(5)) for _ in range(4)]
-        lines.append(f"題{i}:" + "".join(c + p for c, p in zip(clauses, "，。，。", strict=True)))
     spec = {
         "cell": {"hidden_size": 16, "num_layers": 1},
         "model": {"embedding_size": 8},
         "train": {"steps": 10, "batch_size": 4, "seq_len": 16},
     }
-    pipe = Pipeline.from_spec(spec, device="cpu").fit("\n".join(lines) + "\n")
+    pipe = Pipeline.from_spec(spec, device="cpu").fit(quatrains())
     path = tmp_path_factory.mktemp("verse") / "model"
     pipe.save(path)
     return path, Pipeline.load(path, device="cpu")
