@@ -1,8 +1,9 @@
 "use strict";
 // The page of `charseq serve`: pick a model, generate (streamed; an acrostic by line or by
-// clause, a verse form), stop, score a text by surprise and open its neuron report. Everything the server or the model sends is put in the
-// page with textContent or as a text node, never parsed as HTML. API paths are relative, so the
-// page works behind a reverse proxy under any prefix.
+// clause, a verse form), stop, score a text by surprise and open its neuron report. Everything
+// the server or the model sends is put in the page with textContent or as a text node, never
+// parsed as HTML. API paths are relative, so the page works behind a reverse proxy under any
+// prefix.
 (function () {
   const $ = (id) => document.getElementById(id);
   const LN2 = Math.log(2);
@@ -192,11 +193,16 @@
       ? "Optional. The heads open the clauses (a \u85cf\u5934\u8bd7): the first after the " +
         "prime's colon, the rest after each \uff0c or \u3002."
       : "Optional. With an acrostic, the poem starts on a new line after the prime.";
-    const disabled = [...$("form").options].filter((o) => o.disabled).length;
-    const heads = clause ? "; the heads open its clauses." : acrosticChars().length
-      ? "; the heads open its lines (a template with a newline for each line)." : ".";
-    $("form-hint").textContent = form ? "The poem ends when the form is filled" + heads
-      : disabled ? "This model's vocabulary cannot fill the greyed forms." : "";
+    let hint = "";
+    if (form) {
+      hint = "The poem ends when the form is filled";
+      if (clause) hint += "; the heads open its clauses.";
+      else if (acrosticChars().length) hint += "; the heads open its lines (a newline ends each).";
+      else hint += ".";
+    } else if ([...$("form").options].some((o) => o.disabled)) {
+      hint = "This model's vocabulary cannot fill the greyed forms.";
+    }
+    $("form-hint").textContent = hint;
   }
 
   // -- server-sent events: `data: ...` lines, events split by a blank line ---------------------
