@@ -14,6 +14,7 @@ import charseq
 from charseq import Pipeline
 from charseq.constraints import (
     FORMS,
+    ConstraintContext,
     Constraints,
     TextConstraint,
     fits,
@@ -135,7 +136,7 @@ def test_a_template_gives_lines_of_a_fixed_length_in_any_script():
             {"form": "wujue", "acrostic": "春夏秋冬", "acrostic_after": "，"},
             r"4 heads .* room for 2: .* \(the prime does not end with one of them\)",
         ),
-        ({"acrostic_after": "，"}, "acrostic_after needs an acrostic"),
+        ({"acrostic_after": "，"}, "needs acrostic=... \\(the heads"),
         ({"acrostic": "春", "acrostic_after": "，Q"}, r"needs 'Q' \(U\+0051\), which the voc"),
         ({"constraints": ["rhyme"]}, "unknown constraint 'rhyme'"),
         ({"constraints": [{"name": "form", "templat": "x"}]}, r"constraints\[0\].templat"),
@@ -158,9 +159,11 @@ def test_bad_requests_get_specific_errors_before_generation(poet, kwargs, messag
 def test_a_form_is_a_registered_constraint_too(poet):
     by_name = poet.generate("山:", 40, seed=4, constraints=[{"name": "form", "template": "wujue"}])
     assert by_name == poet.generate("山:", 40, seed=4, form="wujue")
-    table = {"name": "acrostic", "heads": "山水", "after": "，。:"}
-    text = poet.generate("山:", 40, seed=4, constraints=["form", table])  # form's default: wujue
-    assert fits(text, FORMS["wujue"]) and [c[0] for c in clauses(text)][:2] == ["山", "水"]
+    for table in ({"name": "acrostic", "heads": "山水", "after": "，。:"}, "acrostic"):
+        if table == "acrostic":  # no after of its own: the heads open the form's clauses
+            table = {"name": "acrostic", "heads": "山水"}
+        text = poet.generate("山:", 40, seed=4, constraints=["form", table])  # form: wujue
+        assert fits(text, FORMS["wujue"]) and [c[0] for c in clauses(text)][:2] == ["山", "水"]
 
 
 class NoRepeat(TextConstraint):
@@ -211,4 +214,7 @@ def test_a_third_party_constraint_registers_through_the_hook(poet):
 def test_the_request_builds_the_constraints_in_order_of_checking(poet):
     parts = Constraints(allowed="春", stop="x", form="wujue", acrostic="春").parts()
     assert [type(p).__name__ for p in parts] == ["Allowed", "Stop", "Form", "Acrostic"]
-    assert parts[-1].after == "，。" and parts[-1].at_start  # the form's clause ends
+    placed = parts[-1].placed(ConstraintContext(poet.tokenizer, "山:", parts))
+    assert placed.after == "，。" and placed.at_start  # the form's clause ends, from its start
+    alone = parts[-1].placed(ConstraintContext(poet.tokenizer, "山:", parts[-1:]))
+    assert alone.after == "\n" and not alone.at_start  # lines; the prime ends mid-line
