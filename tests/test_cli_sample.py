@@ -277,7 +277,7 @@ def test_sample_writes_a_clause_acrostic_in_a_verse_form(verse):
         ),
         (["--form", "?????!?????!"], "needs '!' (U+0021), which the vocabulary cannot write"),
         (["--form", "qijue", "--allowed", "，。"], "free places that no character of the vocab"),
-        (["--acrostic-after", "，"], "--acrostic-after '，' needs --acrostic TEXT (the heads to place)"),
+        (["--acrostic-after", "，"], "--acrostic-after '，' needs --acrostic TEXT"),
         (["--constraint", "rhyme"], "unknown constraint 'rhyme' (available: acrostic, allowed"),
         (["--constraint", "{nope"], "--constraint '{nope' is not JSON"),
         (["--constraint", "{}"], "constraints[0] needs a name"),
