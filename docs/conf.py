@@ -22,7 +22,13 @@ extensions = [
     "charseq_drawings",  # ```{drawing} NAME```: the tutorial's diagrams, drawn at build time
 ]
 source_suffix = {".md": "markdown"}
-exclude_patterns = ["_build", "_ext", "conftest.py", "README.md"]  # README: how to build
+exclude_patterns = [
+    "_build",
+    "_ext",
+    "conftest.py",
+    "README.md",  # how to build
+    "data",  # texts the pages read (a sample of poems) and their SOURCES.md
+]
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3
 # Furo: self-contained (no web fonts, no CDN), and its content column fits a 100-character

@@ -1,6 +1,7 @@
 """The benchmark scripts run (on tiny inputs); the presets are valid specs."""
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,30 @@ def test_the_run_directory_reliability_script_runs(tmp_path):
     failures = ("corrupt", "latest_json_names_missing", "best_unreadable", "run_unreadable")
     assert [kills[key] for key in failures] == [0, 0, 0, 0], kills["errors"]
     assert kills["resume_failures"] == kills["metrics_steps_repeated"] == 0, kills["errors"]
+
+
+def _quatrains(count: int) -> str:
+    """``count`` made-up poems in tensorflow_poems' format (two-character titles, wujue)."""
+    draw = random.Random(0)
+    letters = "春夏秋冬山水風花雪月日夜人心天地江河雲雨"
+    words = lambda k: "".join(draw.choices(letters, k=k))  # noqa: E731
+    return "".join(
+        f"{words(2)}:{words(5)}，{words(5)}。{words(5)}，{words(5)}。\n" for _ in range(count)
+    )
+
+
+def test_the_poems_benchmark_runs(tmp_path):
+    data = tmp_path / "poems.txt"
+    data.write_text(_quatrains(300), "utf-8")
+    settings = ["cell.hidden_size=16", "model.embedding_size=8", "train.batch_size=4"]
+    args = ["--data", str(data), "--seconds", "2", "--samples", "6", "--batch", "3"]
+    (result,) = _json_lines("poems.py", *args, *(f"--set={s}" for s in settings))
+    size = len(data.read_text("utf-8"))
+    assert result["val_chars"] == size - int(size * 0.9) - 1
+    assert result["samples"] == 6 and result["steps"] > 0
+    assert result["form_fit_share"] == result["acrostic_heads_share"] == 1.0
+    assert result["acrostic_fit_share"] == 1.0
+    assert 0 <= result["free_fit_share"] <= 1
+    heads, poem = result["examples"]["acrostic"].split(" ")
+    clauses = poem.split(":")[1].replace("。", "，").split("，")
+    assert "".join(clause[0] for clause in clauses[:4]) == heads
