@@ -11,6 +11,7 @@ ids. A constraint that needs options other than its defaults is checked through 
 them bound::
 
     import functools
+    from charseq.constraints.builtin import allowed
     from charseq.testing import check_component
 
     check_component(functools.partial(allowed, chars="abc "), kind="constraint")
@@ -70,10 +71,11 @@ def check_constraint_api(subject: Subject, *, alphabet: Any = None, primes: Any 
     vocabulary and primes, and its tracker keeps the contract.
 
     ``compile(context)`` returns a ``CompiledConstraint`` whose ``start(B, device)`` returns a
-    ``ConstraintTracker``, for batches of 1 and 3. Over the first steps of a walk,
-    ``mask(logits)`` returns a tensor of the logits' shape and dtype, leaves its argument as it
-    was, keeps the logits of the ids it allows and sets the others to ``-inf``; ``finished`` is
-    ``None`` or ``(B,)`` bool; ``allows`` returns ``(B,)`` bool.
+    ``ConstraintTracker``, for batches of 1 and 3. Over the first steps of a walk (which keeps
+    only its first row at step 2, through ``reorder``), ``mask(logits)`` returns a tensor of the
+    logits' shape and dtype, leaves its argument as it was, keeps the logits of the ids it
+    allows and sets the others to ``-inf``; ``finished`` is ``None`` or ``(B,)`` bool;
+    ``allows`` returns ``(B,)`` bool.
     """
     constraint = subject.build_checked()
     label = getattr(constraint, "label", None)
@@ -85,12 +87,12 @@ def check_constraint_api(subject: Subject, *, alphabet: Any = None, primes: Any 
     for context in kit_contexts(subject, constraint, alphabet, primes):
         compiled = compile_for(constraint, context)
         for batch in (1, BATCH):
-            steps = walk(compiled, context, seed=0, batch=batch, steps=4, reorders=_SAME_ROWS)
+            steps = walk(compiled, context, seed=0, batch=batch, steps=4, reorders=_KEEP_FIRST_ROW)
             for step, tracker in steps:
                 _check_tracker(tracker, context, step)
 
 
-_SAME_ROWS = {2: (0,)}
+_KEEP_FIRST_ROW = {2: (0,)}
 """The API check's walk keeps its first row at step 2 (a batch of 3 becomes one row)."""
 
 
