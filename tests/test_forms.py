@@ -16,6 +16,7 @@ from charseq.constraints import (
     FORMS,
     ConstraintContext,
     Constraints,
+    GenerationError,
     TextConstraint,
     fits,
     template_of,
@@ -174,9 +175,8 @@ class NoRepeat(TextConstraint):
     def __init__(self, length: int = 0) -> None:
         self.length = length
 
-    def allowed_next(self, text, prime):
-        last = (prime + text)[-1:]
-        return "".join(c for c in HANZI + "，。:\n" if c != last)
+    def forbidden_next(self, text, prime):
+        return (prime + text)[-1:]
 
     def done(self, text, prime):
         return 0 < self.length <= len(text)
@@ -218,3 +218,14 @@ def test_the_request_builds_the_constraints_in_order_of_checking(poet):
     assert placed.after == "，。" and placed.at_start  # the form's clause ends, from its start
     alone = parts[-1].placed(ConstraintContext(poet.tokenizer, "山:", parts[-1:]))
     assert alone.after == "\n" and not alone.at_start  # lines; the prime ends mid-line
+
+
+def test_a_text_constraint_that_leaves_nothing_is_named_at_fault(poet):
+    class Nothing(TextConstraint):
+        label = "nothing"
+
+        def allowed_next(self, text, prime):
+            return "" if text else None
+
+    with pytest.raises(GenerationError, match=r"'nothing' leaves no character .* allowed nothing"):
+        poet.generate("", 10, constraints=[Nothing()])

@@ -155,7 +155,7 @@ def test_a_correct_constraint_passes_every_check():
     ("constraint", "check", "message"),
     [
         (broken(MasksEverything, "MasksEverything"), check_never_masks_every_id, "no finite logit"),
-        (DotsForever, check_never_masks_every_id, "allows none of the vocabulary's characters"),
+        (DotsForever, check_never_masks_every_id, "leaves no character of the vocabulary"),
         (broken(RandomMask, "RandomMask"), check_constraint_deterministic, "masked otherwise"),
         (broken(LeaksAcrossRows, "Leaks"), check_constraint_batch_independence, "than alone"),
         (broken(IgnoresReorder, "IgnoresReorder"), check_constraint_follows_reorder, "follow"),
