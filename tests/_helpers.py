@@ -1,5 +1,6 @@
 """Small helpers shared by several test modules."""
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,6 +12,20 @@ SMALL = {
     "optimizer": {"name": "adam", "lr": 0.02},
     "train": {"steps": 15, "batch_size": 4, "seq_len": 16},
 }
+
+HAN = "山水風月花春夏秋冬日雲雨雪江天人家來去不知白青紅金玉長空夜"
+"""30 characters for made-up verse (:func:`quatrains`)."""
+
+
+def quatrains(count: int = 40, seed: int = 0) -> str:
+    """``count`` made-up five-character quatrains in tensorflow_poems' format, one a line:
+    ``題{i}:`` and four clauses of five of :data:`HAN`, ended by ，。，。"""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(count):
+        clauses = ["".join(rng.choice(HAN) for _ in range(5)) for _ in range(4)]
+        lines.append(f"題{i}:" + "".join(c + p for c, p in zip(clauses, "，。，。", strict=True)))
+    return "\n".join(lines) + "\n"
 
 
 @contextmanager

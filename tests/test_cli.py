@@ -36,6 +36,20 @@ def test_plugins_json_lists_every_builtin_with_owner_and_options():
     assert listing["failed"] == []
 
 
+def test_plugins_lists_the_constraint_kind():
+    listing = json.loads(run("plugins", "--json").output)
+    found = {c["name"]: c for c in listing["components"] if c["kind"] == "constraint"}
+    assert {"stop", "allowed", "acrostic", "form"} <= set(found)
+    assert all(c["distribution"] == "charseq" for c in found.values())
+    assert {o["name"] for o in found["acrostic"]["options"]} == {"heads", "after", "at_start"}
+    assert [o["name"] for o in found["form"]["options"]] == ["template"]
+    text = run("plugins").output.splitlines()
+    assert "constraints" in text  # a heading of its own, after the samplers
+    assert text.index("constraints") > text.index("samplers")
+    form = next(line for line in text if line.lstrip().startswith("form "))
+    assert "wujue" in form and "[charseq " in form
+
+
 def test_plugins_lists_the_installed_example_plugin():
     listing = json.loads(run("plugins", "--json").output)
     [mgu] = [c for c in listing["components"] if c["name"] == "mgu"]

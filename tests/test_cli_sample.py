@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from charseq.cli import cli
 from tests._cli import SMALL, assert_error_line, run
+from tests._helpers import quatrains
 
 
 @pytest.fixture(scope="module")
@@ -218,3 +219,73 @@ def test_none_is_the_empty_value_the_message_offers(checkpoint, tmp_path, monkey
     assert result.exit_code == 0, result.output
     section = {"name": "temperature", "top_k": None}
     assert result.output == pipe.generate("", 20, sampler=section, seed=3) + "\n"
+
+
+# -- verse: clause acrostics and forms, on a corpus in tensorflow_poems' format -----------------
+
+
+@pytest.fixture(scope="module")
+def verse(tmp_path_factory):
+    """A tiny model trained on 40 made-up quatrains in tensorflow_poems' format."""
+    from charseq import Pipeline
+
+    spec = {
+        "cell": {"hidden_size": 16, "num_layers": 1},
+        "model": {"embedding_size": 8},
+        "train": {"steps": 10, "batch_size": 4, "seq_len": 16},
+    }
+    pipe = Pipeline.from_spec(spec, device="cpu").fit(quatrains())
+    path = tmp_path_factory.mktemp("verse") / "model"
+    pipe.save(path)
+    return path, Pipeline.load(path, device="cpu")
+
+
+def test_sample_writes_a_clause_acrostic_in_a_verse_form(verse):
+    from charseq.constraints import FORMS, fits
+
+    path, pipe = verse
+    args = ["--prime", "題1:", "--acrostic", "春夏秋冬", "--acrostic-after", "，。:"]
+    result = run("sample", str(path), *args, "--form", "wujue", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("題1:") and result.output.endswith("。\n")
+    poem = result.output[len("題1:") : -1]  # one quatrain, and nothing after it
+    assert fits(poem, FORMS["wujue"])  # 5 characters, ，, 5, 。, 5, ，, 5, 。
+    clauses = poem.replace("。", "，").split("，")[:4]
+    assert [len(c) for c in clauses] == [5, 5, 5, 5]
+    assert [c[0] for c in clauses] == list("春夏秋冬")
+    kwargs = {"acrostic": "春夏秋冬", "acrostic_after": "，。:", "form": "wujue", "seed": 1}
+    assert poem == pipe.generate("題1:", 500, **kwargs)
+    # with a form and no --acrostic-after, the heads open the form's clauses
+    same = run("sample", str(path), *args[:4], "--form", "wujue", "--seed", "1")
+    assert same.output == result.output
+    # a constraint plugin by its JSON table: the same form as --form
+    table = '{"name": "form", "template": "wujue"}'
+    plugin = run("sample", str(path), *args, "--constraint", table, "--seed", "1")
+    assert plugin.output == result.output
+    custom = run("sample", str(path), "--form", "???:???", "--seed", "2", "--length", "100")
+    assert custom.exit_code == 0 and fits(custom.output[:-1], "???:???")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--form", "wujeu"], "unknown form 'wujeu'; did you mean 'wujue'?"),
+        (["--form", "wujue", "--acrostic", "春龍"], "'龍' (U+9F8D) at position 1"),
+        (
+            ["--form", "wujue", "--acrostic", "春夏秋冬山"],
+            "the acrostic has 5 heads and the form 'wujue' has room for 4",
+        ),
+        (["--form", "?????!?????!"], "needs '!' (U+0021), which the vocabulary cannot write"),
+        (["--form", "qijue", "--allowed", "，。"], "free places that no character of the vocab"),
+        (["--acrostic-after", "，"], "--acrostic-after '，' needs --acrostic TEXT"),
+        (["--constraint", "rhyme"], "unknown constraint 'rhyme' (available: acrostic, allowed"),
+        (["--constraint", "{nope"], "--constraint '{nope' is not JSON"),
+        (["--constraint", "{}"], "constraints[0] needs a name"),
+        (["--constraint", '{"name": "form", "templat": "x"}'], "did you mean 'template'?"),
+    ],
+)
+def test_sample_refuses_a_verse_it_cannot_write_before_any_output(verse, args, message):
+    path, _ = verse
+    result = run("sample", str(path), "--prime", "題1:", *args)
+    assert_error_line(result, message)
+    assert result.output.startswith("Error:")  # nothing was generated first

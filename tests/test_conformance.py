@@ -1,7 +1,8 @@
 """The conformance kit (charseq.testing) on every built-in component, and proof it can fail.
 
-The first test runs every check on every built-in cell, tokenizer and sampler. The rest feed the
-kit deliberately broken components and assert that the right check rejects each one.
+The first tests run every check on every built-in cell, tokenizer, sampler and constraint. The
+rest feed the kit deliberately broken components and assert that the right check rejects each
+one (the broken constraints are in tests/test_kit_constraints.py).
 """
 
 from __future__ import annotations
@@ -73,6 +74,40 @@ BUILTINS = [
 @parametrize_with_checks(BUILTINS)
 def test_builtin_conforms(component, check):
     check(component)
+
+
+def _constraint(name, **options):
+    """A built-in constraint's factory with ``options`` bound (the test id shows them)."""
+    return functools.partial(charseq.get_registry().get("constraint", name).factory, **options)
+
+
+CONSTRAINTS = [
+    "constraint:stop",  # the defaults: no stop string
+    "constraint:form",  # the defaults: a five-character quatrain (wujue)
+    _constraint("stop", strings=("\n", "e.")),
+    _constraint("allowed", chars="abc \n"),
+    _constraint("acrostic", heads="sea"),  # a head after each newline
+    _constraint("acrostic", heads="春夏秋冬", after="，。"),  # by clause
+    _constraint("acrostic", heads="ab", after="\n", at_start=True),
+    _constraint("form", template="?????\n?????\n"),  # lines of five
+]
+"""The built-in constraints with their defaults where these compile (an empty allowed set or
+acrostic is refused before generation) and with options that exercise them."""
+
+
+@parametrize_with_checks(CONSTRAINTS, kind="constraint")
+def test_builtin_constraint_conforms(component, check):
+    check(component)
+
+
+def test_every_builtin_constraint_is_checked():
+    registry = charseq.get_registry()
+    builtins = {
+        c.name for c in registry.components("constraint") if c.owner.distribution == "charseq"
+    }
+    checked = {c.split(":")[1] if isinstance(c, str) else c.func.__name__ for c in CONSTRAINTS}
+    assert builtins == {"stop", "allowed", "acrostic", "form"}
+    assert builtins <= checked, f"missing built-in constraints: {sorted(builtins - checked)}"
 
 
 def test_every_builtin_is_checked():

@@ -46,6 +46,9 @@ PAGE = """\
 
 ```{charseq-checks} sampler
 ```
+
+```{charseq-checks} constraint
+```
 """
 
 CONF = f"""\

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import random
 import types
 
 import pytest
@@ -14,33 +13,17 @@ import charseq
 from charseq import Pipeline
 from charseq.constraints import (
     FORMS,
+    ConstraintContext,
     Constraints,
+    GenerationError,
     TextConstraint,
     fits,
     template_of,
 )
 from charseq.registry import Owner, Registry
-from tests._helpers import SMALL, step_calls
+from tests._helpers import SMALL, quatrains, step_calls
 
-HANZI = "春夏秋冬山水風月花鳥雲雨江河天地日夜人心寒暑東西南北長短高低"
-
-
-def quatrains(n: int = 60, seed: int = 0) -> str:
-    """``n`` made-up five-character quatrains in tensorflow_poems' format."""
-    rng = random.Random(seed)
-
-    def clause() -> str:
-        return "".join(rng.choice(HANZI) for _ in range(5))
-
-    lines = []
-    for _ in range(n):
-        title = "".join(rng.choice(HANZI) for _ in range(2))
-        lines.append(f"{title}:{clause()}，{clause()}。{clause()}，{clause()}。")
-        assert fits(lines[-1].split(":")[1], FORMS["wujue"])
-    return "\n".join(lines) + "\n"
-
-
-POEMS = quatrains()
+POEMS = quatrains(60)
 SAMPLERS = {
     "greedy": "greedy",
     "temperature": {"name": "temperature", "temperature": 1.5},
@@ -97,7 +80,7 @@ def test_a_clause_acrostic_without_a_form_puts_heads_after_the_clause_ends(poet)
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 2**16), name=st.sampled_from(list(SAMPLERS)))
 def test_streamed_forms_equal_generated_ones_and_end_with_the_form(poet, seed, name):
-    kwargs = {"sampler": SAMPLERS[name], "seed": seed, "acrostic": "江河", "form": "wujue"}
+    kwargs = {"sampler": SAMPLERS[name], "seed": seed, "acrostic": "江雲", "form": "wujue"}
     streamed = "".join(poet.stream("山:", 100, **kwargs))
     assert streamed == poet.generate("山:", 100, **kwargs)
     assert fits(streamed, FORMS["wujue"])
@@ -135,7 +118,7 @@ def test_a_template_gives_lines_of_a_fixed_length_in_any_script():
             {"form": "wujue", "acrostic": "春夏秋冬", "acrostic_after": "，"},
             r"4 heads .* room for 2: .* \(the prime does not end with one of them\)",
         ),
-        ({"acrostic_after": "，"}, "acrostic_after needs an acrostic"),
+        ({"acrostic_after": "，"}, "needs acrostic=... \\(the heads"),
         ({"acrostic": "春", "acrostic_after": "，Q"}, r"needs 'Q' \(U\+0051\), which the voc"),
         ({"constraints": ["rhyme"]}, "unknown constraint 'rhyme'"),
         ({"constraints": [{"name": "form", "templat": "x"}]}, r"constraints\[0\].templat"),
@@ -158,9 +141,11 @@ def test_bad_requests_get_specific_errors_before_generation(poet, kwargs, messag
 def test_a_form_is_a_registered_constraint_too(poet):
     by_name = poet.generate("山:", 40, seed=4, constraints=[{"name": "form", "template": "wujue"}])
     assert by_name == poet.generate("山:", 40, seed=4, form="wujue")
-    table = {"name": "acrostic", "heads": "山水", "after": "，。:"}
-    text = poet.generate("山:", 40, seed=4, constraints=["form", table])  # form's default: wujue
-    assert fits(text, FORMS["wujue"]) and [c[0] for c in clauses(text)][:2] == ["山", "水"]
+    for table in ({"name": "acrostic", "heads": "山水", "after": "，。:"}, "acrostic"):
+        if table == "acrostic":  # no after of its own: the heads open the form's clauses
+            table = {"name": "acrostic", "heads": "山水"}
+        text = poet.generate("山:", 40, seed=4, constraints=["form", table])  # form: wujue
+        assert fits(text, FORMS["wujue"]) and [c[0] for c in clauses(text)][:2] == ["山", "水"]
 
 
 class NoRepeat(TextConstraint):
@@ -171,9 +156,8 @@ class NoRepeat(TextConstraint):
     def __init__(self, length: int = 0) -> None:
         self.length = length
 
-    def allowed_next(self, text, prime):
-        last = (prime + text)[-1:]
-        return "".join(c for c in HANZI + "，。:\n" if c != last)
+    def forbidden_next(self, text, prime):
+        return (prime + text)[-1:]
 
     def done(self, text, prime):
         return 0 < self.length <= len(text)
@@ -211,4 +195,18 @@ def test_a_third_party_constraint_registers_through_the_hook(poet):
 def test_the_request_builds_the_constraints_in_order_of_checking(poet):
     parts = Constraints(allowed="春", stop="x", form="wujue", acrostic="春").parts()
     assert [type(p).__name__ for p in parts] == ["Allowed", "Stop", "Form", "Acrostic"]
-    assert parts[-1].after == "，。" and parts[-1].at_start  # the form's clause ends
+    placed = parts[-1].placed(ConstraintContext(poet.tokenizer, "山:", parts))
+    assert placed.after == "，。" and placed.at_start  # the form's clause ends, from its start
+    alone = parts[-1].placed(ConstraintContext(poet.tokenizer, "山:", parts[-1:]))
+    assert alone.after == "\n" and not alone.at_start  # lines; the prime ends mid-line
+
+
+def test_a_text_constraint_that_leaves_nothing_is_named_at_fault(poet):
+    class Nothing(TextConstraint):
+        label = "nothing"
+
+        def allowed_next(self, text, prime):
+            return "" if text else None
+
+    with pytest.raises(GenerationError, match=r"'nothing' leaves no character .* allowed nothing"):
+        poet.generate("", 10, constraints=[Nothing()])

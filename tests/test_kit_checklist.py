@@ -9,6 +9,7 @@ from charseq.testing import (
     check_greedy_is_argmax,
     check_sampler_api,
     check_top_k_support,
+    constraints,
     get_tags,
     samplers,
 )
@@ -39,6 +40,12 @@ def test_get_tags_documents_every_tag_from_the_table():
 
 
 def test_the_modules_that_held_the_checks_still_export_them():
-    for module in (cells, samplers):
+    for module in (cells, samplers, constraints):
         for name in module.__all__:
             assert getattr(module, name) is getattr(charseq.testing, name)
+
+
+def test_constraints_are_a_checked_kind_whose_context_is_a_tag():
+    assert [check.kind for check in all_checks("constraint")] == ["constraint"] * 7
+    assert set(get_tags("constraint:stop")) == {"alphabet", "primes"}
+    assert "Constraints:" in get_tags.__doc__

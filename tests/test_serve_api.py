@@ -68,6 +68,7 @@ def test_healthz_and_models(client, models):
         "corpus_chars": info["corpus_chars"],
         "val_bpc": info["val_bpc"],
         "steps": 15,
+        "forms": [],  # no ，。 in its vocabulary: no named verse form
     }
     assert info["corpus_chars"] == len("the cat sat on the mat.\nand the dog ran far.\n" * 30)
     assert info["val_bpc"] > 0
@@ -131,6 +132,55 @@ def test_charseq_options_and_constraints(client, models):
     assert set(allowed["choices"][0]["text"]) <= set("at ")
     several = complete(client, prompt="the ", max_tokens=10, n=3, seed=1).json()
     assert [c["index"] for c in several["choices"]] == [0, 1, 2]
+
+
+def test_verse_fields_pass_through(client, models):
+    pipe = models["tiny"].pipe
+    verse = {"form": "??? ??? ???.", "acrostic": "tac", "acrostic_after": " ", "seed": 1}
+    done = complete(client, max_tokens=100, **verse).json()["choices"][0]
+    assert done["text"] == pipe.generate("", 100, **verse)
+    assert [word[0] for word in done["text"].split(" ")] == list("tac")
+    assert len(done["text"]) == len("??? ??? ???.") and done["finish_reason"] == "stop"
+    stream = events(complete(client, max_tokens=100, stream=True, **verse).text)
+    assert "".join(c["choices"][0]["text"] for c in stream[:-1]) == done["text"]
+    assert stream[-2]["choices"][0]["finish_reason"] == "stop"
+    table = {"name": "form", "template": "??? ???."}
+    plugin = complete(client, max_tokens=100, seed=2, constraints=[table]).json()
+    assert plugin["choices"][0]["text"] == pipe.generate("", 100, seed=2, constraints=[table])
+
+
+def test_verse_fields_are_checked_and_named(client):
+    for fields, words, param in [
+        ({"form": "wujeu"}, ["unknown form 'wujeu'", "did you mean 'wujue'"], "form"),
+        ({"form": 5}, ["form must be a string"], "form"),
+        ({"acrostic": "ab", "acrostic_after": [","]}, ["acrostic_after must be a string"], None),
+        ({"constraints": "form"}, ["constraints must be a list"], "constraints"),
+        ({"constraints": [{"template": "x"}]}, ["constraints[0] must be a name"], "constraints"),
+        ({"constraints": ["stop"] * 17}, ["at most 16"], "constraints"),
+        ({"constraints": ["rhyme"]}, ["unknown constraint 'rhyme'"], "constraints"),
+        (
+            {"constraints": [{"name": "form", "templat": "x"}]},
+            ["constraints[0].templat", "did you mean 'template'"],
+            "constraints",
+        ),
+    ]:
+        param = param or next(iter(k for k in fields if k != "acrostic"))
+        assert_error(complete(client, **fields), 400, *words, param=param)
+    # what only the model's vocabulary can refuse: the library's own message, before any text
+    assert_error(complete(client, form="wujue"), 400, "'，' (U+FF0C)", "cannot write")
+    too_many = {"form": "??? ???.", "acrostic": "tac", "acrostic_after": " ", "stream": True}
+    assert_error(complete(client, **too_many), 400, "3 heads", "room for 2")
+
+
+def test_the_forms_a_vocabulary_can_fill_are_listed():
+    from charseq import Pipeline
+    from charseq.serve.models import fillable_forms
+    from tests._helpers import SMALL
+
+    pipe = Pipeline.from_spec({**SMALL, "train": {**SMALL["train"], "steps": 1}}).fit(
+        "春夏秋冬山，水花月雲風。\n" * 9
+    )
+    assert fillable_forms(pipe) == ["wujue", "qijue", "wulv", "qilv"]
 
 
 def test_logprobs_are_the_models_own(client, models):

@@ -64,6 +64,7 @@ class StandIn:
                 "corpus_chars": 123456,
                 "val_bpc": 2.0412,
                 "steps": 1500,
+                "forms": ["wujue", "qijue", "wulv", "qilv"],
             },
         },
         {
@@ -79,6 +80,7 @@ class StandIn:
                 "corpus_chars": None,
                 "val_bpc": None,
                 "steps": 20,
+                "forms": [],
             },
         },
     ]
@@ -118,6 +120,8 @@ class StandIn:
         try:
             if "attack" in prompt:
                 pieces = [ATTACK[i : i + 5] for i in range(0, len(ATTACK), 5)]
+            elif acrostic and body.get("form"):  # a clause a head, and the end of the form
+                pieces = [c + "风吹柳月" + p for c, p in zip(acrostic, "，。，。", strict=False)]
             elif acrostic:
                 pieces = [c + POEM_TAIL for c in acrostic] + ["余" * 3 + "\n"] * 200
             else:
@@ -131,6 +135,12 @@ class StandIn:
                 for part in (data[:cut], data[cut:]):
                     yield part
                     await asyncio.sleep(0.01 if "long" not in prompt else 0.02)
+            reason = "stop" if body.get("form") else "length"
+            end = {
+                "object": "text_completion",
+                "choices": [{"index": 0, "text": "", "finish_reason": reason}],
+            }
+            yield f"data: {json.dumps(end)}\n\n".encode()
             yield b"data: [DONE]\n\n"
         except asyncio.CancelledError:
             self.hung_up.set()
@@ -276,6 +286,69 @@ def test_an_acrostic_streams_one_line_per_character_and_ends_there(browser, stan
     assert browser.find_element("id", "score-text").get_attribute("value").startswith("A poem:\n春")
     assert errors(browser) == []
     browser.save_screenshot(str(tmp_path / "acrostic.png"))
+
+
+def choose(browser: Any, name: str, value: str) -> None:
+    """Click the radio button ``name=value`` (its label: the input itself is hidden)."""
+    radio = browser.find_element("css selector", f"input[name={name}][value={value}]")
+    radio.find_element("xpath", "..").click()
+
+
+def select(browser: Any, id_: str, value: str) -> None:
+    browser.execute_script(
+        "const s = document.getElementById(arguments[0]); s.value = arguments[1];"
+        "s.dispatchEvent(new Event('change', {bubbles: true}));",
+        id_,
+        value,
+    )
+
+
+def shown(browser: Any, id_: str) -> bool:
+    return browser.find_element("id", id_).is_displayed()
+
+
+def test_clause_heads_and_a_form_are_sent_as_the_api_takes_them(browser, stand_in):
+    server, url = stand_in
+    open_app(browser, url)
+    assert not shown(browser, "template-field") and shown(browser, "acrostic-end-field")
+    fill(browser, "prompt", "春曉:")
+    fill(browser, "acrostic", "春夏秋冬")
+    choose(browser, "heads", "clause")
+    assert text_of(browser, "acrostic-unit") == "clause"
+    assert not shown(browser, "acrostic-end-field")  # a clause's end is not a line's
+    before = len(server.requests)
+
+    def sent() -> dict:
+        browser.find_element("id", "generate").click()
+        wait_for(lambda: len(server.requests) > before and state(browser) == "idle", what="it")
+        return server.requests[-1]
+
+    clause = sent()  # by clause, no form: after the title's colon and each ，。
+    assert clause["prompt"] == "春曉:" and clause["acrostic"] == "春夏秋冬"
+    assert clause["acrostic_after"] == "，。:" and "form" not in clause
+    select(browser, "form", "wujue")
+    assert "the heads open its clauses" in text_of(browser, "form-hint")
+    wujue = sent()  # with a form, the server puts the heads at its clauses
+    assert wujue["form"] == "wujue" and "acrostic_after" not in wujue
+    assert generated(browser) == "春风吹柳月，夏风吹柳月。秋风吹柳月，冬风吹柳月。"
+    assert text_of(browser, "status") == "done: the form is filled, 24 characters"
+    select(browser, "form", "custom")
+    assert shown(browser, "template-field")
+    fill(browser, "template", "?????\n?????\n")
+    choose(browser, "heads", "line")
+    fill(browser, "acrostic", "春夏")
+    by_line = sent()  # by line with a form: a head after each newline, not each clause
+    assert by_line["form"] == "?????\n?????\n" and by_line["acrostic_after"] == "\n"
+    assert by_line["prompt"] == "春曉:\n"
+    select(browser, "model", "tiny-gru")  # its vocabulary fills no named form
+    disabled = "return [...document.getElementById('form').options].map(o => o.disabled)"
+    assert browser.execute_script(disabled) == [False, True, True, True, True, False]
+    assert browser.find_element("id", "form").get_attribute("value") == "custom"
+    select(browser, "form", "")
+    assert "cannot fill the greyed forms" in text_of(browser, "form-hint")
+    select(browser, "model", "poems")
+    fill(browser, "acrostic", "")
+    assert errors(browser) == []
 
 
 def test_stop_ends_a_long_generation_and_the_server_sees_it(browser, stand_in):
@@ -495,3 +568,46 @@ def test_beam_search_from_the_page_is_the_librarys(browser, real):
     sampler = {"name": "beam", "num_beams": 3}
     assert generated(browser) == pipe.generate("床前", max_new_tokens=40, sampler=sampler)
     assert errors(browser) == []
+
+
+@pytest.fixture(scope="module")
+def verse_server(tmp_path_factory) -> Iterator[tuple[Any, str]]:
+    """``charseq serve`` over a tiny run trained on made-up quatrains in tensorflow_poems'
+    format (``題{i}:`` and four clauses ended by ，。，。); yields its pipeline and the URL."""
+    from charseq import Pipeline
+    from charseq.serve.app import create_app
+    from charseq.serve.models import load_models
+    from tests._helpers import quatrains
+
+    run = tmp_path_factory.mktemp("runs") / "verse"
+    spec = {
+        "cell": {"name": "lstm", "hidden_size": 24, "num_layers": 1},
+        "train": {"steps": 30, "batch_size": 4, "seq_len": 16, "eval_every": 30},
+    }
+    Pipeline.from_spec(spec, device="cpu").fit(quatrains(), out=run)
+    models = load_models([f"verse={run}"])
+    with live_server(create_app(models)) as url:
+        yield models["verse"].pipe, url
+
+
+def test_the_page_writes_a_cangtoushi_in_a_form(browser, verse_server, tmp_path):
+    from charseq.constraints import FORMS, fits
+
+    pipe, url = verse_server
+    open_app(browser, url)
+    fill(browser, "prompt", "題1:")
+    fill(browser, "acrostic", "春\n夏\n秋\n冬")
+    choose(browser, "heads", "clause")
+    select(browser, "form", "wujue")
+    fill(browser, "seed", "3")
+    browser.find_element("id", "generate").click()
+    wait_for(lambda: state(browser) == "idle" and generated(browser), what="the poem")
+    assert errors(browser) == []
+    poem = generated(browser)
+    assert fits(poem, FORMS["wujue"])  # four clauses of five, punctuated ，。，。, then the end
+    assert [clause[0] for clause in poem.replace("。", "，").split("，")[:4]] == list("春夏秋冬")
+    sampler = {"name": "temperature", "temperature": 0.8}
+    same = pipe.generate("題1:", 300, sampler=sampler, seed=3, acrostic="春夏秋冬", form="wujue")
+    assert poem == same
+    assert text_of(browser, "status") == "done: the form is filled, 24 characters"
+    browser.save_screenshot(str(tmp_path / "cangtoushi.png"))

@@ -8,6 +8,7 @@ The sampler flags (``--sampler``, ``--temperature``, ..., ``--set``) become one 
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -19,7 +20,7 @@ from charseq.cli._options import device_option, parse_setting, set_option, unkno
 from charseq.errors import CharseqError
 from charseq.pipeline import Pipeline
 
-__all__ = ["sample", "sampler_table"]
+__all__ = ["constraint_choice", "sample", "sampler_table"]
 
 _SAMPLE_EPILOG = """\b
 char-rnn equivalents:
@@ -38,7 +39,11 @@ sample is written when the batch is done, under a header on stderr.
 \b
 Constraints work with every sampler: --stop ends the text just after the first stop string
 (included; repeatable), --allowed limits the characters that may be generated, --acrostic
-forces the first character of each line (e.g. --acrostic 春夏秋冬 for a 藏头诗).
+forces the first character of each line, or of each clause with --acrostic-after (the
+characters after which a head is due), --form makes the text fill a verse form and end there,
+and --constraint adds a registered constraint plugin (a name, or a JSON table of its name and
+options; repeatable). A 藏头诗, one five-character quatrain whose clauses open with the heads:
+  charseq sample RUN --prime "春曉:" --acrostic 春夏秋冬 --acrostic-after "，。:" --form wujue
 """
 
 
@@ -64,7 +69,27 @@ forces the first character of each line (e.g. --acrostic 春夏秋冬 for a 藏�
     "--stop", "stops", multiple=True, metavar="STR", help="Stop after this string (repeatable)."
 )
 @click.option("--allowed", help="Only these characters may be generated.")
-@click.option("--acrostic", help="Force the first character of each line, in order.")
+@click.option("--acrostic", help="Force the first character of each line (or clause), in order.")
+@click.option(
+    "--acrostic-after",
+    metavar="CHARS",
+    help="The characters after which the next acrostic head is due (default: a newline; with "
+    '--form, its clause ends), e.g. "，。:" for the clauses of Chinese verse.',
+)
+@click.option(
+    "--form",
+    metavar="NAME|TEMPLATE",
+    help="A verse form the text fills and ends with: wujue, qijue, wulv, qilv, or a template "
+    "with '?' for each free character.",
+)
+@click.option(
+    "--constraint",
+    "constraints",
+    multiple=True,
+    metavar="NAME|JSON",
+    help='A constraint plugin: its name, or a JSON table such as \'{"name": "form", '
+    '"template": "wujue"}\' (repeatable).',
+)
 @click.option("--num-samples", type=int, default=1, show_default=True, help="Samples to make.")
 @set_option(
     "Any option of the sampler", "length_penalty=0.8", "OPTION=VALUE", "a plugin sampler's too; "
@@ -88,6 +113,9 @@ def sample(
     stops: tuple[str, ...],
     allowed: str | None,
     acrostic: str | None,
+    acrostic_after: str | None,
+    form: str | None,
+    constraints: tuple[str, ...],
     num_samples: int,
     settings: tuple[str, ...],
     unknown: str | None,
@@ -109,6 +137,9 @@ def sample(
         "stop": list(stops) or None,
         "allowed": allowed,
         "acrostic": acrostic,
+        "acrostic_after": acrostic_after,
+        "form": form,
+        "constraints": [constraint_choice(text) for text in constraints],
         "unknown": unknown,
     }
     pipe = Pipeline.load(checkpoint, device=device)
@@ -154,6 +185,27 @@ def sampler_table(
             raise CharseqError("--set name=...: choose the sampler with --sampler")
         section[key] = value
     return section
+
+
+def constraint_choice(text: str) -> str | dict[str, Any]:
+    """A ``--constraint`` value as ``constraints=[...]`` takes it: a JSON table (it starts with
+    ``{``) of the constraint's ``name`` and options, else a registered name.
+
+    Raises:
+        CharseqError: a table that is not JSON, or JSON that is not a table.
+    """
+    if not text.lstrip().startswith("{"):
+        return text
+    try:
+        table = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CharseqError(
+            f"--constraint {text!r} is not JSON ({error.msg} at character {error.pos}): give a "
+            'name, or a table such as \'{"name": "form", "template": "wujue"}\''
+        ) from None
+    if not isinstance(table, dict):
+        raise CharseqError(f"--constraint {text!r}: a JSON table must be an object ({{...}})")
+    return table
 
 
 def _stream(pieces: Iterable[str], prime: str) -> None:

@@ -5,8 +5,9 @@ charseq's own entry point like a third party's (the verse ``form`` is in
 - ``allowed``: only these characters may be generated (each must be one id of the vocabulary).
 - ``acrostic``: the first character of every line (or clause) is forced, in order: a head is
   due at the start (when the prime is empty or ends with one of ``after``), then after each of
-  ``after`` the model produces (default: a newline). Once the heads are used up, the text is
-  free. A forced step leaves one finite logit, so a sampler "chooses" it with probability one.
+  ``after`` the model produces (default: a newline; with a verse form, its clause ends, from
+  the form's start). Once the heads are used up, the text is free. A forced step leaves one
+  finite logit, so a sampler "chooses" it with probability one.
 - ``stop``: a sequence ends at the first stop string it produces (searched in the generated text
   only, not in the prime), the stop string *included*, as Hugging Face's ``stop_strings``.
 """
@@ -218,7 +219,9 @@ class AcrosticOptions:
     """Options of ``acrostic``."""
 
     heads: str = option("", help="the first characters of successive lines (or clauses)")
-    after: str = option("\n", help="the characters after which the next head is due")
+    after: str | None = option(
+        None, help="the characters after which a head is due (unset: newline, or a form's clauses)"
+    )
     at_start: bool | None = option(
         None, help="a head is due at once (unset: if the prime is empty or ends with an after)"
     )
@@ -230,17 +233,31 @@ class Acrostic(Constraint):
 
     label = "the acrostic"
     heads: str
-    after: str = NEWLINE
+    after: str | None = None
     at_start: bool | None = None
 
+    def placed(self, context: ConstraintContext) -> Acrostic:
+        """This acrostic with ``after`` and ``at_start`` decided for the request: unset, the
+        heads open lines (after a newline), or with a verse form among the constraints its
+        clauses, from the form's start; a head is due at once if the prime is empty or ends
+        with one of ``after``."""
+        after, start = self.after, self.at_start
+        if after is None:
+            forms = [c for c in context.constraints if getattr(c, "clause_ends", None)]
+            if forms:  # the heads open the form's clauses, from its start
+                after = forms[0].clause_ends  # type: ignore[attr-defined]
+                start = True if start is None else start
+            else:
+                after = NEWLINE
+        if start is None and isinstance(after, str):
+            start = context.prime == "" or context.prime[-1] in after
+        return attrs.evolve(self, after=after, at_start=start)
+
     def compile(self, context: ConstraintContext) -> CompiledAcrostic:
-        pieces = self._pieces(context)
-        after = self._after_ids(context, len(pieces))
-        prime = context.prime
-        start = self.at_start
-        if start is None:
-            start = prime == "" or prime[-1] in self.after
-        return CompiledAcrostic(pieces, after, start)
+        placed = self.placed(context)
+        pieces = placed._pieces(context)
+        after = placed._after_ids(context, len(pieces))
+        return CompiledAcrostic(pieces, after, bool(placed.at_start))
 
     @property
     def by_line(self) -> bool:
@@ -393,6 +410,6 @@ def allowed(chars: str = "") -> Allowed:
     return Allowed(chars)
 
 
-def acrostic(heads: str = "", after: str = NEWLINE, at_start: bool | None = None) -> Acrostic:
+def acrostic(heads: str = "", after: str | None = None, at_start: bool | None = None) -> Acrostic:
     """Force the first character of each line (or clause), in order."""
     return Acrostic(heads, after, at_start)

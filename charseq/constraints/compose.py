@@ -24,7 +24,7 @@ from charseq.constraints.base import (
     GenerationError,
 )
 from charseq.constraints.builtin import Acrostic, Allowed, Stop, as_stops
-from charseq.constraints.forms import Form, fixed_chars, template_of
+from charseq.constraints.forms import Form, template_of
 from charseq.interfaces import Tokenizer
 from charseq.options import build_options
 from charseq.registry import Registry
@@ -71,18 +71,14 @@ class Constraints:
             template_of(self.form)  # an unknown name is refused here
             parts.append(Form(self.form))
         if self.acrostic is not None:
-            parts.append(self._acrostic())
+            parts.append(Acrostic(self.acrostic, self.acrostic_after))
         elif self.acrostic_after is not None:
-            raise GenerationError("acrostic_after needs an acrostic (the heads to place)")
+            raise GenerationError(
+                f"acrostic_after={self.acrostic_after!r} needs acrostic=... (the heads to place)",
+                argument=("acrostic_after", "acrostic"),
+            )
         parts.extend(self.extra)
         return tuple(parts)
-
-    def _acrostic(self) -> Acrostic:
-        if self.acrostic_after is not None:
-            return Acrostic(self.acrostic, self.acrostic_after)
-        if self.form is not None:  # the heads open the form's clauses, from its start
-            return Acrostic(self.acrostic, fixed_chars(template_of(self.form)), at_start=True)
-        return Acrostic(self.acrostic)
 
     def compile(self, tokenizer: Tokenizer, prime: str = "") -> CompiledConstraints:
         """Check every constraint against ``tokenizer`` and ``prime`` and turn them into ids.

@@ -117,6 +117,12 @@ class Form(Constraint):
     def name(self) -> str:
         return f"the form {self.form!r}" if self.form in FORMS else "the form's template"
 
+    @property
+    def clause_ends(self) -> str:
+        """The characters after which a clause begins: the template's fixed ones (an acrostic
+        with no ``after`` of its own puts its heads there)."""
+        return fixed_chars(self.template)
+
     def permits(self, char: str) -> bool:
         return char in self.template or free_char(char, self.form)
 
@@ -131,7 +137,7 @@ class Form(Constraint):
                     f"{self.name} needs {describe_char(char)}, which {refusing.label} does not "
                     "permit: the template could never be filled"
                 )
-        acrostics = [c for c in context.constraints if isinstance(c, Acrostic)]
+        acrostics = [c.placed(context) for c in context.constraints if isinstance(c, Acrostic)]
         for acrostic in acrostics:
             self._check_heads(acrostic, context, template)
         # a free place never takes a character after which a head is due (a ':' mid-clause)
@@ -174,11 +180,9 @@ class Form(Constraint):
                     f"the acrostic's {describe_char(head)} at position {position} is fixed in "
                     f"{self.name}, so no clause can begin with it"
                 )
-        start = acrostic.at_start
-        if start is None:
-            start = context.prime == "" or context.prime[-1:] in acrostic.after
+        start, after = acrostic.at_start, acrostic.after or ""
         due = [0] if start else []
-        due += [i for i in range(1, len(template)) if template[i - 1] in acrostic.after]
+        due += [i for i in range(1, len(template)) if template[i - 1] in after]
         if len(heads) > len(due):
             where = "" if start else " (the prime does not end with one of them)"
             raise GenerationError(

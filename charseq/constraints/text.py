@@ -11,7 +11,6 @@ built-in ones do).
 
 from __future__ import annotations
 
-import abc
 from collections.abc import Callable
 
 import attrs
@@ -29,25 +28,37 @@ from charseq.constraints.base import (
 
 
 class TextConstraint(Constraint):
-    """A constraint that reads the generated text and names the characters allowed next.
+    """A constraint that reads the generated text and names the characters allowed next, or
+    those forbidden next (or both: a character must be allowed and not forbidden).
 
     Example::
 
-        class NoDigits(TextConstraint):
-            label = "no digits"
+        class CapitalFirst(TextConstraint):
+            label = "a capital first"
 
             def allowed_next(self, text, prime):
-                return None if text else "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # a capital first
+                return None if text else "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
-    Characters the vocabulary lacks are ignored in what ``allowed_next`` returns (the model
-    cannot write them); when none of them is in the vocabulary the constraint is at fault, and
+        class NoRepeat(TextConstraint):
+            label = "no character twice in a row"
+
+            def forbidden_next(self, text, prime):
+                return (prime + text)[-1:]
+
+    Characters the vocabulary lacks are ignored in what these return (the model cannot write
+    them); when they leave no character of the vocabulary, the constraint is at fault, and
     generation stops with an error naming it.
     """
 
-    @abc.abstractmethod
     def allowed_next(self, text: str, prime: str) -> str | None:
         """The characters that may come next after the generated ``text`` (``prime`` is what it
-        continues), or ``None`` for any."""
+        continues), or ``None`` for any (the default)."""
+        return None
+
+    def forbidden_next(self, text: str, prime: str) -> str | None:
+        """The characters that may not come next after the generated ``text``, or ``None`` for
+        none (the default)."""
+        return None
 
     def done(self, text: str, prime: str) -> bool:
         """Whether the generated ``text`` is complete (it is cut after its shortest complete
@@ -94,13 +105,14 @@ class CompiledText(CompiledConstraint):
 
 
 class TextTracker(ConstraintTracker):
-    """Each row's generated text; masks built from ``allowed_next``, cached by its answer."""
+    """Each row's generated text; masks built from ``allowed_next`` and ``forbidden_next``,
+    cached by their answers."""
 
     def __init__(self, compiled: CompiledText, batch: int, device: torch.device) -> None:
         self.compiled = compiled
         self.device = device
         self.texts = [""] * batch
-        self._masks: dict[str | None, Tensor] = {}
+        self._masks: dict[tuple[str | None, str | None], Tensor] = {}
 
     @property
     def finished(self) -> Tensor | None:  # type: ignore[override]
@@ -110,23 +122,34 @@ class TextTracker(ConstraintTracker):
         return torch.tensor([done(t, prime) for t in self.texts], device=self.device)
 
     def _allowed(self, text: str, vocab_size: int) -> Tensor:
-        chars = self.compiled.constraint.allowed_next(text, self.compiled.prime)
-        mask = self._masks.get(chars)
+        constraint, prime = self.compiled.constraint, self.compiled.prime
+        key = (constraint.allowed_next(text, prime), constraint.forbidden_next(text, prime))
+        mask = self._masks.get(key)
         if mask is None:
-            mask = torch.zeros(vocab_size, dtype=torch.bool, device=self.device)
-            if chars is None:
-                mask[:] = True
-            else:
-                ids = [self.compiled.ids[c] for c in set(chars) if c in self.compiled.ids]
-                if not ids:
-                    raise GenerationError(
-                        f"the constraint {self.compiled.constraint.label!r} allows none of the "
-                        f"vocabulary's characters after {text[-20:]!r} (it allowed "
-                        f"{', '.join(describe_char(c) for c in sorted(set(chars))[:5])}): the "
-                        "constraint is at fault"
-                    )
-                mask[ids] = True
-            self._masks[chars] = mask
+            mask = self._masks[key] = self._build(key, text, vocab_size)
+        return mask
+
+    def _build(self, key: tuple[str | None, str | None], text: str, vocab_size: int) -> Tensor:
+        allowed, forbidden = key
+        ids = self.compiled.ids
+        mask = torch.ones(vocab_size, dtype=torch.bool, device=self.device)
+        if allowed is not None:
+            mask[:] = False
+            mask[[ids[c] for c in set(allowed) if c in ids]] = True
+        if forbidden is not None:
+            mask[[ids[c] for c in set(forbidden) if c in ids]] = False
+        if not bool(mask.any()):
+            said = []
+            if allowed is not None:
+                shown = ", ".join(describe_char(c) for c in sorted(set(allowed))[:5])
+                said.append(f"allowed {shown or 'nothing'}")
+            if forbidden is not None:
+                said.append(f"forbade {len(set(forbidden))} characters")
+            raise GenerationError(
+                f"the constraint {self.compiled.constraint.label!r} leaves no character of the "
+                f"vocabulary after {text[-20:]!r} (it {' and '.join(said)}): the constraint is "
+                "at fault"
+            )
         return mask
 
     def mask(self, logits: Tensor) -> Tensor:

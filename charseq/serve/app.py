@@ -247,7 +247,7 @@ def _complete(pipe: Pipeline, req: CompletionRequest) -> dict[str, Any]:
         logprobs = None
         if req.logprobs is not None:
             logprobs = LogprobTracker(pipe, req.prompt, req.logprobs, req.unknown).add(text)
-        reason = openai_api.finish_reason(text, req.stop)
+        reason = openai_api.finish_reason(text, req.stop, req.form)
         choices.append(openai_api.choice(i, text, logprobs, reason))
     return {
         "choices": choices,
@@ -370,7 +370,7 @@ async def _stream_completion(
                         api = model_failure(error)
                     yield _event(api.body())
                     return
-                reason = openai_api.finish_reason(text, req.stop)
+                reason = openai_api.finish_reason(text, req.stop, req.form)
                 yield _event(openai_api.chunk(cid, served.name, "", finish_reason=reason))
                 yield "data: [DONE]\n\n"
                 return

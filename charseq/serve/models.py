@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 from charseq.checkpoint import read_checkpoint
+from charseq.constraints import FORMS, Constraints, GenerationError
 from charseq.errors import CharseqError
 from charseq.persist import load_pipeline
 from charseq.pipeline import Pipeline
@@ -115,7 +116,8 @@ def _served(name: str, pipe: Pipeline, created: int, manifest: Mapping[str, Any]
 
 def describe(pipe: Pipeline, manifest: Mapping[str, Any]) -> dict[str, Any]:
     """What ``GET /v1/models`` says of a model: its cell, size, tokenizer, corpus size (in
-    tokens: characters for the ``char`` tokenizer), best validation BPC and steps trained."""
+    tokens: characters for the ``char`` tokenizer), best validation BPC, steps trained, and the
+    named verse forms its vocabulary can fill."""
     cell = pipe.spec.cell
     bounds = (manifest.get("corpus") or {}).get("bounds") or {}
     ends = [end for _, end in bounds.values()] if isinstance(bounds, dict) else []
@@ -128,4 +130,18 @@ def describe(pipe: Pipeline, manifest: Mapping[str, Any]) -> dict[str, Any]:
         "corpus_chars": int(max(ends)) if ends else None,
         "val_bpc": float(bpc) if isinstance(bpc, int | float) else None,
         "steps": int(pipe.steps_trained),
+        "forms": fillable_forms(pipe),
     }
+
+
+def fillable_forms(pipe: Pipeline) -> list[str]:
+    """The named verse forms (:data:`~charseq.constraints.FORMS`) that ``pipe``'s vocabulary
+    can fill: each is checked once, as a request with that ``form`` would be."""
+    names = []
+    for name in FORMS:
+        try:
+            Constraints(form=name).compile(pipe.tokenizer)
+        except GenerationError:
+            continue
+        names.append(name)
+    return names

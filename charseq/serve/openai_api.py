@@ -8,7 +8,11 @@ OpenAI's fields map to charseq's: ``prompt`` is the prime, ``max_tokens`` is
 as ``charseq sample``'s flags do (the model's own sampler with those options changed, or the
 ``sampler`` named), so a request with a ``seed`` gives the text ``charseq sample`` gives with
 the same seed and options. ``temperature: 0`` means greedy decoding, as OpenAI's clients
-expect. ``stop``, ``seed``, ``acrostic``, ``allowed`` and ``unknown`` pass through.
+expect. ``stop``, ``seed``, ``acrostic``, ``acrostic_after``, ``form``, ``allowed`` and
+``unknown`` pass through, and ``constraints`` (a list of constraint plugins, each a name or an
+object with a ``name`` and options) is built by the model's registry, as ``charseq sample
+--constraint`` builds it; a completion a form ends, as a stop string does, finishes with
+``"stop"``.
 
 Fields this server cannot honour (``echo``, ``suffix``, ``best_of`` above 1, presence and
 frequency penalties, ``logit_bias``) are refused when set to anything but their defaults, and
@@ -26,13 +30,15 @@ from typing import Any
 import attrs
 
 from charseq.checks import is_int, is_number
-from charseq.errors import did_you_mean
+from charseq.constraints import Constraint, build_constraint, template_of
+from charseq.errors import CharseqError, did_you_mean
 from charseq.interfaces import UNKNOWN_POLICIES
 from charseq.pipeline import Pipeline
 from charseq.serve.errors import ApiError
 from charseq.serve.logprobs import MAX_TOP_LOGPROBS
 
 __all__ = [
+    "MAX_CONSTRAINTS",
     "MAX_N",
     "CompletionRequest",
     "chunk",
@@ -45,11 +51,22 @@ __all__ = [
 
 MAX_N = 16
 """The most completions one request may ask for (``n``)."""
+MAX_CONSTRAINTS = 16
+"""The most constraint plugins one request may name (``constraints``)."""
 
 SAMPLER_FLAGS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "num_beams")
 """The request fields that become options of the sampler table, as ``charseq sample``'s flags."""
 
-_PASSED = ("stop", "seed", "acrostic", "allowed", "unknown")
+_PASSED = (
+    "stop",
+    "seed",
+    "acrostic",
+    "acrostic_after",
+    "form",
+    "constraints",
+    "allowed",
+    "unknown",
+)
 _OWN = ("model", "prompt", "max_tokens", "n", "stream", "logprobs", "sampler")
 _IGNORED = ("user", "stream_options")  # nothing to do with them
 _DEFAULTS: dict[str, tuple[Any, ...]] = {  # honoured only at their default
@@ -78,6 +95,9 @@ class CompletionRequest:
     stop: str | list[str] | None = None
     seed: int | None = None
     acrostic: str | None = None
+    acrostic_after: str | None = None
+    form: str | None = None
+    constraints: tuple[str | dict[str, Any], ...] = ()
     allowed: str | None = None
     unknown: str | None = None
 
@@ -118,8 +138,24 @@ class CompletionRequest:
             "stop": self.stop,
             "allowed": self.allowed,
             "acrostic": self.acrostic,
+            "acrostic_after": self.acrostic_after,
+            "form": self.form,
+            "constraints": self.built_constraints(pipe),
             "unknown": self.unknown,
         }
+
+    def built_constraints(self, pipe: Pipeline) -> list[Constraint]:
+        """The ``constraints`` built by ``pipe``'s registry, as ``Pipeline.generate`` would
+        build them (an unknown name or option is a 400 naming the field)."""
+        built = []
+        for i, choice in enumerate(self.constraints):
+            try:
+                built.append(build_constraint(choice, pipe.registry, f"constraints[{i}]"))
+            except CharseqError as error:
+                raise ApiError(
+                    400, str(error), param="constraints", code=type(error).__name__
+                ) from None
+        return built
 
 
 def parse_completion(
@@ -222,6 +258,12 @@ def parse_completion(
     seed = body.get("seed")
     if seed is not None and not (is_int(seed) and not isinstance(seed, bool)):
         raise ApiError(400, f"seed must be an integer, got {seed!r}", param="seed")
+    form = optional_str(body, "form")
+    if form is not None:
+        try:
+            template_of(form)  # an unknown name, with the names there are
+        except CharseqError as error:
+            raise ApiError(400, str(error), param="form", code=type(error).__name__) from None
     unknown = optional_str(body, "unknown")
     if unknown is not None and unknown not in UNKNOWN_POLICIES:
         raise ApiError(
@@ -239,9 +281,40 @@ def parse_completion(
         stop=stop or None,
         seed=seed,
         acrostic=optional_str(body, "acrostic"),
+        acrostic_after=optional_str(body, "acrostic_after"),
+        form=form,
+        constraints=constraint_choices(body),
         allowed=optional_str(body, "allowed"),
         unknown=unknown,
     )
+
+
+def constraint_choices(body: Mapping[str, Any]) -> tuple[str | dict[str, Any], ...]:
+    """``body["constraints"]``: a list of at most :data:`MAX_CONSTRAINTS` constraints, each a
+    registered name or an object with a ``name`` and options (400 otherwise); the registry
+    checks the names and options when it builds them."""
+    value = body.get("constraints")
+    if value is None:
+        return ()
+    shape = 'a list of constraints, each a name ("form") or an object with a name and options'
+    if not isinstance(value, list):
+        raise ApiError(400, f"constraints must be {shape}, got {value!r}", param="constraints")
+    if len(value) > MAX_CONSTRAINTS:
+        raise ApiError(
+            400,
+            f"constraints has {len(value)} entries; at most {MAX_CONSTRAINTS} per request",
+            param="constraints",
+        )
+    for i, item in enumerate(value):
+        named = item.get("name") if isinstance(item, dict) else item
+        if not isinstance(named, str) or not named:
+            raise ApiError(
+                400,
+                f"constraints[{i}] must be a name or an object with a name (a string), "
+                f"got {item!r}",
+                param="constraints",
+            )
+    return tuple(value)
 
 
 def required_str(body: Mapping[str, Any], key: str) -> str:
@@ -322,7 +395,9 @@ def chunk(
     }
 
 
-def finish_reason(text: str, stop: str | list[str] | None) -> str:
-    """``"stop"`` when ``text`` ended at a stop string, else ``"length"``."""
+def finish_reason(text: str, stop: str | list[str] | None, form: str | None = None) -> str:
+    """``"stop"`` when ``text`` ended at a stop string or filled the ``form``, else
+    ``"length"``."""
     stops = [stop] if isinstance(stop, str) else stop or []
-    return "stop" if any(s and text.endswith(s) for s in stops) else "length"
+    filled = form is not None and len(text) == len(template_of(form))
+    return "stop" if filled or any(s and text.endswith(s) for s in stops) else "length"

@@ -1,8 +1,9 @@
 "use strict";
-// The page of `charseq serve`: pick a model, generate (streamed), stop, score a text by
-// surprise and open its neuron report. Everything the server or the model sends is put in the
-// page with textContent or as a text node, never parsed as HTML. API paths are relative, so the
-// page works behind a reverse proxy under any prefix.
+// The page of `charseq serve`: pick a model, generate (streamed; an acrostic by line or by
+// clause, a verse form), stop, score a text by surprise and open its neuron report. Everything
+// the server or the model sends is put in the page with textContent or as a text node, never
+// parsed as HTML. API paths are relative, so the page works behind a reverse proxy under any
+// prefix.
 (function () {
   const $ = (id) => document.getElementById(id);
   const LN2 = Math.log(2);
@@ -121,6 +122,7 @@
     }
     $("health").textContent = models.length === 1 ? "1 model served" : models.length + " models served";
     showFacts();
+    showVerseFields();
     if (!models.length) showError("the server serves no model");
   }
 
@@ -157,6 +159,51 @@
 
   // -- the acrostic: its characters, one per line (white space between them is ignored) ------
   const acrosticChars = () => chars($("acrostic").value).filter((c) => !/\s/.test(c));
+
+  // -- the verse: where the heads go (each line or each clause) and the form -----------------
+  // By clause, a head is due after the title's colon and after each clause's ， or 。 (as in
+  // tensorflow_poems' corpora); with a form, the server puts one at the start of each of its
+  // clauses. By line, it is due after each newline, so the poem starts on a line of its own.
+  const CLAUSE_ENDS = "\uff0c\u3002:";
+  const headsBy = () => document.querySelector("input[name=heads]:checked").value;
+  // The form to send: a named form, the custom template, or null for none.
+  function chosenForm() {
+    const value = $("form").value;
+    if (value === "custom") return $("template").value || null;
+    return value || null;
+  }
+  // The model's list of the named forms its vocabulary can fill (absent: all are offered).
+  function offerForms() {
+    const model = models.find((m) => m.id === $("model").value);
+    const fillable = model && model.charseq && model.charseq.forms;
+    for (const option of $("form").options) {
+      if (!option.value || option.value === "custom") continue;
+      option.disabled = Array.isArray(fillable) && !fillable.includes(option.value);
+    }
+    if ($("form").selectedOptions[0].disabled) $("form").value = "";
+  }
+  function showVerseFields() {
+    offerForms();
+    const clause = headsBy() === "clause";
+    const form = chosenForm();
+    $("acrostic-unit").textContent = clause ? "clause" : "line";
+    $("template-field").hidden = $("form").value !== "custom";
+    $("acrostic-end-field").hidden = clause || Boolean(form);
+    $("acrostic-hint").textContent = clause
+      ? "Optional. The heads open the clauses (a \u85cf\u5934\u8bd7): the first after the " +
+        "prime's colon, the rest after each \uff0c or \u3002."
+      : "Optional. With an acrostic, the poem starts on a new line after the prime.";
+    let hint = "";
+    if (form) {
+      hint = "The poem ends when the form is filled";
+      if (clause) hint += "; the heads open its clauses.";
+      else if (acrosticChars().length) hint += "; the heads open its lines (a newline ends each).";
+      else hint += ".";
+    } else if ([...$("form").options].some((o) => o.disabled)) {
+      hint = "This model's vocabulary cannot fill the greyed forms.";
+    }
+    $("form-hint").textContent = hint;
+  }
 
   // -- server-sent events: `data: ...` lines, events split by a blank line ---------------------
   async function* events(response) {
@@ -215,8 +262,10 @@
     if (running) return;
     showError("");
     const acrostic = acrosticChars();
+    const byLine = headsBy() === "line";
+    const form = chosenForm();
     let prime = $("prompt").value;
-    if (acrostic.length && prime && !prime.endsWith("\n")) prime += "\n"; // the poem's own lines
+    if (acrostic.length && byLine && prime && !prime.endsWith("\n")) prime += "\n"; // its own lines
     const body = {
       model: $("model").value,
       prompt: prime,
@@ -227,8 +276,12 @@
     const seed = $("seed").valueAsNumber;
     if (Number.isFinite(seed)) body.seed = Math.round(seed);
     if (acrostic.length) body.acrostic = acrostic.join("");
-    // With "end after its last line": the poem is done at the newline that follows its last line.
-    const lines = acrostic.length && $("acrostic-end").checked ? acrostic.length : 0;
+    if (form) body.form = form;
+    if (acrostic.length && byLine && form) body.acrostic_after = "\n"; // not the form's clauses
+    if (acrostic.length && !byLine && !form) body.acrostic_after = CLAUSE_ENDS;
+    // With "end after its last line": the poem is done at the newline that follows its last line
+    // (a form ends the poem itself, when it is filled).
+    const lines = acrostic.length && byLine && !form && $("acrostic-end").checked ? acrostic.length : 0;
 
     resetOutput(prime);
     if (window.matchMedia("(max-width: 820px)").matches) { // one column: show where it goes
@@ -245,7 +298,9 @@
         if (data === "[DONE]") break;
         const chunk = JSON.parse(data);
         if (chunk.error) throw new ApiError(chunk.error.message || "the generation failed", 500);
-        let piece = (chunk.choices && chunk.choices[0] && chunk.choices[0].text) || "";
+        const choice = (chunk.choices && chunk.choices[0]) || {};
+        if (form && choice.finish_reason === "stop") ending = "form";
+        let piece = choice.text || "";
         if (lines) {
           const parts = piece.split("\n");
           if (output.lines + parts.length - 1 >= lines) { // the last line ends in this piece
@@ -273,6 +328,7 @@
       const says = {
         done: "done: " + made + " in " + seconds + " s",
         poem: "done: the acrostic's " + lines + " lines, " + made,
+        form: "done: the form is filled, " + made,
         stopped: "stopped after " + made,
         failed: "failed after " + made,
       };
@@ -410,6 +466,12 @@
   $("controls").addEventListener("submit", generate);
   $("stop").addEventListener("click", stop);
   $("model").addEventListener("change", showFacts);
+  $("model").addEventListener("change", showVerseFields);
+  for (const id of ["form", "template", "acrostic"]) $(id).addEventListener("input", showVerseFields);
+  $("form").addEventListener("change", showVerseFields);
+  for (const radio of document.querySelectorAll("input[name=heads]")) {
+    radio.addEventListener("change", showVerseFields);
+  }
   for (const radio of document.querySelectorAll("input[name=sampler]")) {
     radio.addEventListener("change", showSamplerFields);
   }
@@ -423,6 +485,7 @@
     }
   });
   showSamplerFields();
+  showVerseFields();
   setState("idle", "");
   loadModels();
 })();

@@ -1,4 +1,5 @@
-"""charseq's conformance kit: the checks every cell, tokenizer and sampler plugin must pass.
+"""charseq's conformance kit: the checks every cell, tokenizer, sampler and constraint plugin
+must pass.
 
 Install with ``pip install "charseq[testing]"`` (pytest and Hypothesis), or in a checkout
 ``pip install -e ".[testing]"``. charseq runs this kit on its own built-in components; a plugin
@@ -14,11 +15,12 @@ author runs it from the plugin's tests::
         assert [c.name for c in check_plugin_installed("charseq-mgu")] == ["mgu"]
 
 Each check is also a plain function taking a registry Component, a ``"kind:name"`` string or a
-factory (``make_cell(input_size, hidden_size)``, ``make_tokenizer()``, ``make_sampler(**opts)``)
-and raising :class:`CheckError` with what failed and how to fix it; a check that does not apply
-raises :class:`CheckSkipped` (a ``unittest.SkipTest``, which pytest reports as skipped). Which
-checks apply is decided by the component's tags (:func:`get_tags`). Checks draw examples with
-Hypothesis under the active settings profile; sizes stay tiny so the whole kit runs in seconds.
+factory (``make_cell(input_size, hidden_size)``, ``make_tokenizer()``, ``make_sampler(**opts)``,
+``make_constraint(**opts)``) and raising :class:`CheckError` with what failed and how to fix it;
+a check that does not apply raises :class:`CheckSkipped` (a ``unittest.SkipTest``, which pytest
+reports as skipped). Which checks apply is decided by the component's tags (:func:`get_tags`).
+Checks draw examples with Hypothesis under the active settings profile; sizes stay tiny so the
+whole kit runs in seconds.
 
 Nothing else in charseq imports this package.
 """
@@ -50,6 +52,15 @@ from charseq.testing.cells import (
     check_state_dict_round_trip,
 )
 from charseq.testing.checklist import all_checks
+from charseq.testing.constraints import (
+    check_allows_agrees_with_mask,
+    check_constraint_api,
+    check_constraint_batch_independence,
+    check_constraint_deterministic,
+    check_constraint_follows_reorder,
+    check_end_within_text,
+    check_never_masks_every_id,
+)
 from charseq.testing.fixtures import ElmanCell, fixed_logits_model, tiny_model
 from charseq.testing.parametrize import (
     check_component,
@@ -89,16 +100,22 @@ __all__ = [
     "ElmanCell",
     "all_checks",
     "check_activations_match_step",
+    "check_allows_agrees_with_mask",
     "check_batch_independence",
     "check_beam_length_penalty",
     "check_beam_scores",
     "check_beam_width_one_is_greedy",
     "check_cell_api",
     "check_component",
+    "check_constraint_api",
+    "check_constraint_batch_independence",
+    "check_constraint_deterministic",
+    "check_constraint_follows_reorder",
     "check_decode_encode_round_trip",
     "check_detach_state",
     "check_deterministic_sampler_ignores_the_generator",
     "check_dtype_device",
+    "check_end_within_text",
     "check_fused_matches_step",
     "check_compiled_matches_step",
     "check_fused_stack_matches_layers",
@@ -109,6 +126,7 @@ __all__ = [
     "check_low_temperature_is_greedy",
     "check_masked_ids_never_sampled",
     "check_min_p_support",
+    "check_never_masks_every_id",
     "check_no_nan_long_sequence",
     "check_num_return_sequences",
     "check_plugin_installed",

@@ -7,7 +7,8 @@ A *subject* is what a check runs on. Checks accept any of:
 - a string ``"kind:name"`` (or a bare ``"name"`` of the check's own kind), looked up in
   :func:`charseq.get_registry`;
 - a plain factory: ``make_cell(input_size, hidden_size, **options)``,
-  ``make_tokenizer(**options)`` or ``make_sampler(**options)``.
+  ``make_tokenizer(**options)``, ``make_sampler(**options)`` or
+  ``make_constraint(**options)``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import attrs
 import torch
 from hypothesis import Phase, settings
 
-from charseq.interfaces import KINDS, Cell, Sampler, Tokenizer
-from charseq.registry import Component, get_registry
+from charseq.constraints import Constraint
+from charseq.interfaces import Cell, Sampler, Tokenizer
+from charseq.registry import REGISTRY_KINDS, Component, get_registry
 from charseq.testing.tags import TAGS, compute_tags, document_tags, not_applicable
 
 __all__ = [
@@ -44,7 +46,12 @@ __all__ = [
     "resolve",
 ]
 
-BASES: dict[str, type] = {"cell": Cell, "tokenizer": Tokenizer, "sampler": Sampler}
+BASES: dict[str, type] = {
+    "cell": Cell,
+    "tokenizer": Tokenizer,
+    "sampler": Sampler,
+    "constraint": Constraint,
+}
 """The kinds the kit has checks for, and the plugin interface each kind's factories build."""
 
 CHECKED_KINDS = tuple(BASES)
@@ -55,6 +62,8 @@ _HOW_TO_SUBCLASS = {
     "tokenizer": "subclass charseq.Tokenizer and write vocab_size, encode, decode, state_dict "
     "and load_state_dict.",
     "sampler": "subclass charseq.TokenSampler (write select) or charseq.Sampler (write sample).",
+    "constraint": "subclass charseq.constraints.TextConstraint (write allowed_next) or "
+    "charseq.constraints.Constraint (write compile, and its compiled form and tracker).",
 }
 
 
@@ -201,8 +210,8 @@ def as_subject(component: Any, kind: str | None = None) -> Subject:
         if kind is None:
             raise TypeError(
                 f"cannot tell which kind {component!r} builds; pass kind='cell' (or "
-                "'tokenizer', 'sampler'), a registry Component or a 'kind:name' string, or call "
-                "the kind's checks directly"
+                "'tokenizer', 'sampler', 'constraint'), a registry Component or a 'kind:name' "
+                "string, or call the kind's checks directly"
             )
         name = _factory_name(component)
         return Subject(kind, name, f"{kind} {name}", component)
@@ -225,7 +234,7 @@ def resolve(spec: str, kind: str | None = None) -> Component:
 
     ``name`` may be qualified, ``distribution:name`` (``"cell:charseq-mgu:mgu"``).
     """
-    if ":" in spec and spec.split(":", 1)[0] in KINDS:
+    if ":" in spec and spec.split(":", 1)[0] in REGISTRY_KINDS:
         kind, name = spec.split(":", 1)
     elif kind is None:
         raise ValueError(f"name components as 'kind:name', e.g. 'cell:{spec}'; got {spec!r}")

@@ -18,8 +18,8 @@ from typing import Any
 from charseq.testing import cell_agreement as agree
 from charseq.testing import cell_contract as contract
 from charseq.testing import cell_inspection as inspection
+from charseq.testing import constraints, samplers, tokenizers
 from charseq.testing import sampler_beams as beams
-from charseq.testing import samplers, tokenizers
 from charseq.testing._base import CHECKED_KINDS, REGISTERED, Subject, as_subject
 from charseq.testing.tags import not_applicable
 
@@ -70,6 +70,15 @@ CHECKS: dict[str, tuple[Check, ...]] = {
         beams.check_num_return_sequences,  # num_beams, num_return_sequences
         beams.check_beam_length_penalty,  # num_beams, length_penalty
     ),
+    "constraint": (
+        constraints.check_constraint_api,
+        constraints.check_never_masks_every_id,
+        constraints.check_constraint_deterministic,
+        constraints.check_constraint_batch_independence,
+        constraints.check_constraint_follows_reorder,
+        constraints.check_allows_agrees_with_mask,
+        constraints.check_end_within_text,
+    ),
 }
 """Every check, by kind, in the order they run (the comments name the tags each needs)."""
 
@@ -80,7 +89,8 @@ if _unlisted:  # pragma: no cover - a mistake in the kit itself
 
 
 def all_checks(kind: str | None = None) -> list[Check]:
-    """Every check of ``kind`` (``"cell"``, ``"tokenizer"``, ``"sampler"``), or of all kinds."""
+    """Every check of ``kind`` (``"cell"``, ``"tokenizer"``, ``"sampler"``, ``"constraint"``),
+    or of all kinds."""
     if kind is not None and kind not in CHECKS:
         raise ValueError(f"no checks for kind {kind!r}; checked kinds: {', '.join(CHECKED_KINDS)}")
     kinds = CHECKED_KINDS if kind is None else (kind,)

@@ -3,7 +3,9 @@
 :class:`ElmanCell` is the reference cell; :func:`tiny_model` puts it in a
 :class:`~charseq.model.CharModel` for the sampler checks, and :func:`fixed_logits_model` makes
 that model's next-token logits whatever a check needs (so the support of top-k, top-p and min-p
-is known). All are deterministic: the same arguments give the same weights.
+is known). All are deterministic: the same arguments give the same weights. The constraint
+checks need no model: they compile a constraint for a ``char`` vocabulary of
+:data:`CONSTRAINT_ALPHABET`, after each of :data:`CONSTRAINT_PRIMES`.
 """
 
 from __future__ import annotations
@@ -16,13 +18,30 @@ from torch import Tensor, nn
 from charseq.interfaces import Cell, State
 from charseq.model import CharModel
 
-__all__ = ["PRIME", "VOCAB_SIZE", "ElmanCell", "fixed_logits_model", "tiny_model"]
+__all__ = [
+    "CONSTRAINT_ALPHABET",
+    "CONSTRAINT_PRIMES",
+    "PRIME",
+    "VOCAB_SIZE",
+    "ElmanCell",
+    "fixed_logits_model",
+    "tiny_model",
+]
 
 VOCAB_SIZE = 11
 """The vocabulary size of :func:`tiny_model`."""
 
 PRIME = torch.tensor([1, 4, 2, 7])
 """The prime the sampler checks generate after."""
+
+CONSTRAINT_ALPHABET = "\n .,:abcdefghijklmnopqrstuvwxyz春夏秋冬，。"
+"""The characters of the vocabulary the constraint checks compile a constraint for: lines,
+words and sentences in lower-case letters, and a few Chinese characters with the clause ends of
+Chinese verse (so that the verse forms and clause acrostics fit it too)."""
+
+CONSTRAINT_PRIMES = ("", "the sea")
+"""The primes the constraint checks compile a constraint after: none (generation starts a line)
+and one that ends inside a line."""
 
 
 class ElmanCell(Cell):

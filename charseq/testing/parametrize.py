@@ -80,8 +80,8 @@ def parametrize_with_checks(
 
     Args:
         components: registry :class:`~charseq.registry.Component` objects or ``"kind:name"``
-            strings (looked up in :func:`charseq.get_registry`), of the kinds cell, tokenizer
-            and sampler; or factories, as :func:`check_component` takes them, e.g.
+            strings (looked up in :func:`charseq.get_registry`), of the kinds cell, tokenizer,
+            sampler and constraint; or factories, as :func:`check_component` takes them, e.g.
             ``functools.partial(MyCell, activation="tanh")`` to check options other than the
             defaults.
         expected_failed_checks: ``{"cell:mgu": {"check_x": "why it fails"}}``; those pairs are
@@ -129,12 +129,13 @@ def check_component(
 
     Args:
         component: a registry Component, a ``"kind:name"`` string, or a factory (handy while
-            writing one): a :class:`~charseq.Cell`, :class:`~charseq.Tokenizer` or
-            :class:`~charseq.Sampler` subclass, or any callable with ``kind`` given.
+            writing one): a :class:`~charseq.Cell`, :class:`~charseq.Tokenizer`,
+            :class:`~charseq.Sampler` or :class:`~charseq.constraints.Constraint` subclass, or
+            any callable with ``kind`` given.
         expected_failed_checks: ``{"check_x": "reason"}``: those checks still run, but their
             failure is reported as expected instead of raised.
-        kind: what a factory builds (``"cell"``, ``"tokenizer"``, ``"sampler"``), where its
-            class does not say.
+        kind: what a factory builds (``"cell"``, ``"tokenizer"``, ``"sampler"``,
+            ``"constraint"``), where its class does not say.
 
     Returns:
         ``{check name: outcome}`` with outcomes ``"passed"``, ``"skipped: <why>"``,
@@ -225,7 +226,8 @@ def check_plugin_installed(distribution_name: str) -> list[Component]:
         bool(added),
         f"{label}'s entry point(s) {names} loaded but registered no component",
         "define module-level functions marked @charseq.hookimpl named after a hook "
-        "(charseq_register_cells, _tokenizers, _optimizers, _samplers or _detectors) that call "
+        "(charseq_register_cells, _tokenizers, _optimizers, _samplers, _constraints or "
+        "_detectors) that call "
         "registry.add(name, factory, options=OptionsClass).",
     )
     return added

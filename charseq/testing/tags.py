@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from charseq.interfaces import Cell, TokenSampler
+from charseq.testing.fixtures import CONSTRAINT_ALPHABET, CONSTRAINT_PRIMES
 
 if TYPE_CHECKING:
     from charseq.testing._base import Subject
@@ -29,7 +30,7 @@ class Tag:
     """One tag of one kind.
 
     Attributes:
-        kind: ``"cell"``, ``"tokenizer"`` or ``"sampler"``.
+        kind: ``"cell"``, ``"tokenizer"``, ``"sampler"`` or ``"constraint"``.
         meaning: what a check that requires the tag needs, completing "it needs ...".
         doc: how the kit works the tag out, for the docs of :func:`charseq.testing.get_tags`.
         detect: ``detect(subject, built)``, the tag's value for a component ``built`` by the
@@ -127,6 +128,21 @@ TAGS: dict[str, Tag] = {
         lambda subject, built: bool(getattr(built, "deterministic", False)),
     ),
     **{option: _option("sampler", option) for option in _SAMPLER_OPTIONS},
+    "alphabet": Tag(
+        "constraint",
+        "a vocabulary of these characters",
+        "the characters of the ``char`` vocabulary the checks compile it for (default "
+        ":data:`charseq.testing.fixtures.CONSTRAINT_ALPHABET`: lower-case letters, a space, "
+        "``.,:``, a newline, ``春夏秋冬`` and ``，。``); a constraint that needs others says so",
+        lambda subject, built: CONSTRAINT_ALPHABET,
+    ),
+    "primes": Tag(
+        "constraint",
+        "these primes",
+        "the primes the checks compile it after, a tuple of strings (default "
+        ':data:`charseq.testing.fixtures.CONSTRAINT_PRIMES`: ``""`` and ``"the sea"``)',
+        lambda subject, built: CONSTRAINT_PRIMES,
+    ),
 }
 """Every tag, by name, in the order :func:`~charseq.testing.get_tags` lists them."""
 
@@ -153,7 +169,12 @@ def not_applicable(check: Callable[..., None], subject: Subject) -> str | None:
     return f"{check.__name__} does not apply to {subject.label}: it needs {needs}"
 
 
-_KIND_HEADINGS = {"cell": "Cells", "tokenizer": "Tokenizers", "sampler": "Samplers"}
+_KIND_HEADINGS = {
+    "cell": "Cells",
+    "tokenizer": "Tokenizers",
+    "sampler": "Samplers",
+    "constraint": "Constraints",
+}
 
 
 def document_tags() -> str:
