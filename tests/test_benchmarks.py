@@ -1,7 +1,6 @@
 """The benchmark scripts run (on tiny inputs); the presets are valid specs."""
 
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ import pytest
 
 from charseq import Pipeline, PipelineSpec
 from charseq.spec import presets
+from tests._helpers import quatrains
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,19 +130,9 @@ def test_the_run_directory_reliability_script_runs(tmp_path):
     assert kills["resume_failures"] == kills["metrics_steps_repeated"] == 0, kills["errors"]
 
 
-def _quatrains(count: int) -> str:
-    """``count`` made-up poems in tensorflow_poems' format (two-character titles, wujue)."""
-    draw = random.Random(0)
-    letters = "春夏秋冬山水風花雪月日夜人心天地江河雲雨"
-    words = lambda k: "".join(draw.choices(letters, k=k))  # noqa: E731
-    return "".join(
-        f"{words(2)}:{words(5)}，{words(5)}。{words(5)}，{words(5)}。\n" for _ in range(count)
-    )
-
-
 def test_the_poems_benchmark_runs(tmp_path):
     data = tmp_path / "poems.txt"
-    data.write_text(_quatrains(300), "utf-8")
+    data.write_text(quatrains(300), "utf-8")
     settings = ["cell.hidden_size=16", "model.embedding_size=8", "train.batch_size=4"]
     args = ["--data", str(data), "--seconds", "2", "--samples", "6", "--batch", "3"]
     (result,) = _json_lines("poems.py", *args, *(f"--set={s}" for s in settings))
