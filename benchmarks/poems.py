@@ -26,16 +26,18 @@ import platform
 import random
 import re
 import sys
-import tempfile
 import time
-from datetime import UTC, datetime
+from pathlib import Path
 
 import torch
 
 from charseq import Pipeline, PipelineSpec
 from charseq.constraints.forms import fits
-from charseq.corpus import read_text, split_ids
-from charseq.scoring import evaluate_ids
+from charseq.corpus import read_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from quality import train_to_budget  # noqa: E402 (the budget and split quality.py uses)
 
 CLAUSE_ENDS = "，。"
 TITLE_END = ":"
@@ -98,20 +100,9 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
 
     changes = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.settings)}
-    changes.update(
-        {"train.val_fraction": 0.1, "train.test_fraction": 0.0, "train.max_seconds": args.seconds}
-    )
     spec = PipelineSpec.from_preset("poems").override(changes)
-    text = read_text(args.data)
-    pipe = Pipeline.from_spec(spec, device="cpu")
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as out:
-        pipe.fit(text, out=out)
-        wall = time.perf_counter() - started
-        best = Pipeline.load(f"{out}/best" if pipe.last_run.best_val_bpc else out, device="cpu")
-    ids = best.tokenizer.encode(text)
-    splits = split_ids(torch.as_tensor(ids).numpy(), val=0.1, test=0.0)
-    scores = evaluate_ids(best.model, splits.val, batch_size=1, seq_len=1024, warmup=0)
+    trained = train_to_budget(spec, read_text(args.data), args.seconds, "cpu")
+    best, splits = trained.best, trained.splits
 
     # Primes: the held-out titles in order, one a batch; heads: four clause starts a batch.
     train_text = best.tokenizer.decode(splits.train.tolist())
@@ -129,17 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     acrostic = acrostic[: args.samples]
     gen_wall = time.perf_counter() - gen_started
 
-    result = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "data": args.data,
-        "val_chars": int(scores["tokens"]),
-        "val_nats": round(scores["nats"], 4),
-        "val_bpc": round(scores["bpc"], 4),
-        "best_step": best.steps_trained,
-        "steps": pipe.last_run.step,
-        "budget_s": args.seconds,
-        "wall_s": round(wall, 1),
-        "params": sum(p.numel() for p in pipe.model.parameters()),
+    result = trained.record(args.data, args.seconds) | {
         "vocab": best.tokenizer.vocab_size,
         "samples": len(free),
         "free_fit_share": share([fits(p, "wujue") for p in free]),

@@ -19,12 +19,61 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from typing import Any
 
+import attrs
 import torch
 
 from charseq import Pipeline, PipelineSpec
 from charseq.corpus import read_text, split_ids
 from charseq.scoring import evaluate_ids
+
+
+@attrs.frozen
+class Trained:
+    """A spec trained to a time budget on a text's first 90%, its best checkpoint evaluated on
+    the last 10%."""
+
+    pipe: Pipeline  # as training left it
+    best: Pipeline  # the best checkpoint by validation BPC
+    splits: Any  # the text's ids, split 90/10 (charseq.corpus.split_ids)
+    scores: dict  # evaluate_ids on the whole validation split
+    wall: float  # seconds of training, evaluations included
+
+    def record(self, data: str, seconds: float) -> dict:
+        """The JSON fields every budget benchmark reports."""
+        return {
+            "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+            "data": data,
+            "val_chars": int(self.scores["tokens"]),
+            "val_nats": round(self.scores["nats"], 4),
+            "val_bpc": round(self.scores["bpc"], 4),
+            "best_step": self.best.steps_trained,
+            "steps": self.pipe.last_run.step,
+            "budget_s": seconds,
+            "wall_s": round(self.wall, 1),
+            "params": sum(p.numel() for p in self.pipe.model.parameters()),
+        }
+
+
+def train_to_budget(spec: PipelineSpec, text: str, seconds: float, device: str) -> Trained:
+    """Train ``spec`` on ``text`` (its first 90%; the last 10% validates, as nanoGPT splits it)
+    until ``seconds`` have passed, evaluations included; evaluate the best checkpoint on the
+    whole validation split exactly (one stream, state carried)."""
+    fixed = {"train.val_fraction": 0.1, "train.test_fraction": 0.0, "train.max_seconds": seconds}
+    pipe = Pipeline.from_spec(spec.override(fixed), device=device)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out:
+        pipe.fit(text, out=out)
+        wall = time.perf_counter() - started
+        directory = f"{out}/best" if pipe.last_run.best_val_bpc else out
+        best = Pipeline.load(directory, device=device)
+    ids = torch.as_tensor(best.tokenizer.encode(text))
+    splits = split_ids(ids.numpy(), val=0.1, test=0.0)
+    scores = evaluate_ids(
+        best.model, splits.val, batch_size=1, seq_len=1024, warmup=0, device=device
+    )
+    return Trained(pipe, best, splits, scores, wall)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -49,37 +98,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     spec = PipelineSpec.from_file(args.spec) if args.spec else PipelineSpec.from_preset(args.preset)
     # The split and the budget are fixed; everything else is the preset's (or --set's).
-    changes = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.settings)}
-    changes.update(
-        {
-            "train.val_fraction": 0.1,
-            "train.test_fraction": 0.0,
-            "train.max_seconds": args.seconds,
-        }
-    )
-    spec = spec.override(changes)
-    text = read_text(args.data)
-    pipe = Pipeline.from_spec(spec, device=args.device)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as out:
-        pipe.fit(text, out=out)
-        wall = time.perf_counter() - started
-        directory = f"{out}/best" if pipe.last_run.best_val_bpc else out
-        best = Pipeline.load(directory, device=args.device)
-    ids = torch.as_tensor(best.tokenizer.encode(text))
-    val = split_ids(ids.numpy(), val=0.1, test=0.0).val
-    scores = evaluate_ids(best.model, val, batch_size=1, seq_len=1024, warmup=0, device=args.device)
-    result = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "data": args.data,
-        "val_chars": int(scores["tokens"]),
-        "val_nats": round(scores["nats"], 4),
-        "val_bpc": round(scores["bpc"], 4),
-        "best_step": best.steps_trained,
-        "steps": pipe.result.step,
-        "budget_s": args.seconds,
-        "wall_s": round(wall, 1),
-        "params": sum(p.numel() for p in pipe.model.parameters()),
+    spec = spec.override({k: json.loads(v) for k, v in (s.split("=", 1) for s in args.settings)})
+    trained = train_to_budget(spec, read_text(args.data), args.seconds, args.device)
+    result = trained.record(args.data, args.seconds) | {
         "device": _device_name(args.device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
