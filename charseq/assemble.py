@@ -70,18 +70,23 @@ def cell_factory(spec: PipelineSpec, registry: Registry) -> Callable[[int, int],
     )
 
 
-def build_model(spec: PipelineSpec, registry: Registry, vocab_size: int) -> CharModel:
-    """A freshly initialised model for a vocabulary of ``vocab_size`` tokens: embedding,
-    ``cell.num_layers`` cells, head; on torch's current default device."""
+def build_cells(spec: PipelineSpec, registry: Registry) -> list[Cell]:
+    """The spec's ``cell.num_layers`` cells, freshly initialised: the first takes the
+    embedding's size, each other the hidden size below it."""
     layout = spec.cell.layout
     make_cell = cell_factory(spec, registry)
     sizes = [spec.model.embedding_size] + [layout.hidden_size] * layout.num_layers
-    cells = [make_cell(input_size, layout.hidden_size) for input_size in sizes[:-1]]
+    return [make_cell(input_size, layout.hidden_size) for input_size in sizes[:-1]]
+
+
+def build_model(spec: PipelineSpec, registry: Registry, vocab_size: int) -> CharModel:
+    """A freshly initialised model for a vocabulary of ``vocab_size`` tokens: embedding,
+    ``cell.num_layers`` cells, head; on torch's current default device."""
     return CharModel(
         vocab_size,
         spec.model.embedding_size,
-        cells,
-        layout.dropout,
+        build_cells(spec, registry),
+        spec.cell.layout.dropout,
         spec.model.embedding_dropout,
     )
 
