@@ -20,14 +20,13 @@ from typing import Any
 
 import torch
 
-from charseq.batches import RandomWindows, StreamBatches
 from charseq.callbacks import Callback, MetricsLog
 from charseq.checkpoint import CheckpointStore
 from charseq.corpus import Splits
 from charseq.errors import CharseqError, TrainingDiverged, warn
-from charseq.model import StackState, detach
+from charseq.model import StackState
 from charseq.schedules import lr_factor
-from charseq.scoring import evaluate_ids
+from charseq.tasks import LanguageModelTask, Task
 from charseq.train_state import checkpoint_contents, restore_trainer
 from charseq.training_run import (
     StopReason,
@@ -68,6 +67,8 @@ class Trainer:
         corpus: facts about the corpus stored in checkpoints (hash, sources, encoding, ...).
         handle_signals: on SIGINT/SIGTERM finish the step, save a checkpoint and stop; a second
             signal stops at once. (Only from the main thread; the CLI turns it on.)
+        task: what the model is trained to do (:mod:`charseq.tasks`): its batches, loss and
+            evaluation; the language model by default.
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         corpus: dict[str, Any] | None = None,
         handle_signals: bool = False,
+        task: Task | None = None,
     ) -> None:
         if pipeline.model is None:
             raise CharseqError("the pipeline has no model: build it before training")
@@ -98,10 +100,8 @@ class Trainer:
         self.optimizer = pipeline.build_optimizer(self.model.parameters())
         for group in self.optimizer.param_groups:
             group.setdefault("base_lr", group["lr"])
-        if train.batching == "streams":
-            self.batches = StreamBatches(splits.train, train.batch_size, train.seq_len)
-        else:
-            self.batches = RandomWindows(splits.train, train.batch_size, train.seq_len, train.seed)
+        self.task = LanguageModelTask() if task is None else task
+        self.batches = self.task.batches(splits, train)
         self.store = CheckpointStore(out_dir, keep_last=train.keep_last) if out_dir else None
         self.step = pipeline.steps_trained
         self.hidden: StackState | None = None
@@ -220,26 +220,19 @@ class Trainer:
         return self.train_seconds + time.perf_counter() - self._tick
 
     def train_step(self, batch: Any) -> float:
-        """One optimisation step on ``batch`` (a :class:`~charseq.batches.Batch`); its loss.
+        """One optimisation step on ``batch`` (the task's, e.g. a
+        :class:`~charseq.batches.Batch`); its loss.
 
-        Sets the scheduled learning rate, runs forward (carrying the hidden state unless the
-        batch starts new sequences), backward, clipping and the optimizer step.
+        Sets the scheduled learning rate, runs the task's forward pass and loss (the language
+        model carries the hidden state unless the batch starts new sequences), backward,
+        clipping and the optimizer step.
         """
         train = self.spec.train
-        x, y = batch.x.to(self.device), batch.y.to(self.device)  # (B, T) each
-        hidden = None if batch.reset or self.hidden is None else detach(self.hidden)
         factor = lr_factor(train, self.step, self.batches.epoch) * self.lr_scale
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         self.model.train()
-        if hidden is None and self.forward is not self.model:
-            hidden = self.model.initial_state(x.shape[0])  # one compiled graph for every batch
-        with self._autocast():
-            logits, hidden = self.forward(x, hidden)  # (B, T, V)
-        loss = torch.nn.functional.cross_entropy(
-            logits.float().flatten(0, 1),
-            y.flatten(),  # (B*T, V) against (B*T,)
-        )
+        loss = self.task.loss(self, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if train.grad_clip > 0:
@@ -248,7 +241,6 @@ class Trainer:
             else:
                 torch.nn.utils.clip_grad_value_(self.model.parameters(), train.grad_clip)
         self._optimizer_step()
-        self.hidden = hidden
         return loss.item()
 
     def _optimizer_step(self) -> None:
@@ -277,7 +269,8 @@ class Trainer:
             return self.model
         return torch.compile(self.model, dynamic=False)
 
-    def _autocast(self) -> Any:
+    def autocast(self) -> Any:
+        """The forward pass's precision context (``train.precision``)."""
         if self.spec.train.precision == "bf16":
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return nullcontext()
@@ -285,36 +278,22 @@ class Trainer:
     # -- evaluation and checkpoints ------------------------------------------------------------
 
     def evaluate(self, split: str = "val") -> dict[str, float]:
-        """nats/char and BPC of ``split`` (stateful over the whole split); callbacks'
-        ``on_eval_progress`` follow it."""
-        ids = getattr(self.splits, split)
-        if len(ids) < 2:
-            raise CharseqError(f"the {split} split has {len(ids)} token(s); nothing to evaluate")
-        train = self.spec.train
-        total, reported = len(ids) - 1, -1
+        """The task's metrics of ``split`` (the language model's: nats/char and BPC, stateful
+        over the whole split); callbacks' ``on_eval_progress`` follow it."""
+        reported = -1
 
-        def report(done: int) -> None:  # callbacks see the evaluation's progress
+        def report(done: int, total: int) -> None:  # callbacks see the evaluation's progress
             nonlocal reported
             if done != reported:
                 reported = done
                 for callback in self.callbacks:
                     callback.on_eval_progress(self, split, done, total)
 
-        report(0)
-        scores = evaluate_ids(
-            self.model,
-            ids,
-            batch_size=train.batch_size,
-            seq_len=train.seq_len,
-            device=self.device,
-            on_batch=report,
-        )
-        report(total)
-        return scores
+        return self.task.evaluate(self, split, report)
 
     def _evaluate(self) -> bool | None:
         """Evaluate on val, track the best; ``None`` when there is no val split."""
-        if len(self.splits.val) < 2:
+        if not self.task.can_evaluate(self.splits, "val"):
             return None
         scores = self.evaluate("val")
         improved = self.best_val_bpc is None or scores["bpc"] < self.best_val_bpc
