@@ -3,6 +3,8 @@ with the file and line it names, and the stratified split's properties."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import re
@@ -63,6 +65,13 @@ def test_tsv_without_header_is_text_then_label(tmp_path):
     assert data.sources[-1] == f"{path}:4"
 
 
+def test_a_quoted_text_over_several_lines_is_sourced_at_its_first(tmp_path):
+    path = write(tmp_path / "a.csv", 'text,label\n"two\r\nlines",en\nAbe,en\nBo,fr\nZo,fr\n')
+    data = read_labelled(path)
+    assert data.texts[:2] == ("two\r\nlines", "Abe")
+    assert data.sources[:3] == (f"{path}:2", f"{path}:4", f"{path}:5")
+
+
 def test_header_detected_both_ways(tmp_path):
     header = read_labelled(
         write(tmp_path / "a.tsv", "label\ttext\nen\tAbe\nen\tBo\nfr\tAmé\nfr\tZo\n")
@@ -103,6 +112,29 @@ def test_directory_of_label_files(tmp_path):
     assert data.texts == ("Abe", " Smith ", "Amélie", "Zoë\u2028Z")
     assert data.labels == ("English", "English", "French", "French")
     assert data.sources[1] == f"{names / 'English.txt'}:3"
+
+
+TEXTS = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=12).filter(str.strip)
+
+
+@given(st.lists(TEXTS, min_size=2, max_size=6), st.sampled_from([".csv", ".tsv", ".jsonl"]))
+def test_any_text_comes_back_as_written(tmp_path_factory, texts, suffix):
+    """Texts with quotes, delimiters, line breaks or spaces round-trip through each format."""
+    labels = ["a", "b"] * len(texts)
+    texts = texts * 2
+    if suffix == ".jsonl":
+        content = "".join(
+            json.dumps({"label": y, "text": t}, ensure_ascii=False) + "\n"
+            for t, y in zip(texts, labels, strict=True)
+        )
+    else:
+        out = io.StringIO()
+        writer = csv.writer(out, delimiter="," if suffix == ".csv" else "\t")
+        writer.writerows([("text", "label"), *zip(texts, labels, strict=True)])
+        content = out.getvalue()
+    path = write(tmp_path_factory.mktemp("rt") / f"data{suffix}", content)
+    data = read_labelled(path)
+    assert data.texts == tuple(texts) and data.labels == tuple(labels)
 
 
 def test_other_encoding(tmp_path):
@@ -185,7 +217,7 @@ def test_fewer_than_two_labels(tmp_path):
     with raises(path, None, "every example has the label 'en'; .* at least 2 labels"):
         read_labelled(path)
     empty = write(tmp_path / "b.csv", "text,label\n\n")
-    with raises(empty, None, "holds no examples"):
+    with raises(empty, None, "holds no examples .*header is the only row"):
         read_labelled(empty)
 
 

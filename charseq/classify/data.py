@@ -185,7 +185,9 @@ def read_labelled(
             shown = f"'{suffix}' files" if suffix else "a file without an extension"
             raise _error(name, None, f"cannot read {shown}: {_READ}")
     if not examples:
-        raise _error(name, None, f"holds no examples ({_READ}, one example a line)")
+        raise _error(
+            name, None, "holds no examples (every line is blank, or the header is the only row)"
+        )
     texts, labels, sources = zip(*examples, strict=True)
     data = Labelled(texts=texts, labels=labels, sources=sources)
     if for_training:
