@@ -13,7 +13,7 @@ a quoted field is doubled, ``""``), in both kinds. Which columns hold the text a
   must hold both (other columns are ignored).
 - Otherwise the file has no header and exactly two columns: the text, then the label.
 
-Column names match whatever their case and surrounding spaces (``Text``, `` label``). Every
+Column names match whatever their case and the spaces around them (``Text``, ``LABEL``). Every
 row has as many fields as the header (or two, without one).
 
 **JSON Lines**, ``.jsonl``: one object a line, ``{"text": ..., "label": ...}``; other keys are
