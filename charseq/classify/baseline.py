@@ -1,8 +1,8 @@
 """The reference every classifier is measured against: logistic regression on character n-grams.
 
 :class:`NgramBaseline` reads a text as a bag of its character n-grams (by default every 1-, 2-
-and 3-gram, with ``\\x02`` marking the start and ``\\x03`` the end, so ``"-son"`` at the end
-of a name is the 4 characters ``son\\x03`` apart from ``son`` inside it), keeps the
+and 3-gram, with ``\\x02`` marking the start and ``\\x03`` the end, so that ``on\\x03`` tells
+a name ending in "-son" from one with "son" inside), keeps the
 ``max_features`` most frequent in the training texts, and fits a multinomial logistic
 regression on them: one weight per n-gram and class. It knows nothing of order beyond n
 characters, which is what makes it a fair reference: a recurrent model that cannot beat it has
@@ -29,9 +29,9 @@ import torch
 from charseq.errors import CharseqError
 
 BEGIN = "\x02"
-"""Put before every text: the n-grams that hold it are the text's beginning."""
+"""Put before every text, so the n-grams that hold it are a text's beginning."""
 END = "\x03"
-"""Put after every text: the n-grams that hold it are the text's end."""
+"""Put after every text, so the n-grams that hold it are a text's end."""
 
 
 def ngrams(text: str, sizes: Sequence[int]) -> Counter[str]:
@@ -60,10 +60,12 @@ class NgramBaseline:
             from zero weights and uses every text at each step), so every seed gives the same
             model; the argument is there so that a baseline is made like the models beside it.
 
-    Attributes (after :meth:`fit`):
-        vocabulary: each kept n-gram and its feature's column.
-        weight: ``(F, C)`` the weight of each n-gram for each class; bias: ``(C,)``.
-        num_classes: ``C``.
+    Attributes:
+        vocabulary: each kept n-gram and its feature's column (set by :meth:`fit`, as are
+            the others).
+        weight: ``(F, C)`` the weight of each n-gram for each class.
+        bias: ``(C,)`` the bias of each class.
+        num_classes: ``C``, how many classes there are.
     """
 
     def __init__(

@@ -34,9 +34,11 @@ from charseq.errors import CharseqError
 NAME_WIDTH = 20
 """The most terminal columns a class name takes in :meth:`ClassificationMetrics.table`'s rows;
 longer names are cut, ending in ``…``."""
+TABLE_WIDTH = 100
+"""The terminal columns the confusion matrix may fill before its headings are cut."""
 COLUMN_WIDTH = 6
-"""The most terminal columns a class name takes as the heading of a column of the confusion
-matrix (short, so that eighteen classes still fit in 160 columns)."""
+"""The fewest terminal columns a heading of the confusion matrix is cut to, when the whole
+names would make it wider than :data:`TABLE_WIDTH` (eighteen classes then take about 160)."""
 FIGURE_FORMATS = (".png", ".svg")
 """The file types :func:`confusion_figure` writes, chosen by the path's extension."""
 
@@ -87,19 +89,19 @@ class ClassificationMetrics:
 
     @property
     def accuracy(self) -> float:
-        """The share of texts predicted right: the diagonal over the total."""
+        """The share of texts predicted right (the diagonal over the total)."""
         return float(np.trace(self.confusion) / self.total)
 
     @property
     def scored(self) -> np.ndarray:
-        """``(C,)`` bool: the classes macro-F1 averages over, those with a true or a predicted
-        text (see the module's docstring)."""
+        """Which classes macro-F1 averages over (``(C,)`` bool), those with a true or a
+        predicted text; the module's docstring says why."""
         return (self.confusion.sum(axis=1) + self.confusion.sum(axis=0)) > 0
 
     @property
     def macro_f1(self) -> float:
-        """The unweighted mean F1 over the :attr:`scored` classes: every class counts the same,
-        however few its texts, so a classifier that ignores a rare class is seen to."""
+        """The unweighted mean F1 over the :attr:`scored` classes. Every class counts the
+        same, however few its texts, so a classifier that ignores a rare class is seen to."""
         return float(self._scores()[2][self.scored].mean())
 
     def _scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -147,7 +149,8 @@ class ClassificationMetrics:
         - per class: precision, recall, F1 and support;
         - accuracy and macro-F1 (and which classes macro-F1 leaves out, if any);
         - the confusion matrix, a row per true class and a column per predicted class, the
-          column headings cut to :data:`COLUMN_WIDTH` columns.
+          column headings cut like the names where the matrix fits in :data:`TABLE_WIDTH`
+          columns, else as far as needed, to no fewer than :data:`COLUMN_WIDTH`.
         """
         names = [_cut(name, NAME_WIDTH) for name in self.classes]
         left = max(_width(name) for name in [*names, "macro-F1", "true \\ predicted"])
@@ -162,15 +165,18 @@ class ClassificationMetrics:
         if left_out:
             lines.append(f"(macro-F1 leaves out {', '.join(left_out)}: no true or predicted text)")
         lines.append("")
-        heads = [_cut(name, COLUMN_WIDTH) for name in self.classes]
         digits = len(str(int(self.confusion.max())))
-        column = max(digits, *(_width(head) for head in heads))
+        for cut in range(NAME_WIDTH, COLUMN_WIDTH - 1, -1):  # the widest headings that fit
+            heads = [_cut(name, cut) for name in self.classes]
+            widths = [max(digits, _width(head)) for head in heads]
+            if left + sum(2 + width for width in widths) <= TABLE_WIDTH:
+                break
         lines.append(
             _pad("true \\ predicted", left)
-            + "".join(f"  {_pad(h, column, right=True)}" for h in heads)
+            + "".join(f"  {_pad(h, w, right=True)}" for h, w in zip(heads, widths, strict=True))
         )
         for name, counts in zip(names, self.confusion, strict=True):
-            cells = "".join(f"  {int(count):>{column}d}" for count in counts)
+            cells = "".join(f"  {int(n):>{w}d}" for n, w in zip(counts, widths, strict=True))
             lines.append(_pad(name, left) + cells)
         return "\n".join(line.rstrip() for line in lines)
 
@@ -245,6 +251,7 @@ def confusion_figure(
         )
     try:
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise CharseqError(
             "drawing the confusion matrix needs matplotlib, which is not installed: "
@@ -258,9 +265,11 @@ def confusion_figure(
     fig = Figure(figsize=(side + 1.2, side), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else max(1, values.max()))
-    fig.colorbar(
+    bar = fig.colorbar(
         image, ax=ax, shrink=0.8, label="share of the true class" if normalize else "texts"
     )
+    if not normalize:  # whole texts: no 0.25 on the scale
+        bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     names = [_cut(name, NAME_WIDTH) for name in metrics.classes]
     ax.set_xticks(
         range(size), names, rotation=45 if size > 3 else 0, ha="right" if size > 3 else "center"
