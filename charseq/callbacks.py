@@ -42,7 +42,9 @@ class Callback:
         first with ``done == 0``, last with ``done == total``."""
 
     def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
-        """After each evaluation: ``val_nats``, ``val_bpc``, ``best_val_bpc``, ``seconds``."""
+        """After each evaluation: the task's metrics and its best (the language model's
+        ``val_nats``, ``val_bpc``, ``best_val_bpc``; a classifier's ``val_loss``,
+        ``val_accuracy``, ``val_macro_f1`` and its best), and ``seconds``."""
 
     def on_checkpoint(self, trainer: Trainer, step: int, path: Path) -> None:
         """After a checkpoint is written to ``path``."""
@@ -113,9 +115,13 @@ class ProgressBar(Callback):
             self.eval_bar = None
 
     def on_eval(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
-        self.postfix.update(  # val_loss in the training loss's unit; the best as BPC
-            val_loss=f"{metrics['val_nats']:.3f}", best_bpc=f"{metrics['best_val_bpc']:.3f}"
-        )
+        if "val_nats" in metrics:  # val_loss in the training loss's unit; the best as BPC
+            self.postfix.update(
+                val_loss=f"{metrics['val_nats']:.3f}", best_bpc=f"{metrics['best_val_bpc']:.3f}"
+            )
+        else:  # another task's: its metrics by name (a classifier's val_macro_f1, ...)
+            shown = {k: v for k, v in metrics.items() if k.startswith("val_")}
+            self.postfix.update({k[4:]: f"{v:.3f}" for k, v in shown.items()})
         self.bar.set_postfix(self.postfix)  # shown now: the run may end with this evaluation
 
     def on_divergence(self, trainer: Trainer, step: int, message: str) -> None:

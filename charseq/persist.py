@@ -9,7 +9,7 @@ sampler plugins need not be (sampling and evaluating use neither): the defaults 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from charseq.checkpoint import (
     write_checkpoint,
 )
 from charseq.checks import is_int
+from charseq.classify.model import build_classifier
 from charseq.corpus.arguments import NORMALIZATIONS
 from charseq.devices import resolve_device
 from charseq.errors import SpecError
@@ -51,8 +52,8 @@ if TYPE_CHECKING:
 
 
 def pipeline_manifest(pipe: Pipeline) -> dict[str, Any]:
-    """What a checkpoint of ``pipe`` records besides tensors."""
-    return {
+    """What a checkpoint of ``pipe`` records besides tensors (a classifier's class names too)."""
+    manifest = {
         "charseq_version": __version__,
         "spec": pipe.stand_ins.recorded_spec(pipe.spec),
         "tokenizer": pipe.tokenizer.state_dict(),
@@ -61,6 +62,23 @@ def pipeline_manifest(pipe: Pipeline) -> dict[str, Any]:
         "plugins": pipe.stand_ins.owners(pipe.spec, pipe.registry),
         "normalize": pipe.normalize,
     }
+    if pipe.classes is not None:
+        manifest["classes"] = list(pipe.classes)
+    return manifest
+
+
+def _model_builder(
+    spec: PipelineSpec, registry: Registry, vocab_size: int, classes: tuple[str, ...] | None
+) -> Callable[[], torch.nn.Module]:
+    """What builds a checkpoint's model: its task's (a classifier's needs its classes)."""
+    if spec.task.name == "classify":
+        if classes is None:
+            raise CheckpointError("a classifier's checkpoint must record its classes")
+        return functools.partial(
+            build_classifier, spec, registry, vocab_size, len(classes),
+            pooling=spec.task.pooling, dropout=spec.task.dropout,
+        )  # fmt: skip
+    return functools.partial(build_model, spec, registry, vocab_size)
 
 
 def save_pipeline(pipe: Pipeline, model: torch.nn.Module, directory: str | Path) -> Path:
@@ -108,14 +126,13 @@ def load_pipeline(
             f"({type(error).__name__}: {error}); it was written by {describe_owner(owner)}, and "
             f"{registry.get('tokenizer', spec.tokenizer.name).owner} is installed"
         ) from error
+    classes = _recorded_classes(path, manifest)
+    build = _model_builder(spec, registry, pipe.tokenizer.vocab_size, classes)
     check_stored_weights(  # before anything the spec implies is allocated
-        path / MODEL_FILE,
-        weights,
-        spec,
-        cell_factory(spec, registry),
-        functools.partial(build_model, spec, registry, pipe.tokenizer.vocab_size),
+        path / MODEL_FILE, weights, spec, cell_factory(spec, registry), build
     )
-    model = build_model(spec, registry, pipe.tokenizer.vocab_size).to(pipe.device)
+    model = build().to(pipe.device)
+    pipe.classes = classes
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
@@ -125,6 +142,22 @@ def load_pipeline(
     pipe.device = resolve_device(device)
     pipe.model = model.to(pipe.device)
     return pipe
+
+
+def _recorded_classes(path: Path, manifest: Mapping[str, Any]) -> tuple[str, ...] | None:
+    classes = manifest.get("classes")
+    if classes is None:
+        return None
+    if not (
+        isinstance(classes, list)
+        and len(classes) >= 2
+        and all(isinstance(c, str) for c in classes)
+        and len(set(classes)) == len(classes)
+    ):
+        raise CheckpointError(
+            f"{path}: its manifest's classes must be a list of 2 or more different strings"
+        )
+    return tuple(classes)
 
 
 def resumable_checkpoint(checkpoint: str | Path, registry: Registry) -> tuple[Path, dict[str, Any]]:

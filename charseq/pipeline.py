@@ -22,6 +22,13 @@ import torch
 from charseq.assemble import as_spec, build_model, build_optimizer, build_tokenizer
 from charseq.callbacks import Callback, shows_progress
 from charseq.checkpoint import read_checkpoint
+from charseq.classify.training import (
+    LabelledData,
+    Prediction,
+    fit_classifier,
+    predict,
+    resume_classifier,
+)
 from charseq.corpus.training import CorpusRead, Files, read_corpus, reread_corpus
 from charseq.devices import DEVICE_TYPES, resolve_device
 from charseq.errors import CharseqError, deprecated_alias
@@ -56,6 +63,8 @@ class Pipeline(TextMethods):
         normalize: the Unicode normalisation (``"NFC"``, ``"NFKC"``) the training corpus was
             read with, if any; primes and scored texts are normalised the same way.
         stand_ins: the plugins a loaded checkpoint names that this machine lacks.
+        classes: a classifier's class names, in the order of its outputs (``None`` for a
+            language model, and before :meth:`fit`).
     """
 
     def __init__(
@@ -76,6 +85,7 @@ class Pipeline(TextMethods):
         self.last_run: TrainResult | None = None
         self.normalize: str | None = None
         self.stand_ins = StandIns()
+        self.classes: tuple[str, ...] | None = None
         if model is not None:
             model.to(self.device)
 
@@ -117,6 +127,7 @@ class Pipeline(TextMethods):
         self,
         text: str | None = None,
         *,
+        data: LabelledData | None = None,
         files: Files | None = None,
         include: Sequence[str] = ("*",),
         encoding: str = "utf-8",
@@ -127,8 +138,11 @@ class Pipeline(TextMethods):
         max_seconds: float | None = None,
         callbacks: Sequence[Callback] = (),
         handle_signals: bool = False,
+        text_column: str | None = None,
+        label_column: str | None = None,
     ) -> Pipeline:
-        """Train on ``text`` or on ``files``; returns ``self`` (the run's end is in
+        """Train on ``text`` or on ``files`` (a language model), or on labelled ``data`` (a
+        classifier, ``task = "classify"``); returns ``self`` (the run's end is in
         :attr:`last_run`).
 
         The corpus is split by ``train.val_fraction`` and ``train.test_fraction``; the tokenizer
@@ -137,6 +151,9 @@ class Pipeline(TextMethods):
 
         Args:
             text: the corpus as a string (for files, use ``files``).
+            data: a classifier's labelled texts: a TSV, CSV or JSONL file, a directory of one
+                text file per label (:mod:`charseq.classify.data`), or a
+                :class:`~charseq.classify.data.Labelled`; split by class, stratified.
             files: corpus files or directories (or ``"-"`` for standard input), streamed into a
                 memory-mapped id cache under ``out/cache``.
             include: glob(s) a file in a directory of ``files`` must match (``"*"``: all).
@@ -151,7 +168,23 @@ class Pipeline(TextMethods):
             max_seconds: a training-time budget (default: the spec's ``train.max_seconds``).
             callbacks: :class:`~charseq.callbacks.Callback` objects told of progress.
             handle_signals: let Ctrl-C / SIGTERM stop training with a checkpoint.
+            text_column, label_column: the columns of a TSV/CSV ``data`` file (default: a
+                header's ``text`` and ``label``, or the first two columns).
         """
+        if data is not None or self.spec.task.name == "classify":
+            self._require_task("classify", "fit(data=...)")
+            if data is None or text is not None or files is not None:
+                raise CharseqError(
+                    "a classifier (task 'classify') trains on labelled texts: "
+                    "fit(data='labelled.tsv'), not on text or files",
+                    argument="data",
+                )
+            reading = {"text_column": text_column, "label_column": label_column}
+            return fit_classifier(
+                self, data, reading=reading | {"encoding": encoding}, out=out,
+                overwrite=overwrite, steps=steps, max_seconds=max_seconds, callbacks=callbacks,
+                handle_signals=handle_signals,
+            )  # fmt: skip
         spec = with_budget(self.spec, self.registry, steps, max_seconds, self.steps_trained)
         check_precision(spec, self.device)  # before reading any corpus
         self.stand_ins.require("optimizer", spec, "train")
@@ -185,6 +218,7 @@ class Pipeline(TextMethods):
         *,
         text: str | None = None,
         files: Files | None = None,
+        data: LabelledData | None = None,
         steps: int | None = None,
         max_seconds: float | None = None,
         callbacks: Sequence[Callback] = (),
@@ -197,11 +231,17 @@ class Pipeline(TextMethods):
         The corpus, the very one it was trained on, comes from the run's cache or from ``files``
         / ``text``, never from the paths the checkpoint records (``docs/how-to/train.md``).
         ``steps`` and ``max_seconds`` may be raised; every other setting is the checkpoint's.
+        A classifier's run resumes on the very labelled ``data`` it was trained on.
         """
         registry = get_registry(registry)
         path, manifest = resumable_checkpoint(checkpoint, registry)
         pipe = cls.load(path, registry=registry, device=device)
         pipe.spec = with_budget(pipe.spec, pipe.registry, steps, max_seconds, pipe.steps_trained)
+        if pipe.spec.task.name == "classify":
+            return resume_classifier(
+                pipe, path, manifest, data, reading={}, callbacks=callbacks,
+                handle_signals=handle_signals,
+            )  # fmt: skip
         with resumed_run(path.parent, own_cache=text is None) as run:
             read = reread_corpus(
                 pipe.tokenizer, pipe.spec.train, path, manifest, text=text, files=files,
@@ -222,6 +262,35 @@ class Pipeline(TextMethods):
             handle_signals=signals,
         )  # fmt: skip
 
+    def _require_task(self, task: str, wanted: str) -> None:
+        """Refuse ``wanted`` (a method) unless this pipeline's task is ``task``."""
+        have = self.spec.task.name
+        if have != task:
+            what = {"lm": "a language model", "classify": "a classifier"}
+            raise CharseqError(
+                f"{wanted} is for {what[task]} (task {task!r}), and this pipeline is "
+                f"{what[have]} (task {have!r})"
+                + (": build it from a spec with task = 'classify'" if task == "classify" else "")
+            )
+
+    # -- classifying ----------------------------------------------------------------------------
+
+    def predict(
+        self,
+        texts: str | Sequence[str],
+        *,
+        top: int = 1,
+        unknown: str | None = None,
+        batch_size: int = 64,
+    ) -> Prediction | list[Prediction]:
+        """A classifier's prediction for each text: its label, probability and ``top`` most
+        likely classes (a :class:`~charseq.classify.training.Prediction`; a list for a list).
+        """
+        self._require_task("classify", "predict")
+        if self.model is None:
+            raise CharseqError("this classifier has no model yet: call fit(data=...) first")
+        return predict(self, texts, top=top, unknown=unknown, batch_size=batch_size)
+
     # -- saving -------------------------------------------------------------------------------
 
     def manifest(self) -> dict[str, Any]:
@@ -232,7 +301,7 @@ class Pipeline(TextMethods):
         """Write a weights-only checkpoint directory, atomically: enough to sample and evaluate,
         not to resume (``docs/reference/checkpoint.md``). It may replace an earlier ``save``,
         never a training run's checkpoint."""
-        return save_pipeline(self, self._require_model(), directory)
+        return save_pipeline(self, self._require_trained(), directory)
 
     @classmethod
     def load(

@@ -190,13 +190,50 @@ class TrainSpec:
     )
 
 
+@attrs.frozen(kw_only=True)
+class TaskSpec:
+    """What the model is trained to do (``task``): the language model, or many-to-one
+    classification with its head's options (:mod:`charseq.classify`)."""
+
+    name: Literal["lm", "classify"] = option(
+        "lm", help="lm: predict each next character; classify: one label per text"
+    )
+    pooling: Literal["last", "mean", "max"] = option(
+        "last", help="classify: a text's outputs over time as one vector (last, mean, max)"
+    )
+    dropout: float = option(
+        0.0, help="classify: dropout on the pooled vector", min=0.0, max=1.0, max_exclusive=True
+    )
+    class_weights: Literal["none", "balanced"] = option(
+        "none", help="classify: 'balanced' weighs each class's loss by 1 / its frequency"
+    )
+    metric: Literal["macro_f1", "loss"] = option(
+        "macro_f1", help="classify: what picks the best checkpoint and stops early"
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.name == "lm":
+            for field in attrs.fields(TaskSpec)[1:]:
+                if getattr(self, field.name) != field.default:
+                    raise OptionError(
+                        field.name,
+                        f"applies to task 'classify' only; the language model (task 'lm') has "
+                        f"no classification head, so {field.name}="
+                        f"{getattr(self, field.name)!r} would be ignored",
+                    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options that apply: the language model's task is its name alone."""
+        return options_to_dict(self) if self.name == "classify" else {"name": self.name}
+
+
 TOO_MANY_DIGITS = (
     f"a number of more than {sys.get_int_max_str_digits()} digits, more than Python reads; "
     "no option takes one (integers are 64-bit, real numbers float32)"
 )
 
-_SECTIONS = ("tokenizer", "cell", "model", "optimizer", "sampler", "train")
-_TABLES = ("model", "train")  # sections of options; the others name a component
+_SECTIONS = ("task", "tokenizer", "cell", "model", "optimizer", "sampler", "train")
+_TABLES = ("task", "model", "train")  # sections of options; the others name a component
 _DEFAULT_NAMES = {
     "tokenizer": "char",
     "cell": "lstm",
@@ -209,6 +246,7 @@ _DEFAULT_NAMES = {
 class PipelineSpec:
     """Everything needed to build a pipeline; equal specs build equal pipelines."""
 
+    task: TaskSpec = attrs.field(factory=TaskSpec)
     tokenizer: ComponentSpec
     cell: CellSpec
     model: ModelSpec = attrs.field(factory=ModelSpec)
@@ -236,6 +274,7 @@ class PipelineSpec:
             if key not in _SECTIONS
         ]
         builders = {
+            "task": lambda value: build_options(TaskSpec, _task_table(value), "task"),
             "tokenizer": lambda value: _component(registry, "tokenizer", value),
             "cell": lambda value: _cell(registry, value),
             "model": lambda value: build_options(ModelSpec, _table(value, "model"), "model"),
@@ -300,6 +339,7 @@ class PipelineSpec:
     def to_dict(self) -> dict[str, Any]:
         """Every section with every option spelled out (defaults included)."""
         return {
+            "task": self.task.to_dict(),
             "tokenizer": self.tokenizer.to_dict(),
             "cell": self.cell.to_dict(),
             "model": options_to_dict(self.model),
@@ -426,6 +466,11 @@ def _lookup(registry: Registry, kind: str, name: str) -> Any:
         return registry.get(kind, name)
     except (UnknownComponentError, DuplicateComponentError) as error:
         raise SpecError(f"{kind}.name", str(error)) from None
+
+
+def _task_table(value: Any) -> Mapping[str, Any]:
+    """``task = "classify"`` is short for ``[task] name = "classify"``."""
+    return {"name": value} if isinstance(value, str) else _table(value, "task")
 
 
 def _table(value: Any, path: str) -> Mapping[str, Any]:

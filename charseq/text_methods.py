@@ -214,7 +214,19 @@ class TextMethods:
             normalize=self.normalize,
         )  # fmt: skip
 
+    def _require_trained(self) -> torch.nn.Module:
+        """The model, whatever the task (a language model or a classifier)."""
+        if self.model is None:
+            raise CharseqError("this pipeline has no model yet: call fit(...) or Pipeline.load()")
+        return self.model
+
     def _require_model(self) -> CharModel:
+        if self.spec.task.name != "lm":
+            raise CharseqError(
+                f"this pipeline is a classifier (task {self.spec.task.name!r}): it predicts a "
+                "label for a text (predict), and does not write, score or evaluate text as a "
+                "language model (task 'lm') does"
+            )
         if self.model is None:
             raise CharseqError("this pipeline has no model yet: call fit(text) or Pipeline.load()")
         return self.model

@@ -105,7 +105,7 @@ class Trainer:
         self.store = CheckpointStore(out_dir, keep_last=train.keep_last) if out_dir else None
         self.step = pipeline.steps_trained
         self.hidden: StackState | None = None
-        self.best_val_bpc: float | None = None
+        self.best: float | None = None  # the best value of the task's best_metric
         self.evals_since_best = 0
         self.lr_scale = 1.0
         self.first_loss: float | None = None
@@ -172,7 +172,7 @@ class Trainer:
                     "loss": loss,
                     "lr": self.optimizer.param_groups[0]["lr"],
                     "epoch": self.batches.epoch,
-                    "chars_per_s": batch.x.numel() / max(seconds, 1e-9),
+                    "chars_per_s": self.task.chars(batch) / max(seconds, 1e-9),
                     "seconds": self.seconds(),
                 }
                 for callback in self.callbacks:
@@ -210,7 +210,14 @@ class Trainer:
                 reason = self._stop_reason
         for callback in self.callbacks:
             callback.on_fit_end(self, self.step, reason)
-        return TrainResult(self.step, reason, self.best_val_bpc, checkpoint)
+        return TrainResult(
+            self.step, reason, self.best_val_bpc, checkpoint, self.best, self.task.best_metric
+        )
+
+    @property
+    def best_val_bpc(self) -> float | None:
+        """The language model's best validation BPC (``None`` for another task)."""
+        return self.best if self.task.best_metric == "val_bpc" else None
 
     def seconds(self) -> float:
         """Seconds spent training so far, up to now: steps, evaluations and checkpoints, summed
@@ -295,20 +302,18 @@ class Trainer:
         """Evaluate on val, track the best; ``None`` when there is no val split."""
         if not self.task.can_evaluate(self.splits, "val"):
             return None
-        scores = self.evaluate("val")
-        improved = self.best_val_bpc is None or scores["bpc"] < self.best_val_bpc
+        task = self.task
+        metrics = task.eval_metrics(self.evaluate("val"))
+        value = metrics[task.best_metric]
+        best = self.best
+        improved = best is None or (value < best if task.lower_is_better else value > best)
         if improved:
-            self.best_val_bpc = scores["bpc"]
+            self.best = value
             self.evals_since_best = 0
         else:
             self.evals_since_best += 1
         self._remember_good_state()
-        metrics = {
-            "val_nats": scores["nats"],
-            "val_bpc": scores["bpc"],
-            "best_val_bpc": self.best_val_bpc,
-            "seconds": self.seconds(),
-        }
+        metrics |= {f"best_{task.best_metric}": self.best, "seconds": self.seconds()}
         for callback in self.callbacks:
             callback.on_eval(self, self.step, metrics)
         return improved
@@ -317,8 +322,9 @@ class Trainer:
         if self.store is None:
             return None
         tensors, manifest = self.checkpoint_contents()
-        metric = self.best_val_bpc if improved else None
-        path = self.store.save(self.step, tensors, manifest, metric=metric)
+        metric = self.best if improved else None
+        lower = self.task.lower_is_better
+        path = self.store.save(self.step, tensors, manifest, metric=metric, lower_is_better=lower)
         for callback in self.callbacks:
             callback.on_checkpoint(self, self.step, path)
         return path

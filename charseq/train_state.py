@@ -47,12 +47,12 @@ def checkpoint_contents(
     manifest = {
         **trainer.pipeline.manifest(),
         "corpus": {**trainer.corpus, "bounds": trainer.splits.bounds},
-        "metrics": {"best_val_bpc": trainer.best_val_bpc},
+        "metrics": {f"best_{trainer.task.best_metric}": trainer.best},
         "trainer": {
             "step": trainer.step,
             "batches": trainer.batches.state_dict(),
             "has_hidden": trainer.hidden is not None,
-            "best_val_bpc": trainer.best_val_bpc,
+            "best_val_bpc": trainer.best,  # the task's best metric (the language model's: BPC)
             "evals_since_best": trainer.evals_since_best,
             "lr_scale": trainer.lr_scale,
             "first_loss": trainer.first_loss,
@@ -81,7 +81,7 @@ def restore_trainer(trainer: Trainer, directory: str | Path, manifest: dict[str,
     with fields.restoring(file, "trainer.batches"):
         trainer.batches.load_state_dict(state["batches"])
     trainer.step = trainer.pipeline.steps_trained = trainer.restored_step = state["step"]
-    trainer.best_val_bpc = state["best_val_bpc"]
+    trainer.best = state["best_val_bpc"]
     trainer.evals_since_best = state["evals_since_best"]
     trainer.lr_scale = state["lr_scale"]
     trainer.first_loss = state["first_loss"]

@@ -26,19 +26,25 @@ StopReason = Literal["steps", "time", "early stopping", "interrupted", "stop req
 
 @attrs.frozen
 class TrainResult:
-    """How a run ended: the last step, why it stopped, and the best validation BPC seen.
+    """How a run ended: the last step, why it stopped, and the best validation score seen.
 
     Attributes:
         step: the step the run ended at.
         reason: a :data:`StopReason`, or the reason a callback gave :meth:`Trainer.request_stop`.
-        best_val_bpc: the best validation BPC seen (``None`` without a validation split).
+        best_val_bpc: the language model's best validation BPC (``None`` without a validation
+            split, or for another task).
         checkpoint: the run's last checkpoint (``None`` when nothing is written).
+        best: the best value of the task's validation metric (``best_metric``).
+        best_metric: which metric: ``"val_bpc"`` for the language model, ``"val_macro_f1"``
+            or ``"val_loss"`` for a classifier.
     """
 
     step: int
     reason: StopReason | str
     best_val_bpc: float | None
     checkpoint: Path | None
+    best: float | None = None
+    best_metric: str = "val_bpc"
 
 
 class Trainable(Protocol):
@@ -80,7 +86,7 @@ _TRAINER = {
     "step": fields.COUNT,
     "batches": fields.TABLE,
     "has_hidden": fields.BOOL,
-    "best_val_bpc": fields.NUMBER | fields.NULL,
+    "best_val_bpc": fields.NUMBER | fields.NULL,  # the task's best metric (the LM's: BPC)
     "evals_since_best": fields.COUNT,
     "lr_scale": fields.POSITIVE,
     "first_loss": fields.NUMBER | fields.NULL,

@@ -19,7 +19,7 @@ from charseq.cli import cli
 from charseq.interfaces import KINDS
 from charseq.options import describe_options
 from charseq.registry import BUILTIN_DISTRIBUTION, get_registry
-from charseq.spec import CellLayout, ModelSpec, TrainSpec
+from charseq.spec import CellLayout, ModelSpec, TaskSpec, TrainSpec
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -97,7 +97,7 @@ def test_every_command_and_option_is_in_the_cli_reference(text):
 
 
 def test_every_option_of_every_builtin_component_is_in_the_spec_reference(page, text):
-    sections = [CellLayout, ModelSpec, TrainSpec]
+    sections = [TaskSpec, CellLayout, ModelSpec, TrainSpec]
     components = [
         c
         for kind in KINDS

@@ -28,7 +28,20 @@ class Batches(Protocol):
 
 
 class Task(abc.ABC):
-    """What a model is trained to do: its batches, its loss and its evaluation."""
+    """What a model is trained to do: its batches, its loss and its evaluation.
+
+    Attributes:
+        best_metric: the evaluation metric that picks the best checkpoint and stops early
+            (``"val_bpc"``), one of :meth:`eval_metrics`' keys.
+        lower_is_better: whether a lower ``best_metric`` is better.
+    """
+
+    best_metric: str = "val_bpc"
+    lower_is_better: bool = True
+
+    def chars(self, batch: Any) -> int:
+        """How many characters ``batch`` trains on (for the speed the progress shows)."""
+        return int(batch.x.numel())
 
     @abc.abstractmethod
     def batches(self, splits: Splits, train: TrainSpec) -> Batches:
@@ -42,6 +55,10 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def can_evaluate(self, splits: Splits, split: str) -> bool:
         """Whether ``split`` holds enough to evaluate (a run with no val split skips it)."""
+
+    @abc.abstractmethod
+    def eval_metrics(self, scores: dict[str, float]) -> dict[str, float]:
+        """What an evaluation's ``scores`` (:meth:`evaluate`'s) log, named ``val_...``."""
 
     @abc.abstractmethod
     def evaluate(

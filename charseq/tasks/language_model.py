@@ -44,6 +44,9 @@ class LanguageModelTask(Task):
             y.flatten(),  # (B*T, V) against (B*T,)
         )
 
+    def eval_metrics(self, scores: dict[str, float]) -> dict[str, float]:
+        return {"val_nats": scores["nats"], "val_bpc": scores["bpc"]}
+
     def can_evaluate(self, splits: Splits, split: str) -> bool:
         return len(getattr(splits, split)) >= 2
 

@@ -258,12 +258,13 @@ class OptionsDirective(SphinxDirective):
         from charseq.interfaces import KINDS
         from charseq.options import describe_options
         from charseq.registry import BUILTIN_DISTRIBUTION, get_registry
-        from charseq.spec import CellLayout, ModelSpec, TrainSpec
+        from charseq.spec import CellLayout, ModelSpec, TaskSpec, TrainSpec
 
         self.env.note_dependency(charseq.spec.__file__)
         section = _Sections(self)
         out: list[nodes.Node] = []
         fixed = [
+            ("task", TaskSpec, "what the model is trained to do"),
             ("cell", CellLayout, "every cell, whatever its name"),
             ("model", ModelSpec, "the embedding and dropout around the cells"),
             ("train", TrainSpec, "the training loop"),
