@@ -80,6 +80,9 @@ class ProgressBar(Callback):
     def on_fit_start(self, trainer: Trainer) -> None:
         from tqdm.auto import tqdm
 
+        if trainer.task.best_metric != "val_bpc":  # a classifier's: accuracy, macro-F1 on val
+            self.postfix = {"loss": "-", "val_acc": "-", "val_f1": "-", "chars_s": "-"}
+
         self.bar = tqdm(
             total=trainer.spec.train.steps,
             initial=trainer.step,
@@ -119,9 +122,10 @@ class ProgressBar(Callback):
             self.postfix.update(
                 val_loss=f"{metrics['val_nats']:.3f}", best_bpc=f"{metrics['best_val_bpc']:.3f}"
             )
-        else:  # another task's: its metrics by name (a classifier's val_macro_f1, ...)
-            shown = {k: v for k, v in metrics.items() if k.startswith("val_")}
-            self.postfix.update({k[4:]: f"{v:.3f}" for k, v in shown.items()})
+        else:  # a classifier's: accuracy and macro-F1 on val
+            self.postfix.update(
+                val_acc=f"{metrics['val_accuracy']:.3f}", val_f1=f"{metrics['val_macro_f1']:.3f}"
+            )
         self.bar.set_postfix(self.postfix)  # shown now: the run may end with this evaluation
 
     def on_divergence(self, trainer: Trainer, step: int, message: str) -> None:

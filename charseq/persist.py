@@ -133,6 +133,9 @@ def load_pipeline(
     )
     model = build().to(pipe.device)
     pipe.classes = classes
+    if classes is not None:
+        corpus = manifest.get("corpus") or {}
+        pipe.data_hash = corpus.get("hash") if isinstance(corpus.get("hash"), str) else None
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
@@ -158,6 +161,17 @@ def _recorded_classes(path: Path, manifest: Mapping[str, Any]) -> tuple[str, ...
             f"{path}: its manifest's classes must be a list of 2 or more different strings"
         )
     return tuple(classes)
+
+
+def is_classifier(checkpoint: str | Path) -> bool:
+    """Whether ``checkpoint`` (a checkpoint or run directory) is a classifier's: its task, read
+    from its manifest alone (``False`` when it cannot be read: loading it says why)."""
+    try:
+        spec = read_manifest(resolve_checkpoint(checkpoint)).get("spec")
+    except (CheckpointError, OSError):
+        return False
+    task = spec.get("task") if isinstance(spec, dict) else None
+    return isinstance(task, dict) and task.get("name") == "classify"
 
 
 def resumable_checkpoint(checkpoint: str | Path, registry: Registry) -> tuple[Path, dict[str, Any]]:

@@ -22,9 +22,11 @@ import torch
 from charseq.assemble import as_spec, build_model, build_optimizer, build_tokenizer
 from charseq.callbacks import Callback, shows_progress
 from charseq.checkpoint import read_checkpoint
+from charseq.classify.metrics import ClassificationMetrics
 from charseq.classify.training import (
     LabelledData,
     Prediction,
+    evaluate_classifier,
     fit_classifier,
     predict,
     resume_classifier,
@@ -65,6 +67,8 @@ class Pipeline(TextMethods):
         stand_ins: the plugins a loaded checkpoint names that this machine lacks.
         classes: a classifier's class names, in the order of its outputs (``None`` for a
             language model, and before :meth:`fit`).
+        data_hash: a classifier's training data, hashed (texts and labels; ``None`` when not
+            known): what :meth:`classification_metrics` checks before it picks a split of it.
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class Pipeline(TextMethods):
         self.normalize: str | None = None
         self.stand_ins = StandIns()
         self.classes: tuple[str, ...] | None = None
+        self.data_hash: str | None = None
         if model is not None:
             model.to(self.device)
 
@@ -290,6 +295,22 @@ class Pipeline(TextMethods):
         if self.model is None:
             raise CharseqError("this classifier has no model yet: call fit(data=...) first")
         return predict(self, texts, top=top, unknown=unknown, batch_size=batch_size)
+
+    def classification_metrics(
+        self,
+        data: LabelledData,
+        *,
+        split: str = "all",
+        text_column: str | None = None,
+        label_column: str | None = None,
+        batch_size: int = 64,
+    ) -> ClassificationMetrics:
+        """A classifier's accuracy, macro-F1, per-class precision/recall/F1 and confusion
+        matrix on labelled ``data``: all of it, or (``split`` = ``"train"``, ``"val"``,
+        ``"test"``) that part of the data it was trained on, split as in training."""
+        self._require_task("classify", "classification_metrics")
+        reading = {"text_column": text_column, "label_column": label_column}
+        return evaluate_classifier(self, data, split=split, reading=reading, batch_size=batch_size)
 
     # -- saving -------------------------------------------------------------------------------
 

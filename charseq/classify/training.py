@@ -21,6 +21,7 @@ import torch
 from charseq.callbacks import Callback
 from charseq.checkpoint import CheckpointError
 from charseq.classify.data import Labelled, read_labelled, stratified_split
+from charseq.classify.metrics import ClassificationMetrics, classification_metrics
 from charseq.classify.model import build_classifier
 from charseq.classify.task import ClassificationTask, Examples, predict_proba
 from charseq.errors import CharseqError
@@ -117,6 +118,7 @@ def fit_classifier(
                 ).to(pipe.device)  # fmt: skip
                 pipe.classes = examples.classes
             trainer = _trainer(pipe, labelled, examples, run.directory, callbacks, handle_signals)
+            pipe.data_hash = data_hash(labelled)
         except BaseException:  # not started: the pipeline as it was
             pipe.spec, pipe.model, pipe.tokenizer, pipe.classes = before
             raise
@@ -177,6 +179,45 @@ def _trainer(
         pipe, examples, out_dir=out, callbacks=callbacks, corpus=record,  # type: ignore[arg-type]
         handle_signals=signals, task=task,
     )  # fmt: skip
+
+
+def evaluate_classifier(
+    pipe: Pipeline, data: LabelledData, *, split: str, reading: dict[str, Any], batch_size: int
+) -> ClassificationMetrics:
+    """A classifier's metrics on labelled ``data``: all of it (``split="all"``), or the
+    ``train``, ``val`` or ``test`` part of the very data it was trained on, split as then."""
+    if split not in ("all", "train", "val", "test"):
+        raise CharseqError(f"split must be all, train, val or test, got {split!r}")
+    labelled = as_labelled(data, **({"for_training": False} | reading))
+    unknown = sorted(set(labelled.classes) - set(pipe.classes or ()))
+    if unknown:
+        raise CharseqError(
+            f"the data has labels the classifier does not know: {unknown[:5]} (its classes: "
+            f"{list(pipe.classes or ())})"
+        )
+    chosen = np.arange(len(labelled))
+    if split != "all":
+        if pipe.data_hash != data_hash(labelled):
+            raise CharseqError(
+                f"split={split!r} picks part of the data the classifier was trained on, and "
+                "this is other data: give that data, or split='all' to evaluate all of this",
+                argument="split",
+            )
+        train = pipe.spec.train
+        parts = stratified_split(
+            labelled.labels, val=train.val_fraction, test=train.test_fraction, seed=train.seed
+        )
+        chosen = getattr(parts, split)
+        if not len(chosen):
+            raise CharseqError(f"the {split} split of this run is empty")
+    index = {name: i for i, name in enumerate(pipe.classes or ())}
+    ids = [
+        encode_text(pipe.tokenizer, labelled.texts[i], what=f"the text at {labelled.sources[i]}")
+        for i in chosen
+    ]
+    probs = predict_proba(pipe.model, ids, batch_size)  # (N, C)
+    true = [index[labelled.labels[i]] for i in chosen]
+    return classification_metrics(true, probs.argmax(axis=1), pipe.classes or ())
 
 
 def predict(

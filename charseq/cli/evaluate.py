@@ -9,10 +9,12 @@ from typing import TextIO
 
 import click
 
+from charseq.classify.metrics import confusion_figure
 from charseq.cli._errors import clean_exits
 from charseq.cli._options import data_option, device_option, json_option, unknown_option
 from charseq.errors import CharseqError
 from charseq.evaluate import evaluate_checkpoint
+from charseq.persist import is_classifier
 from charseq.pipeline import Pipeline
 from charseq.scoring import UNITS, rate_names
 
@@ -31,6 +33,11 @@ __all__ = ["eval_command", "score"]
     help="Which part of the corpus, split as in training (default: test; all of a --data text).",
 )
 @unknown_option(also="; skipped ones are not scored")
+@click.option(
+    "--confusion",
+    type=click.Path(dir_okay=False),
+    help="A classifier: also draw its confusion matrix into this PNG (the plot extra).",
+)
 @device_option()
 @json_option()
 @clean_exits
@@ -39,10 +46,19 @@ def eval_command(
     data_paths: tuple[str, ...],
     split: str | None,
     unknown: str | None,
+    confusion: str | None,
     device: str | None,
     as_json: bool,
 ) -> None:
-    """Report nats/char and bits per character (BPC) of a checkpoint on a split."""
+    """Report nats/char and bits per character (BPC) of a checkpoint on a split; for a
+    classifier, its accuracy, macro-F1, per-class scores and confusion matrix on --data."""
+    if is_classifier(checkpoint):
+        _eval_classifier(checkpoint, data_paths, split, confusion, device, as_json)
+        return
+    if confusion:
+        raise CharseqError(
+            "--confusion draws a classifier's confusion matrix; this is a language model"
+        )
     if split is None:
         split = "all" if data_paths else "test"
     scores = evaluate_checkpoint(
@@ -57,6 +73,27 @@ def eval_command(
         f"{scores['split']}: {scores['nats']:.4f} nats/{per}, {scores['bpc']:.4f} {bits} "
         f"over {scores['tokens']} {unit}"
     )
+
+
+def _eval_classifier(
+    checkpoint: str,
+    data_paths: tuple[str, ...],
+    split: str | None,
+    confusion: str | None,
+    device: str | None,
+    as_json: bool,
+) -> None:
+    """``charseq eval`` of a classifier: its metrics on a labelled ``--data``."""
+    if len(data_paths) != 1:
+        raise CharseqError(
+            "a classifier is evaluated on labelled texts: --data labelled.tsv (all of it; "
+            "--split val or test: that part of the data it was trained on)"
+        )
+    pipe = Pipeline.load(checkpoint, device=device)
+    metrics = pipe.classification_metrics(data_paths[0], split=split or "all")
+    if confusion:
+        confusion_figure(metrics, confusion)
+    click.echo(json.dumps(metrics.to_dict(), ensure_ascii=False) if as_json else metrics.table())
 
 
 @click.command()

@@ -1,5 +1,9 @@
 """``charseq train``: a new run from a spec and a corpus, or the continuation of one (``--resume``).
 
+With ``--task classify`` (or a spec whose task is ``classify``) ``--data`` names one labelled
+file or directory (TSV, CSV, JSONL, a folder of one file per label:
+:mod:`charseq.classify.data`), and the run trains a classifier.
+
 The command turns flags into a :class:`~charseq.spec.PipelineSpec` and a list of sources and
 hands them to :meth:`Pipeline.fit <charseq.pipeline.Pipeline.fit>`, or hands the run directory to
 :meth:`Pipeline.resume <charseq.pipeline.Pipeline.resume>`. What it adds is the command line's own
@@ -28,6 +32,7 @@ from charseq.cli._options import (
 from charseq.corpus import STDIN, find_sources, python_source_files
 from charseq.corpus.sources import Source
 from charseq.errors import CharseqError
+from charseq.persist import is_classifier
 from charseq.pipeline import Pipeline
 from charseq.spec import PipelineSpec, presets
 
@@ -43,6 +48,13 @@ __all__ = ["train"]
     "Text file, directory or - (stdin); repeatable. Default: Python's own standard-library "
     "source (no download). With --resume: the run's corpus, needed only if RUN/cache is gone."
 )
+@click.option(
+    "--task",
+    type=click.Choice(["lm", "classify"]),
+    help="lm: a language model (the default); classify: one label per text of --data.",
+)
+@click.option("--text-column", help="classify: the text column of a TSV/CSV --data.")
+@click.option("--label-column", help="classify: the label column of a TSV/CSV --data.")
 @click.option("--include", multiple=True, metavar="GLOB", help="Files to take from directories.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of --data.")
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), help="Unicode normalisation.")
@@ -72,6 +84,9 @@ def train(
     spec_path: str | None,
     preset: str | None,
     data_paths: tuple[str, ...],
+    task: str | None,
+    text_column: str | None,
+    label_column: str | None,
     include: tuple[str, ...],
     encoding: str,
     normalize: str | None,
@@ -87,6 +102,8 @@ def train(
     print_spec: bool,
 ) -> None:
     """Train a model, writing checkpoints to a run directory (Ctrl-C saves and stops)."""
+    if task and not resume_dir:
+        settings = (f"task.name={task}", *settings)
     if print_spec:
         if resume_dir:
             raise CharseqError("--print-spec shows a new run's spec: drop --resume")
@@ -94,18 +111,39 @@ def train(
         return
     callbacks = _train_callbacks(progress, sample_every)
     if resume_dir:
-        _check_resume_flags(bool(spec_path or preset or settings), overwrite)
+        _check_resume_flags(bool(spec_path or preset or settings or task), overwrite)
+        labelled = is_classifier(resume_dir)
+        if labelled and len(data_paths) != 1:
+            raise CharseqError(
+                f"{resume_dir} is a classifier's run: give --data, the labelled file it was "
+                "trained on"
+            )
         pipe = Pipeline.resume(
             resume_dir,
-            files=list(data_paths) or None,
+            files=None if labelled else list(data_paths) or None,
+            data=data_paths[0] if labelled else None,
             steps=steps,
             max_seconds=max_seconds,
             callbacks=callbacks,  # the run directory gets metrics.jsonl
             handle_signals=True,
             device=device,
         )
+    elif (spec := _spec(spec_path, preset, settings, steps, max_seconds)).task.name == "classify":
+        if len(data_paths) != 1:
+            raise CharseqError(
+                "a classifier trains on one labelled file or directory: --data labelled.tsv "
+                "(text and label columns; or JSONL, or a folder of one file per label)"
+            )
+        if sample_every:
+            raise CharseqError("--sample-every samples a language model; a classifier has none")
+        run_dir = _check_run_dir(Path(out_dir), overwrite)
+        pipe = Pipeline.from_spec(spec, device=device)
+        pipe.fit(
+            data=data_paths[0], text_column=text_column, label_column=label_column,
+            encoding=encoding, out=run_dir, overwrite=overwrite, callbacks=callbacks,
+            handle_signals=True,
+        )  # fmt: skip
     else:
-        spec = _spec(spec_path, preset, settings, steps, max_seconds)
         include = include or ("*",)
         sources = find_sources(
             list(data_paths) or python_source_files(), include, encoding=encoding
@@ -126,7 +164,11 @@ def train(
             handle_signals=True,
         )
     result = pipe.last_run
-    best = f", best val BPC {result.best_val_bpc:.4f}" if result.best_val_bpc is not None else ""
+    best = ""
+    if result.best_val_bpc is not None:
+        best = f", best val BPC {result.best_val_bpc:.4f}"
+    elif result.best is not None:
+        best = f", best {result.best_metric.replace('_', ' ')} {result.best:.4f}"
     click.echo(
         f"stopped at step {result.step} ({result.reason}){best}; checkpoint {result.checkpoint}",
         err=True,
@@ -142,7 +184,7 @@ def _check_resume_flags(new_spec: bool, overwrite: bool) -> None:
     """Refuse the flags that would change the run ``--resume`` continues as it was: a spec
     (``--spec``, ``--preset``, ``--set``), another run directory (``--out``) or ``--overwrite``."""
     if new_spec:
-        raise CharseqError("--resume continues a run as it was: drop --spec/--preset/--set")
+        raise CharseqError("--resume continues a run as it was: drop --spec/--preset/--set/--task")
     given = click.get_current_context().get_parameter_source("out_dir")
     if given is click.core.ParameterSource.COMMANDLINE or overwrite:
         raise CharseqError("--resume writes into the run it continues: drop --out and --overwrite")
