@@ -91,19 +91,25 @@ def feature_names(pipe: Pipeline) -> list[str]:
     return [f"{t.layer}:{t.name}:{i}" for t in layout for i in range(t.units)]
 
 
-def _encode(pipe: Pipeline, texts: Sequence[str], unknown: str | None) -> list[list[int]]:
-    """Each text's ids, encoded as the corpus was; an error names the text by its number."""
+def _encode(
+    pipe: Pipeline, texts: Sequence[str], unknown: str | None, sources: Sequence[str] | None
+) -> list[list[int]]:
+    """Each text's ids, encoded as the corpus was; an error names the text by its source or
+    its number."""
     if isinstance(texts, str):
         raise CharseqError("final_states needs a list of texts, not one str")
+    if sources is not None and len(sources) != len(texts):
+        raise CharseqError(f"{len(texts)} texts but {len(sources)} sources")
     encoded = []
-    for i, text in enumerate(texts, start=1):
+    for i, text in enumerate(texts):
+        what = f"text {i + 1}" if sources is None else f"the text of {sources[i]}"
         if not isinstance(text, str):
-            raise CharseqError(f"text {i} is a {type(text).__name__}, not a str")
+            raise CharseqError(f"{what} is a {type(text).__name__}, not a str")
         ids = encode_text(
-            pipe.tokenizer, text, what=f"text {i}", unknown=unknown, normalize=pipe.normalize
+            pipe.tokenizer, text, what=what, unknown=unknown, normalize=pipe.normalize
         )
         if not ids:
-            raise CharseqError(f"text {i} has no tokens left to read ({text!r})")
+            raise CharseqError(f"{what} has no tokens left to read ({text!r})")
         encoded.append(ids)
     return encoded
 
@@ -143,7 +149,12 @@ def _read_batch(model: CharModel, batch: list[list[int]], layout: list[_Tensor])
 
 
 def final_states(
-    pipe: Pipeline, texts: Sequence[str], *, batch_size: int = 64, unknown: str | None = None
+    pipe: Pipeline,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    unknown: str | None = None,
+    sources: Sequence[str] | None = None,
 ) -> np.ndarray:
     """A language model's state after reading each whole text: ``(N, U)`` float64.
 
@@ -163,16 +174,18 @@ def final_states(
         batch_size: texts read at once.
         unknown: the policy for characters outside the vocabulary (``"skip"``,
             ``"replace"``; default the tokenizer's, usually ``"error"``).
+        sources: what to call each text in an error (``"names.tsv:12"``; default
+            ``"text 12"``).
 
     Raises:
         UnknownCharacterError: a text has characters outside the vocabulary, naming the text
-            by its number and the ``unknown`` policies that get past them.
+            and the ``unknown`` policies that get past them.
         CharseqError: no texts, a text that is not a str or has no tokens.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise CharseqError(f"batch_size must be a positive int, got {batch_size!r}")
     model = pipe._require_model()
-    encoded = _encode(pipe, texts, unknown)
+    encoded = _encode(pipe, texts, unknown, sources)
     if not encoded:
         raise CharseqError("final_states needs at least one text")
     layout = _layout(model)
@@ -594,11 +607,16 @@ def probe_texts(
     unknown: str | None = None,
     batch_size: int = 64,
     source: str = "",
+    sources: Sequence[str] | None = None,
 ) -> ProbeReport:
     """Read each text with ``pipe``'s language model (:func:`final_states`), fit the L1 probe
     (:func:`fit_probe`) and find the best single unit (:func:`best_unit`) on the same training
-    texts, and judge both on the same held-out ones."""
-    features = final_states(pipe, texts, batch_size=batch_size, unknown=unknown)
+    texts, and judge both on the same held-out ones.
+
+    ``source`` names what was probed in the report; ``sources`` name the texts in errors
+    (:func:`final_states`); the other arguments are those of the functions above.
+    """
+    features = final_states(pipe, texts, batch_size=batch_size, unknown=unknown, sources=sources)
     names = feature_names(pipe)
     probe = fit_probe(features, labels, l1=l1, seed=seed, val_fraction=val_fraction)
     train, held = holdout(labels, val_fraction, seed)
