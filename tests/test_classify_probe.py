@@ -151,7 +151,7 @@ def test_bad_inputs_get_clear_errors(lm):
     features = np.zeros((4, 3))
     with pytest.raises(CharseqError, match="at least two classes"):
         fit_probe(features, ["a"] * 4)
-    with pytest.raises(CharseqError, match="class 'b' has 1 text"):
+    with pytest.raises(CharseqError, match="the label 'b' has a single example"):
         fit_probe(features, ["a", "a", "a", "b"])
     with pytest.raises(CharseqError, match="4 rows of features but 3 labels"):
         fit_probe(features, ["a", "b", "a"])

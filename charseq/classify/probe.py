@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from charseq.classify.data import stratified_split
 from charseq.errors import CharseqError
 from charseq.inspect.activations import record_activations
 from charseq.model import CharModel, evaluating
@@ -225,25 +226,16 @@ def _check(features: np.ndarray, labels: Sequence[Any]) -> np.ndarray:
 
 
 def holdout(labels: Sequence[Any], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(train, held_out)``: ``fraction`` of each class held out (at least one text of a
-    class with two or more), the rest for training; seeded, sorted."""
-    if not 0 < fraction < 1:
+    """Indices ``(train, held_out)``, ascending: ``fraction`` of each class held out (at least
+    one text of each), seeded; :func:`~charseq.classify.data.stratified_split` with no test part.
+
+    Raises:
+        CharseqError: ``fraction`` not between 0 and 1, or a class with a single text.
+    """
+    if not (isinstance(fraction, int | float) and 0 < fraction < 1):
         raise CharseqError(f"val_fraction must be between 0 and 1, got {fraction!r}")
-    classes, ids = _class_ids(labels)
-    rng = np.random.default_rng(seed)
-    held: list[int] = []
-    for c, label in enumerate(classes):
-        members = np.flatnonzero(ids == c)
-        if len(members) < 2:
-            raise CharseqError(
-                f"class {label!r} has {len(members)} text: a probe needs at least two of each "
-                "class (one to train on, one to hold out)"
-            )
-        take = min(max(1, round(fraction * len(members))), len(members) - 1)
-        held += rng.permutation(members)[:take].tolist()
-    held_out = np.sort(np.array(held, dtype=np.int64))
-    train = np.setdiff1d(np.arange(len(ids)), held_out)
-    return train, held_out
+    split = stratified_split(labels, val=fraction, test=0.0, seed=seed)
+    return split.train, split.val
 
 
 @attrs.frozen(eq=False)

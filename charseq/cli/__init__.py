@@ -1,8 +1,8 @@
 """The ``charseq`` command: a thin shell over the Python API.
 
 The group lives here; each command lives in its own module (``train``, ``sample``, ``eval`` and
-``score`` in ``evaluate``, ``inspect``, ``plot``, ``plugins``, ``serve``), its shared options in
-``_options`` and the one place an error becomes the ``Error:`` line in ``_errors``.
+``score`` in ``evaluate``, ``inspect``, ``plot``, ``plugins``, ``probe``, ``serve``), its shared
+options in ``_options`` and the one place an error becomes the ``Error:`` line in ``_errors``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import click
 
-from charseq.cli import evaluate, inspect, plot, plugins, sample, serve, train
+from charseq.cli import evaluate, inspect, plot, plugins, probe, sample, serve, train
 from charseq.cli._errors import error_line
 
 __all__ = ["cli", "main"]
@@ -55,6 +55,7 @@ for _command in (
     evaluate.score,
     inspect.inspect,
     plot.plot,
+    probe.probe,
     serve.serve,
 ):
     cli.add_command(_command)
