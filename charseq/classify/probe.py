@@ -47,6 +47,7 @@ __all__ = [
     "feature_names",
     "final_states",
     "fit_probe",
+    "holdout",
     "probe_texts",
 ]
 
