@@ -1,9 +1,9 @@
 """The ``charseq`` command: a thin shell over the Python API.
 
 The group lives here; each command lives in its own module (``train``, ``sample``, ``eval`` and
-``score`` in ``evaluate``, ``predict``, ``inspect``, ``plot``, ``plugins``, ``serve``), its
-shared options in ``_options`` and the one place an error becomes the ``Error:`` line in
-``_errors``.
+``score`` in ``evaluate``, ``predict``, ``probe``, ``inspect``, ``plot``, ``plugins``,
+``serve``), its shared options in ``_options`` and the one place an error becomes the ``Error:``
+line in ``_errors``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import click
 
-from charseq.cli import evaluate, inspect, plot, plugins, predict, sample, serve, train
+from charseq.cli import evaluate, inspect, plot, plugins, predict, probe, sample, serve, train
 from charseq.cli._errors import error_line
 
 __all__ = ["cli", "main"]
@@ -57,6 +57,7 @@ for _command in (
     evaluate.score,
     inspect.inspect,
     plot.plot,
+    probe.probe,
     serve.serve,
 ):
     cli.add_command(_command)
