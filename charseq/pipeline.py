@@ -145,6 +145,7 @@ class Pipeline(TextMethods):
         handle_signals: bool = False,
         text_column: str | None = None,
         label_column: str | None = None,
+        init_from: str | Path | None = None,
     ) -> Pipeline:
         """Train on ``text`` or on ``files`` (a language model), or on labelled ``data`` (a
         classifier, ``task = "classify"``); returns ``self`` (the run's end is in
@@ -175,8 +176,11 @@ class Pipeline(TextMethods):
             handle_signals: let Ctrl-C / SIGTERM stop training with a checkpoint.
             text_column, label_column: the columns of a TSV/CSV ``data`` file (default: a
                 header's ``text`` and ``label``, or the first two columns).
+            init_from: a new classifier's start: a language model's run or checkpoint, whose
+                tokenizer, embedding and cells (and their spec sections) it takes, trained;
+                with ``task.freeze_cells`` only the head learns.
         """
-        if data is not None or self.spec.task.name == "classify":
+        if data is not None or init_from is not None or self.spec.task.name == "classify":
             self._require_task("classify", "fit(data=...)")
             if data is None or text is not None or files is not None:
                 raise CharseqError(
@@ -186,7 +190,7 @@ class Pipeline(TextMethods):
                 )
             reading = {"text_column": text_column, "label_column": label_column}
             return fit_classifier(
-                self, data, reading=reading | {"encoding": encoding}, out=out,
+                self, data, init_from=init_from, reading=reading | {"encoding": encoding}, out=out,
                 overwrite=overwrite, steps=steps, max_seconds=max_seconds, callbacks=callbacks,
                 handle_signals=handle_signals,
             )  # fmt: skip

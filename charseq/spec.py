@@ -210,6 +210,9 @@ class TaskSpec:
     metric: Literal["macro_f1", "loss"] = option(
         "macro_f1", help="classify: what picks the best checkpoint and stops early"
     )
+    freeze_cells: bool = option(
+        False, help="classify: train the head alone, the cells as built (or as init_from gave)"
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.name == "lm":

@@ -149,3 +149,24 @@ def test_each_task_refuses_the_others_methods_by_name(run):
         pipe.fit(data=other, steps=pipe.steps_trained + 1)
     with pytest.raises(CharseqError, match="non-empty texts"):
         pipe.predict(["(", ""])
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_a_classifier_starts_from_a_language_models_embedding_and_cells(tmp_path, freeze):
+    text = "".join(DATA.texts) * 3
+    lm_spec = {"cell": {"name": "gru", "hidden_size": 16, "num_layers": 1},
+               "model": {"embedding_size": 6}, "train": {"steps": 20, "batch_size": 4}}  # fmt: skip
+    lm = Pipeline.from_spec(lm_spec, device="cpu").fit(text, out=tmp_path / "lm")
+    data = spec(steps=5, eval_every=5)
+    data["task"] = {"name": "classify", "freeze_cells": freeze}
+    pipe = Pipeline.from_spec(data, device="cpu").fit(data=DATA, init_from=tmp_path / "lm")
+    assert pipe.spec.cell == lm.spec.cell and pipe.spec.model == lm.spec.model
+    assert pipe.tokenizer.state_dict() == lm.tokenizer.state_dict()
+    cells, trained = lm.model.stack.state_dict(), pipe.model.stack.state_dict()
+    same = all(torch.equal(cells[k], trained[k]) for k in cells)
+    assert same == freeze  # frozen: as the language model left them; else fine-tuned
+    assert all(torch.allclose(cells[k], trained[k], atol=0.2) for k in cells)
+    loaded = Pipeline.load(pipe.save(tmp_path / "saved"))
+    assert all(not p.requires_grad for p in loaded.model.stack.parameters()) == freeze
+    with pytest.raises(CharseqError, match="is a classifier .* starts from a language model"):
+        Pipeline.from_spec(spec(steps=2), device="cpu").fit(data=DATA, init_from=tmp_path / "saved")

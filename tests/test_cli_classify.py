@@ -113,3 +113,28 @@ def test_each_command_names_the_task_it_needs(classifier, labelled, corpus, tmp_
         run("train", *CLASSIFY, "--data", str(single), "--out", str(tmp_path / "z")),
         "single.tsv",
     )
+
+
+def test_init_from_starts_a_classifier_from_a_language_model(labelled, tmp_path):
+    lines = [line.split("\t")[0] for line in labelled.read_text("utf-8").splitlines()[1:]]
+    text = tmp_path / "lm.txt"
+    text.write_text("\n".join(lines) + "\n", "utf-8")
+    lm = tmp_path / "lm"
+    made = run("train", "--data", str(text), *SMALL, "--steps", "3", "--out", str(lm))
+    assert made.exit_code == 0, made.output
+    frozen = ["--set", "task.freeze_cells=true", "--steps", "3", "--out", str(tmp_path / "c")]
+    result = run("train", *CLASSIFY, "--data", str(labelled), "--init-from", str(lm), *frozen)
+    assert result.exit_code == 0, result.output
+    assert_error_line(
+        run(
+            "train",
+            "--data",
+            str(text),
+            *SMALL,
+            "--init-from",
+            str(lm),
+            "--out",
+            str(tmp_path / "d"),
+        ),
+        "--init-from starts a classifier: add --task classify",
+    )

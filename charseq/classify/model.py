@@ -149,7 +149,11 @@ def build_classifier(
     dropout: float = 0.0,
 ) -> TextClassifier:
     """A freshly initialised classifier with the spec's embedding and cell stack (any
-    registered cell, with its options), on torch's current default device."""
+    registered cell, with its options), on torch's current default device; its cells frozen
+    (no gradients) when the spec's ``task.freeze_cells`` says so."""
     cells = build_cells(spec, registry)
     size = spec.model.embedding_size
-    return TextClassifier(vocab_size, size, cells, num_classes, pooling, dropout)
+    model = TextClassifier(vocab_size, size, cells, num_classes, pooling, dropout)
+    if spec.task.freeze_cells:  # the head alone learns: the cells keep their weights
+        model.stack.requires_grad_(False)
+    return model

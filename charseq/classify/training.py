@@ -90,6 +90,7 @@ def fit_classifier(
     pipe: Pipeline,
     data: LabelledData,
     *,
+    init_from: str | Path | None = None,
     reading: dict[str, Any],
     out: str | Path | None,
     overwrite: bool,
@@ -98,12 +99,25 @@ def fit_classifier(
     callbacks: Sequence[Callback],
     handle_signals: bool,
 ) -> Pipeline:
-    """:meth:`Pipeline.fit <charseq.Pipeline.fit>` for a pipeline whose task is ``classify``."""
+    """:meth:`Pipeline.fit <charseq.Pipeline.fit>` for a pipeline whose task is ``classify``;
+    ``init_from``, a language model's run or checkpoint, gives a new classifier its tokenizer,
+    embedding and cells (and its spec's tokenizer, cell and model sections)."""
+    if init_from is not None and pipe.model is not None:
+        raise CharseqError("init_from starts a new classifier; this one is trained already")
+    before = (pipe.spec, pipe.model, pipe.tokenizer, pipe.classes, pipe.normalize)
+    language_model = _language_model(init_from, pipe) if init_from is not None else None
+    if language_model is not None:
+        lm = language_model.spec
+        pipe.spec = pipe.spec.replace(tokenizer=lm.tokenizer, cell=lm.cell, model=lm.model)
+        pipe.tokenizer, pipe.normalize = language_model.tokenizer, language_model.normalize
     spec = with_budget(pipe.spec, pipe.registry, steps, max_seconds, pipe.steps_trained)
     check_precision(spec, pipe.device)
     pipe.stand_ins.require("optimizer", spec, "train")
-    labelled = as_labelled(data, **reading)
-    before = (pipe.spec, pipe.model, pipe.tokenizer, pipe.classes)
+    try:
+        labelled = as_labelled(data, **reading)
+    except BaseException:
+        pipe.spec, pipe.model, pipe.tokenizer, pipe.classes, pipe.normalize = before
+        raise
     with new_run(out, overwrite) as run:
         try:
             pipe.spec = spec
@@ -116,15 +130,34 @@ def fit_classifier(
                     spec, pipe.registry, pipe.tokenizer.vocab_size, len(examples.classes),
                     pooling=spec.task.pooling, dropout=spec.task.dropout,
                 ).to(pipe.device)  # fmt: skip
+                if language_model is not None:  # its embedding and cells, trained
+                    pipe.model.embedding.load_state_dict(
+                        language_model.model.embedding.state_dict()
+                    )
+                    pipe.model.stack.load_state_dict(language_model.model.stack.state_dict())
                 pipe.classes = examples.classes
             trainer = _trainer(pipe, labelled, examples, run.directory, callbacks, handle_signals)
             pipe.data_hash = data_hash(labelled)
         except BaseException:  # not started: the pipeline as it was
-            pipe.spec, pipe.model, pipe.tokenizer, pipe.classes = before
+            pipe.spec, pipe.model, pipe.tokenizer, pipe.classes, pipe.normalize = before
             raise
         pipe.last_run = trainer.run()
         run.interrupted = pipe.last_run.reason == "interrupted"
     return pipe
+
+
+def _language_model(init_from: str | Path, pipe: Pipeline) -> Pipeline:
+    """The language model ``init_from`` names, loaded (refused unless its task is ``lm``)."""
+    from charseq.pipeline import Pipeline
+
+    loaded = Pipeline.load(init_from, registry=pipe.registry, device=pipe.device)
+    if loaded.spec.task.name != "lm":
+        raise CharseqError(
+            f"init_from={str(init_from)!r} is a classifier (task {loaded.spec.task.name!r}); a "
+            "classifier starts from a language model's run (task 'lm')",
+            argument="init_from",
+        )
+    return loaded
 
 
 def resume_classifier(

@@ -55,6 +55,11 @@ __all__ = ["train"]
 )
 @click.option("--text-column", help="classify: the text column of a TSV/CSV --data.")
 @click.option("--label-column", help="classify: the label column of a TSV/CSV --data.")
+@click.option(
+    "--init-from",
+    type=click.Path(),
+    help="classify: start from this language model's run (its tokenizer, embedding and cells).",
+)
 @click.option("--include", multiple=True, metavar="GLOB", help="Files to take from directories.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of --data.")
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), help="Unicode normalisation.")
@@ -87,6 +92,7 @@ def train(
     task: str | None,
     text_column: str | None,
     label_column: str | None,
+    init_from: str | None,
     include: tuple[str, ...],
     encoding: str,
     normalize: str | None,
@@ -140,10 +146,12 @@ def train(
         pipe = Pipeline.from_spec(spec, device=device)
         pipe.fit(
             data=data_paths[0], text_column=text_column, label_column=label_column,
-            encoding=encoding, out=run_dir, overwrite=overwrite, callbacks=callbacks,
-            handle_signals=True,
+            init_from=init_from, encoding=encoding, out=run_dir, overwrite=overwrite,
+            callbacks=callbacks, handle_signals=True,
         )  # fmt: skip
     else:
+        if init_from:
+            raise CharseqError("--init-from starts a classifier: add --task classify")
         include = include or ("*",)
         sources = find_sources(
             list(data_paths) or python_source_files(), include, encoding=encoding
