@@ -91,3 +91,18 @@ def parse_setting(
         return key.strip(), value
     except ValueError:  # an integer longer than Python reads
         raise SpecError(key.strip(), TOO_MANY_DIGITS) from None
+
+
+def column_options(what: str = "") -> Callable[[F], F]:
+    """``--text-column`` and ``--label-column``: the columns of a labelled TSV/CSV ``--data``
+    (default: a header's ``text`` and ``label``, or the first two columns)."""
+
+    def add(command: F) -> F:
+        command = click.option(
+            "--label-column", help=f"{what}The label column of a TSV/CSV --data (default: found)."
+        )(command)
+        return click.option(
+            "--text-column", help=f"{what}The text column of a TSV/CSV --data (default: found)."
+        )(command)
+
+    return add

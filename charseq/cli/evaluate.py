@@ -11,7 +11,13 @@ import click
 
 from charseq.classify.metrics import confusion_figure
 from charseq.cli._errors import clean_exits
-from charseq.cli._options import data_option, device_option, json_option, unknown_option
+from charseq.cli._options import (
+    column_options,
+    data_option,
+    device_option,
+    json_option,
+    unknown_option,
+)
 from charseq.errors import CharseqError
 from charseq.evaluate import evaluate_checkpoint
 from charseq.persist import is_classifier
@@ -33,6 +39,7 @@ __all__ = ["eval_command", "score"]
     help="Which part of the corpus, split as in training (default: test; all of a --data text).",
 )
 @unknown_option(also="; skipped ones are not scored")
+@column_options("A classifier: ")
 @click.option(
     "--confusion",
     type=click.Path(dir_okay=False),
@@ -46,6 +53,8 @@ def eval_command(
     data_paths: tuple[str, ...],
     split: str | None,
     unknown: str | None,
+    text_column: str | None,
+    label_column: str | None,
     confusion: str | None,
     device: str | None,
     as_json: bool,
@@ -53,7 +62,8 @@ def eval_command(
     """Report nats/char and bits per character (BPC) of a checkpoint on a split; for a
     classifier, its accuracy, macro-F1, per-class scores and confusion matrix on --data."""
     if is_classifier(checkpoint):
-        _eval_classifier(checkpoint, data_paths, split, confusion, device, as_json)
+        columns = {"text_column": text_column, "label_column": label_column}
+        _eval_classifier(checkpoint, data_paths, split, columns, confusion, device, as_json)
         return
     if confusion:
         raise CharseqError(
@@ -79,6 +89,7 @@ def _eval_classifier(
     checkpoint: str,
     data_paths: tuple[str, ...],
     split: str | None,
+    columns: dict[str, str | None],
     confusion: str | None,
     device: str | None,
     as_json: bool,
@@ -90,7 +101,7 @@ def _eval_classifier(
             "--split val or test: that part of the data it was trained on)"
         )
     pipe = Pipeline.load(checkpoint, device=device)
-    metrics = pipe.classification_metrics(data_paths[0], split=split or "all")
+    metrics = pipe.classification_metrics(data_paths[0], split=split or "all", **columns)
     if confusion:
         confusion_figure(metrics, confusion)
     click.echo(json.dumps(metrics.to_dict(), ensure_ascii=False) if as_json else metrics.table())

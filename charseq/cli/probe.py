@@ -16,7 +16,7 @@ import click
 from charseq.classify.data import read_labelled
 from charseq.classify.probe import probe_texts
 from charseq.cli._errors import clean_exits
-from charseq.cli._options import device_option, json_option, unknown_option
+from charseq.cli._options import column_options, device_option, json_option, unknown_option
 from charseq.errors import CharseqError
 from charseq.pipeline import Pipeline
 
@@ -34,10 +34,7 @@ __all__ = ["probe"]
     help="Labelled texts: a TSV/CSV with text and label columns, JSONL, or a directory of "
     "one file per label.",
 )
-@click.option("--text-column", default=None, help="The text column of a TSV/CSV (default: found).")
-@click.option(
-    "--label-column", default=None, help="The label column of a TSV/CSV (default: found)."
-)
+@column_options()
 @click.option(
     "--l1",
     type=click.FloatRange(min=0),

@@ -24,6 +24,7 @@ from charseq.checkpoint import check_run_dir
 from charseq.cli._errors import clean_exits
 from charseq.cli._options import (
     NORMALIZATIONS,
+    column_options,
     data_option,
     device_option,
     parse_setting,
@@ -53,8 +54,7 @@ __all__ = ["train"]
     type=click.Choice(["lm", "classify"]),
     help="lm: a language model (the default); classify: one label per text of --data.",
 )
-@click.option("--text-column", help="classify: the text column of a TSV/CSV --data.")
-@click.option("--label-column", help="classify: the label column of a TSV/CSV --data.")
+@column_options("classify: ")
 @click.option(
     "--init-from",
     type=click.Path(),
