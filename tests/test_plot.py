@@ -133,3 +133,18 @@ def test_without_matplotlib_the_error_names_the_extra(runs, tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails as if missing
     with pytest.raises(CharseqError, match=r'pip install "charseq\[plot\]"'):
         draw_curves([read_curves(runs[0])])
+
+
+def test_a_classifiers_curves_are_per_text_and_apart_from_a_language_models(runs, tmp_path):
+    from charseq import Pipeline
+    from tests.test_classify_training import DATA, spec
+
+    out = tmp_path / "classifier"
+    Pipeline.from_spec(spec(steps=6, eval_every=3), device="cpu").fit(data=DATA, out=out)
+    curves = read_curves(out)
+    assert curves.unit == "texts" and list(curves.eval_steps) == [3, 6]
+    assert np.isfinite(curves.val_nats).all()  # the validation loss, per text
+    figure = draw_curves([curves])
+    assert "loss (nats per text)" in [ax.get_ylabel() for ax in figure.axes]
+    with pytest.raises(CharseqError, match="do not share an axis"):
+        draw_curves([curves, read_curves(runs[0])])

@@ -91,7 +91,9 @@ def read_curves(run: str | Path, name: str | None = None) -> Curves:
         raise CharseqError(f"{path} is not a run directory (no {METRICS_FILE}, no {LATEST_FILE})")
     records = _records(log)
     steps = [r for r in records if r.get("event") == "step" and _numbers(r, "step", "loss")]
-    evals = [r for r in records if r.get("event") == "eval" and _numbers(r, "step", "val_nats")]
+    unit = _unit(path)
+    val = "val_loss" if unit == "texts" else "val_nats"  # a classifier's: nats per text
+    evals = [r for r in records if r.get("event") == "eval" and _numbers(r, "step", val)]
     if not steps:
         raise CharseqError(f"{log} has no training step logged yet: nothing to plot")
     return Curves(
@@ -101,9 +103,9 @@ def read_curves(run: str | Path, name: str | None = None) -> Curves:
         lr=_column(steps, "lr"),
         seconds=_column(steps, "seconds"),
         eval_steps=_column(evals, "step"),
-        val_nats=_column(evals, "val_nats"),
+        val_nats=_column(evals, val),
         eval_seconds=_column(evals, "seconds"),
-        unit=_unit(path),
+        unit=unit,
     )
 
 
@@ -133,10 +135,13 @@ def _column(records: list[dict[str, Any]], key: str) -> np.ndarray:
 
 
 def _unit(run: Path) -> str:
-    """What a token of the run is, from its tokenizer; "tokens" if no checkpoint says."""
+    """What a token of the run is, from its tokenizer ("texts" for a classifier, whose loss is
+    per text); "tokens" if no checkpoint says."""
     try:
-        manifest = read_manifest(resolve_checkpoint(run))
-        return UNITS.get(manifest["spec"]["tokenizer"]["name"], "tokens")
+        spec = read_manifest(resolve_checkpoint(run))["spec"]
+        if (spec.get("task") or {}).get("name") == "classify":
+            return "texts"
+        return UNITS.get(spec["tokenizer"]["name"], "tokens")
     except (CharseqError, KeyError, TypeError):
         return "tokens"
 
@@ -178,7 +183,8 @@ def draw_curves(runs: Sequence[Curves]) -> Figure:
     for ax, title in ((by_step, "by step"), (by_time, "by training time")):
         ax.set_title(f"loss {title}", loc="left")
         ax.set_ylabel(f"loss (nats per {per})")
-        ax.secondary_yaxis("right", functions=(to_bits, to_nats)).set_ylabel(bits)
+        if per != "text":  # a classifier's loss is a text's; bits per character do not apply
+            ax.secondary_yaxis("right", functions=(to_bits, to_nats)).set_ylabel(bits)
         ax.grid(alpha=0.3)
     for ax, xlabel in ((lr_step, "training step"), (lr_time, "seconds of training")):
         ax.set_xlabel(xlabel)
@@ -193,8 +199,16 @@ def draw_curves(runs: Sequence[Curves]) -> Figure:
 
 
 def _rate_names(runs: Sequence[Curves]) -> tuple[str, str]:
-    """("char", "BPC") when every run is of characters; the common unit's names otherwise."""
+    """("char", "BPC") when every run is of characters; the common unit's names otherwise;
+    ("text", "") for classifiers, whose loss cannot share an axis with a language model's."""
     units = {run.unit for run in runs}
+    if "texts" in units:
+        if len(units) > 1:
+            raise CharseqError(
+                "a classifier's loss (nats per text) and a language model's (per character) "
+                "do not share an axis: plot them apart"
+            )
+        return "text", ""
     return rate_names(units.pop() if len(units) == 1 else "tokens")
 
 
