@@ -33,3 +33,16 @@ def test_a_missing_run_is_an_error_line(tmp_path):
 )  # fmt: skip
 def test_is_loopback(host, loopback):
     assert is_loopback(host) is loopback
+
+
+def test_a_classifier_is_not_served(tmp_path):
+    from charseq import Pipeline
+    from tests.test_classify_training import DATA, spec
+
+    Pipeline.from_spec(spec(steps=2, eval_every=2), device="cpu").fit(data=DATA).save(
+        tmp_path / "classifier"
+    )
+    assert_error_line(
+        run("serve", str(tmp_path / "classifier")),
+        "is a classifier (task 'classify'): charseq serve serves language models",
+    )

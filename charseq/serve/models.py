@@ -109,6 +109,11 @@ def serve_pipelines(pipelines: Mapping[str, Pipeline]) -> dict[str, ServedModel]
 def _served(name: str, pipe: Pipeline, created: int, manifest: Mapping[str, Any]) -> ServedModel:
     if pipe.model is None:
         raise CharseqError(f"model {name!r} has no weights yet: fit or load it first")
+    if pipe.spec.task.name != "lm":
+        raise CharseqError(
+            f"model {name!r} is a classifier (task {pipe.spec.task.name!r}): charseq serve "
+            "serves language models, which write text; charseq predict labels texts with it"
+        )
     pipe.model.eval()  # once, for every request (see the module's docstring)
     pipe.model.requires_grad_(False)
     return ServedModel(name, pipe, created, describe(pipe, manifest))
