@@ -170,3 +170,10 @@ def test_a_classifier_starts_from_a_language_models_embedding_and_cells(tmp_path
     assert all(not p.requires_grad for p in loaded.model.stack.parameters()) == freeze
     with pytest.raises(CharseqError, match="is a classifier .* starts from a language model"):
         Pipeline.from_spec(spec(steps=2), device="cpu").fit(data=DATA, init_from=tmp_path / "saved")
+
+
+def test_early_stopping_follows_the_tasks_metric():
+    data = spec(steps=100, eval_every=5, patience=2)
+    data["optimizer"] = {"name": "adam", "lr": 1e-9}  # nothing improves after the first
+    pipe = Pipeline.from_spec(data, device="cpu").fit(data=DATA)
+    assert pipe.last_run.reason == "early stopping" and pipe.last_run.step == 15
