@@ -145,3 +145,16 @@ def test_the_poems_benchmark_runs(tmp_path):
     heads, poem = result["examples"]["acrostic"].split(" ")
     clauses = poem.split(":")[1].replace("。", "，").split("，")
     assert "".join(clause[0] for clause in clauses[:4]) == heads
+
+
+def test_the_names_benchmark_runs():
+    pytest.importorskip("faker")
+    settings = ["cell.hidden_size=8", "model.embedding_size=8", "train.eval_every=5"]
+    args = ["--seconds", "1.5", "--per-language", "20", "--threads", "1"]
+    (result,) = _json_lines("names.py", *args, *(f"--set={s}" for s in settings))
+    data = result["data"]
+    assert data["names"] == 200 and (data["train"], data["val"], data["test"]) == (160, 20, 20)
+    assert sorted(result["cells"]) == ["gru", "mgu"]
+    for scores in [result["baseline"], *result["cells"].values()]:
+        assert 0 <= scores["macro_f1"] <= 1 and 0 <= scores["accuracy"] <= 1
+    assert all(cell["steps"] > 0 for cell in result["cells"].values())
