@@ -1,0 +1,234 @@
+"""Several processes training one model: the torchrun environment and the process group.
+
+``torchrun`` starts one process per rank and tells each who it is through environment
+variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``).
+:func:`init` reads them, joins the process group and returns a :class:`World`: the little the
+trainer needs of ``torch.distributed`` (its rank, a barrier, the mean of a float, a small object
+sent from rank 0). Without those variables :func:`init` returns a world of one process whose
+methods do nothing, so one process runs exactly as it would without this module.
+
+The backend is gloo on the CPU and NCCL on CUDA, unless ``backend=`` or the
+``CHARSEQ_DIST_BACKEND`` environment variable names another. Objects are sent as JSON, never
+pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+
+from charseq.errors import CharseqError
+
+__all__ = [
+    "BACKEND_ENV",
+    "SINGLE",
+    "DistributedError",
+    "TorchrunEnv",
+    "World",
+    "current",
+    "default_backend",
+    "detect",
+    "init",
+    "shard_rows",
+]
+
+BACKEND_ENV = "CHARSEQ_DIST_BACKEND"
+"""The environment variable that overrides the automatic backend (``gloo`` or ``nccl``)."""
+
+ReduceOp = Literal["sum", "mean", "max", "min"]
+_OPS = {
+    "sum": dist.ReduceOp.SUM,
+    "mean": dist.ReduceOp.SUM,  # then divided by the world size
+    "max": dist.ReduceOp.MAX,
+    "min": dist.ReduceOp.MIN,
+}
+
+
+class DistributedError(CharseqError):
+    """A distributed run is set up wrongly (its environment, backend or batch sharing)."""
+
+
+@dataclass(frozen=True)
+class TorchrunEnv:
+    """What torchrun's environment variables say about this process."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    master_addr: str
+    master_port: int
+
+
+def detect(environ: dict[str, str] | None = None) -> TorchrunEnv | None:
+    """This process's place in a torchrun job, or ``None`` when it is not in one.
+
+    A job is recognised by ``RANK`` and ``WORLD_SIZE``; ``LOCAL_RANK`` defaults to ``RANK``,
+    ``MASTER_ADDR`` to ``127.0.0.1`` and ``MASTER_PORT`` to 29500 (torchrun's defaults).
+
+    Raises:
+        DistributedError: a variable is not a number, or the rank is outside the world.
+    """
+    env = os.environ if environ is None else environ
+    if "RANK" not in env or "WORLD_SIZE" not in env:
+        return None
+    try:
+        rank, size = int(env["RANK"]), int(env["WORLD_SIZE"])
+        local_rank = int(env.get("LOCAL_RANK", rank))
+        port = int(env.get("MASTER_PORT", "29500"))
+    except ValueError as error:
+        raise DistributedError(
+            f"a torchrun environment variable is not a number: {error}"
+        ) from None
+    if size < 1 or not 0 <= rank < size:
+        raise DistributedError(f"RANK={rank} is outside WORLD_SIZE={size}")
+    return TorchrunEnv(rank, size, local_rank, env.get("MASTER_ADDR", "127.0.0.1"), port)
+
+
+def default_backend(device: str | torch.device | None = None, backend: str | None = None) -> str:
+    """The process group's backend: ``backend`` if given, else ``$CHARSEQ_DIST_BACKEND``, else
+    NCCL for a CUDA device and gloo otherwise."""
+    chosen = backend or os.environ.get(BACKEND_ENV)
+    if chosen:
+        return chosen
+    return "nccl" if device is not None and torch.device(device).type == "cuda" else "gloo"
+
+
+class World:
+    """The processes training one model, as the trainer sees them.
+
+    A world of one (:data:`SINGLE`) does nothing: its reductions return their input and its
+    broadcast returns the object itself.
+
+    Attributes:
+        rank: this process's rank, 0 to ``size - 1``.
+        size: the number of processes.
+        local_rank: the rank on this machine (which GPU it uses).
+        device: where collectives' tensors live (the CPU for gloo, this rank's GPU for NCCL).
+    """
+
+    def __init__(
+        self, rank: int = 0, size: int = 1, local_rank: int = 0, device: str = "cpu"
+    ) -> None:
+        self.rank, self.size, self.local_rank = rank, size, local_rank
+        self.device = torch.device(device)
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is rank 0, the one that evaluates, logs and writes checkpoints."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """Whether there is more than one process."""
+        return self.size > 1
+
+    def barrier(self) -> None:
+        """Wait until every rank has come here."""
+        if self.distributed:
+            dist.barrier()
+
+    def all_reduce(self, value: float, op: ReduceOp = "mean") -> float:
+        """``value`` reduced over the ranks (``sum``, ``mean``, ``max`` or ``min``), in float64."""
+        if not self.distributed:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor, op=_OPS[op])
+        total = tensor.item()
+        return total / self.size if op == "mean" else total
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        """Rank ``src``'s ``obj`` on every rank; ``obj`` must be JSON-ready (no pickle).
+
+        The other ranks' ``obj`` is ignored (pass ``None``).
+        """
+        if not self.distributed:
+            return obj
+        data = json.dumps(obj).encode() if self.rank == src else b""
+        length = torch.tensor([len(data)], dtype=torch.int64, device=self.device)
+        dist.broadcast(length, src)
+        buffer = torch.zeros(int(length.item()), dtype=torch.uint8, device=self.device)
+        if self.rank == src:
+            buffer.copy_(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+        dist.broadcast(buffer, src)
+        return json.loads(bytes(buffer.cpu().tolist()).decode())
+
+    def __repr__(self) -> str:
+        return f"World(rank={self.rank}, size={self.size}, local_rank={self.local_rank})"
+
+
+SINGLE = World()
+"""The world of one process: every method does nothing."""
+
+
+def init(
+    device: str | torch.device | None = None,
+    *,
+    backend: str | None = None,
+    timeout: float = 600.0,
+    environ: dict[str, str] | None = None,
+) -> World:
+    """Join the torchrun job this process belongs to; :data:`SINGLE` when it belongs to none.
+
+    Args:
+        device: the device training runs on; picks the backend (NCCL for CUDA, gloo otherwise)
+            unless ``backend`` or ``$CHARSEQ_DIST_BACKEND`` names one.
+        backend: the ``torch.distributed`` backend to use.
+        timeout: seconds a collective waits for the other ranks before failing.
+        environ: the environment to read (``os.environ`` by default).
+
+    Raises:
+        DistributedError: a torchrun environment that is malformed, or whose backend this torch
+            build lacks.
+    """
+    env = detect(environ)
+    if env is None or env.world_size == 1:
+        return SINGLE
+    chosen = default_backend(device, backend)
+    if not dist.is_available() or not dist.is_backend_available(chosen):
+        raise DistributedError(f"this torch build has no {chosen!r} distributed backend")
+    if not dist.is_initialized():
+        dist.init_process_group(
+            chosen,
+            init_method=f"tcp://{env.master_addr}:{env.master_port}",
+            rank=env.rank,
+            world_size=env.world_size,
+            timeout=timedelta(seconds=timeout),
+        )
+    return current(env.local_rank)
+
+
+def current(local_rank: int | None = None) -> World:
+    """The world of the process group already joined, or :data:`SINGLE` when none is."""
+    if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+        return SINGLE
+    rank = dist.get_rank()
+    if local_rank is None:
+        local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    device = f"cuda:{local_rank}" if dist.get_backend() == "nccl" else "cpu"
+    return World(rank, dist.get_world_size(), local_rank, device)
+
+
+def shard_rows(batch_size: int, world: World) -> slice:
+    """The rows of a global batch of ``batch_size`` rows that ``world``'s rank trains on.
+
+    Rank ``r`` of ``N`` takes rows ``r * B / N`` to ``(r + 1) * B / N``, so the ranks together
+    train on exactly the batch one process would.
+
+    Raises:
+        DistributedError: ``batch_size`` is not a multiple of the world size.
+    """
+    if batch_size % world.size:
+        raise DistributedError(
+            f"train.batch_size={batch_size} is the global batch, shared out among the "
+            f"{world.size} processes, so it must be a multiple of {world.size}; use "
+            f"{batch_size - batch_size % world.size or world.size} or "
+            f"{batch_size + world.size - batch_size % world.size}"
+        )
+    rows = batch_size // world.size
+    return slice(world.rank * rows, (world.rank + 1) * rows)

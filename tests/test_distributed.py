@@ -1,0 +1,109 @@
+"""charseq.distributed: the torchrun environment, the World of one and of two processes (gloo on
+the CPU, spawned by torch.multiprocessing), and sharing a batch's rows among the ranks."""
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from charseq import distributed
+from charseq.distributed import SINGLE, DistributedError, World, detect, init, shard_rows
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun_env(rank: int, size: int, port: int) -> dict[str, str]:
+    """The variables torchrun sets for ``rank`` of ``size`` on one machine."""
+    return {
+        "RANK": str(rank),
+        "WORLD_SIZE": str(size),
+        "LOCAL_RANK": str(rank),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
+
+
+def spawn(target, size: int, *args) -> None:
+    """Run ``target(rank, size, port, *args)`` in ``size`` fresh processes and wait for them."""
+    mp.spawn(target, args=(size, free_port(), *args), nprocs=size, join=True)
+
+
+# -- one process ----------------------------------------------------------------------------------
+
+
+def test_no_torchrun_environment_is_a_world_of_one():
+    assert detect({}) is None
+    assert init(environ={}) is SINGLE
+    assert init(environ=torchrun_env(0, 1, 1234)) is SINGLE  # torchrun with one process
+    assert SINGLE.is_main and not SINGLE.distributed
+    SINGLE.barrier()
+    assert SINGLE.all_reduce(1.5) == 1.5
+    obj = {"stop": True}
+    assert SINGLE.broadcast(obj) is obj
+
+
+def test_detect_reads_torchrun_variables_and_checks_them():
+    env = detect({"RANK": "1", "WORLD_SIZE": "4", "MASTER_PORT": "2000"})
+    assert (env.rank, env.world_size, env.local_rank) == (1, 4, 1)
+    assert (env.master_addr, env.master_port) == ("127.0.0.1", 2000)
+    with pytest.raises(DistributedError, match="outside WORLD_SIZE=2"):
+        detect({"RANK": "2", "WORLD_SIZE": "2"})
+    with pytest.raises(DistributedError, match="not a number"):
+        detect({"RANK": "x", "WORLD_SIZE": "2"})
+
+
+def test_the_backend_follows_the_device_unless_overridden(monkeypatch):
+    monkeypatch.delenv(distributed.BACKEND_ENV, raising=False)
+    assert distributed.default_backend("cpu") == "gloo"
+    assert distributed.default_backend("cuda:1") == "nccl"
+    assert distributed.default_backend("cuda", backend="gloo") == "gloo"
+    monkeypatch.setenv(distributed.BACKEND_ENV, "gloo")
+    assert distributed.default_backend("cuda") == "gloo"
+
+
+def test_shard_rows_cut_the_global_batch_in_order():
+    rows = [shard_rows(8, World(rank, 4)) for rank in range(4)]
+    assert rows == [slice(0, 2), slice(2, 4), slice(4, 6), slice(6, 8)]
+    assert shard_rows(5, SINGLE) == slice(0, 5)
+    with pytest.raises(DistributedError, match="batch_size=6 .* multiple of 4; use 4 or 8"):
+        shard_rows(6, World(0, 4))
+
+
+# -- two processes --------------------------------------------------------------------------------
+
+
+def _collectives(rank: int, size: int, port: int, out: str) -> None:
+    world = init("cpu", environ=torchrun_env(rank, size, port), timeout=60)
+    try:
+        result = {
+            "repr": repr(world),
+            "is_main": world.is_main,
+            "mean": world.all_reduce(float(rank + 1)),  # (1 + 2) / 2
+            "sum": world.all_reduce(float(rank + 1), "sum"),
+            "max": world.all_reduce(float(rank), "max"),
+            "object": world.broadcast({"from": rank, "text": "é"} if rank == 0 else None),
+            "same_as_current": repr(distributed.current()) == repr(world),
+        }
+        world.barrier()
+        Path(out, f"rank{rank}.json").write_text(json.dumps(result))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_processes_reduce_and_broadcast(tmp_path):
+    spawn(_collectives, 2, str(tmp_path))
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    for rank, result in enumerate(results):
+        assert result["repr"] == f"World(rank={rank}, size=2, local_rank={rank})"
+        assert result["is_main"] == (rank == 0)
+        assert (result["mean"], result["sum"], result["max"]) == (1.5, 3.0, 1.0)
+        assert result["object"] == {"from": 0, "text": "é"}
+        assert result["same_as_current"]
