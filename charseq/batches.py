@@ -11,7 +11,10 @@
   :func:`~charseq.scoring.evaluate_ids`, is in :mod:`charseq.scoring`).
 
 Both training batchers are resumable exactly: ``state_dict()`` is JSON-ready and
-``load_state_dict`` makes the next batch the one that would have come next.
+``load_state_dict`` makes the next batch the one that would have come next. Both can give one
+rank's share of each batch (``shard=(rank, world_size)``): the rows
+:func:`~charseq.distributed.shard_rows` picks of the batch one process would get, so the ranks
+together train on exactly that batch.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torch import Tensor
 
 from charseq.checks import is_int, require_int
 from charseq.corpus import CorpusError, CorpusTooSmallError
+from charseq.distributed import shard_rows
 from charseq.errors import warn
 
 __all__ = [
@@ -141,21 +145,35 @@ class StreamBatches:
     A text smaller than one batch shrinks the batch (see :func:`fit_batch_to_data`);
     :attr:`batch_size` and :attr:`seq_len` are the sizes used.
 
+    With ``shard=(rank, N)`` each batch has only this rank's ``B / N`` rows (streams) of the
+    ``B`` it would have (:func:`~charseq.distributed.shard_rows`); everything else, the state
+    included, is the whole batch's.
+
     Attributes:
-        batch_size, seq_len: B and T.
+        batch_size, seq_len: B and T (B of the whole batch, all ranks together).
+        rows: the rows of each batch this one gives (all of them unless sharded).
         steps_per_epoch: batches per pass over the data.
         position: the step within the current pass of the next batch.
         passes: completed passes.
     """
 
-    def __init__(self, ids: Any, batch_size: int, seq_len: int, *, adapt: bool = True) -> None:
+    def __init__(
+        self,
+        ids: Any,
+        batch_size: int,
+        seq_len: int,
+        *,
+        adapt: bool = True,
+        shard: tuple[int, int] = (0, 1),
+    ) -> None:
         self.ids = _as_ids(ids)
         self.batch_size, self.seq_len = fit_batch_to_data(
             len(self.ids), batch_size, seq_len, adapt=adapt
         )
+        self.rows = shard_rows(self.batch_size, *shard)
         self.stream_len = (len(self.ids) - 1) // self.batch_size
         self.steps_per_epoch = self.stream_len // self.seq_len
-        self._starts = np.arange(self.batch_size, dtype=np.int64) * self.stream_len
+        self._starts = (np.arange(self.batch_size, dtype=np.int64) * self.stream_len)[self.rows]
         self.position = 0
         self.passes = 0
 
@@ -165,7 +183,8 @@ class StreamBatches:
         return self.passes + self.position / self.steps_per_epoch
 
     def next(self) -> Batch:
-        """The next batch: ``x``, ``y`` of shape ``(B, T)`` and ``reset`` at the start of a pass."""
+        """The next batch: ``x``, ``y`` of shape ``(B, T)`` (``(B / N, T)`` sharded) and
+        ``reset`` at the start of a pass."""
         reset = self.position == 0
         rows = _rows(self.ids, self._starts + self.position * self.seq_len, self.seq_len + 1)
         self.position += 1
@@ -228,16 +247,30 @@ class RandomWindows:
     seeded by ``seed``), whose state is in :meth:`state_dict`, so a resumed run draws the same
     windows. A text shorter than ``T + 1`` tokens shrinks ``T`` with a warning.
 
+    With ``shard=(rank, N)`` every rank draws all ``B`` windows from the same generator (so
+    the ranks stay in step) and reads only its ``B / N`` rows of them
+    (:func:`~charseq.distributed.shard_rows`).
+
     Attributes:
-        batch_size, seq_len: B and T.
+        batch_size, seq_len: B and T (B of the whole batch, all ranks together).
+        rows: the rows of each batch this one gives (all of them unless sharded).
         steps: batches drawn so far.
         steps_per_epoch: batches that read as many tokens as the data has (at least 1).
     """
 
-    def __init__(self, ids: Any, batch_size: int, seq_len: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        ids: Any,
+        batch_size: int,
+        seq_len: int,
+        seed: int = 0,
+        *,
+        shard: tuple[int, int] = (0, 1),
+    ) -> None:
         self.ids = _as_ids(ids)
         self.batch_size = _positive("batch_size", batch_size)
         self.seq_len = _positive("seq_len", seq_len)
+        self.rows = shard_rows(self.batch_size, *shard)
         n = len(self.ids)
         if n < 2:
             raise CorpusTooSmallError(
@@ -260,9 +293,10 @@ class RandomWindows:
         return self.steps / self.steps_per_epoch
 
     def next(self) -> Batch:
-        """``B`` random windows: ``x``, ``y`` of shape ``(B, T)``, ``reset=True``."""
+        """``B`` random windows: ``x``, ``y`` of shape ``(B, T)`` (``(B / N, T)`` sharded),
+        ``reset=True``."""
         high = len(self.ids) - self.seq_len  # starts in [0, n - T - 1]: x and y both fit
-        starts = self.rng.integers(0, high, size=self.batch_size)
+        starts = self.rng.integers(0, high, size=self.batch_size)[self.rows]
         self.steps += 1
         return _batch(_rows(self.ids, starts, self.seq_len + 1), True)
 

@@ -214,8 +214,8 @@ def current(local_rank: int | None = None) -> World:
     return World(rank, dist.get_world_size(), local_rank, device)
 
 
-def shard_rows(batch_size: int, world: World) -> slice:
-    """The rows of a global batch of ``batch_size`` rows that ``world``'s rank trains on.
+def shard_rows(batch_size: int, rank: int, size: int) -> slice:
+    """The rows of a global batch of ``batch_size`` rows that rank ``rank`` of ``size`` trains on.
 
     Rank ``r`` of ``N`` takes rows ``r * B / N`` to ``(r + 1) * B / N``, so the ranks together
     train on exactly the batch one process would.
@@ -223,12 +223,14 @@ def shard_rows(batch_size: int, world: World) -> slice:
     Raises:
         DistributedError: ``batch_size`` is not a multiple of the world size.
     """
-    if batch_size % world.size:
+    if size < 1 or not 0 <= rank < size:
+        raise DistributedError(f"rank {rank} is outside a world of {size}")
+    if batch_size % size:
+        lower, higher = batch_size - batch_size % size, batch_size + size - batch_size % size
+        use = f"{lower} or {higher}" if lower else str(higher)
         raise DistributedError(
-            f"train.batch_size={batch_size} is the global batch, shared out among the "
-            f"{world.size} processes, so it must be a multiple of {world.size}; use "
-            f"{batch_size - batch_size % world.size or world.size} or "
-            f"{batch_size + world.size - batch_size % world.size}"
+            f"train.batch_size={batch_size} is the global batch, shared out among the {size} "
+            f"processes, so it must be a multiple of {size}; use {use}"
         )
-    rows = batch_size // world.size
-    return slice(world.rank * rows, (world.rank + 1) * rows)
+    rows = batch_size // size
+    return slice(rank * rows, (rank + 1) * rows)

@@ -5,12 +5,14 @@ import json
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from charseq import distributed
-from charseq.distributed import SINGLE, DistributedError, World, detect, init, shard_rows
+from charseq.batches import RandomWindows, StreamBatches
+from charseq.distributed import SINGLE, DistributedError, detect, init, shard_rows
 
 
 def free_port() -> int:
@@ -70,11 +72,15 @@ def test_the_backend_follows_the_device_unless_overridden(monkeypatch):
 
 
 def test_shard_rows_cut_the_global_batch_in_order():
-    rows = [shard_rows(8, World(rank, 4)) for rank in range(4)]
+    rows = [shard_rows(8, rank, 4) for rank in range(4)]
     assert rows == [slice(0, 2), slice(2, 4), slice(4, 6), slice(6, 8)]
-    assert shard_rows(5, SINGLE) == slice(0, 5)
+    assert shard_rows(5, 0, 1) == slice(0, 5)
     with pytest.raises(DistributedError, match="batch_size=6 .* multiple of 4; use 4 or 8"):
-        shard_rows(6, World(0, 4))
+        shard_rows(6, 0, 4)
+    with pytest.raises(DistributedError, match="batch_size=1 .* multiple of 2; use 2$"):
+        shard_rows(1, 1, 2)
+    with pytest.raises(DistributedError, match="outside"):
+        shard_rows(4, 2, 2)
 
 
 # -- two processes --------------------------------------------------------------------------------
@@ -107,3 +113,32 @@ def test_two_processes_reduce_and_broadcast(tmp_path):
         assert (result["mean"], result["sum"], result["max"]) == (1.5, 3.0, 1.0)
         assert result["object"] == {"from": 0, "text": "é"}
         assert result["same_as_current"]
+
+
+# -- sharded batches ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batching", ["streams", "windows"])
+def test_the_shards_of_a_batch_join_to_the_batch_of_one_process(batching):
+    ids = np.arange(1000) % 97
+
+    def batcher(shard=(0, 1)):
+        if batching == "streams":
+            return StreamBatches(ids, 8, 10, shard=shard)
+        return RandomWindows(ids, 8, 10, seed=3, shard=shard)
+
+    whole, shards = batcher(), [batcher((rank, 4)) for rank in range(4)]
+    for _ in range(whole.steps_per_epoch + 2):  # past the end of a pass (a reset) and on
+        batch, parts = whole.next(), [shard.next() for shard in shards]
+        assert all(part.x.shape == (2, 10) for part in parts)
+        assert torch.equal(torch.cat([part.x for part in parts]), batch.x)
+        assert torch.equal(torch.cat([part.y for part in parts]), batch.y)
+        assert all(part.reset == batch.reset for part in parts)
+    assert all(shard.state_dict() == whole.state_dict() for shard in shards)
+
+
+def test_a_batch_size_the_world_does_not_divide_is_refused():
+    with pytest.raises(DistributedError, match="batch_size=6 .* multiple of 4"):
+        StreamBatches(np.arange(1000), 6, 10, shard=(1, 4))
+    with pytest.raises(DistributedError, match="batch_size=6 .* multiple of 4"):
+        RandomWindows(np.arange(1000), 6, 10, shard=(1, 4))
