@@ -4,6 +4,11 @@ One :class:`Trainer` trains one pipeline's model on the train split of a corpus.
 through callbacks (:mod:`charseq.callbacks`). Everything exact resume needs is in its
 checkpoints: weights, optimizer state, every RNG state, the batch cursor, the carried hidden
 state and the loop's counters; resuming at step ``n`` continues bit for bit on the CPU.
+
+Under torchrun (a process group joined, :mod:`charseq.distributed`) every rank runs the loop on
+its share of each batch's rows, the model wrapped in
+:class:`~torch.nn.parallel.DistributedDataParallel`; rank 0 alone evaluates, writes checkpoints
+and tells the callbacks, and the ranks agree on the reported loss and on when to stop.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
+from charseq import distributed
 from charseq.callbacks import Callback, MetricsLog
 from charseq.checkpoint import CheckpointStore
 from charseq.corpus import Splits
@@ -69,6 +76,10 @@ class Trainer:
             signal stops at once. (Only from the main thread; the CLI turns it on.)
         task: what the model is trained to do (:mod:`charseq.tasks`): its batches, loss and
             evaluation; the language model by default.
+        world: the processes training the model together (:mod:`charseq.distributed`); by
+            default the process group already joined, if any, else this process alone. With
+            more than one, ``train.batch_size`` is the global batch, each rank trains on its
+            rows of it, and only rank 0 writes to ``out_dir`` and has ``callbacks``.
     """
 
     def __init__(
@@ -81,6 +92,7 @@ class Trainer:
         corpus: dict[str, Any] | None = None,
         handle_signals: bool = False,
         task: Task | None = None,
+        world: distributed.World | None = None,
     ) -> None:
         if pipeline.model is None:
             raise CharseqError("the pipeline has no model: build it before training")
@@ -89,6 +101,9 @@ class Trainer:
         self.model = pipeline.model
         self.device = pipeline.device
         self.splits = splits
+        self.world = distributed.current() if world is None else world
+        if not self.world.is_main:  # rank 0 alone logs and writes checkpoints
+            callbacks, out_dir = (), None
         self.callbacks = list(callbacks)
         if out_dir is not None and not any(isinstance(c, MetricsLog) for c in self.callbacks):
             self.callbacks.append(MetricsLog(Path(out_dir) / "metrics.jsonl"))
@@ -96,12 +111,18 @@ class Trainer:
         self.handle_signals = handle_signals
         train = self.spec.train
         check_precision(self.spec, self.device)
-        self.forward = self._compiled() if train.compile else self.model
+        self.forward = self._parallel()
+        if train.compile:
+            self.forward = self._compiled(self.forward)
         self.optimizer = pipeline.build_optimizer(self.model.parameters())
         for group in self.optimizer.param_groups:
             group.setdefault("base_lr", group["lr"])
         self.task = LanguageModelTask() if task is None else task
-        self.batches = self.task.batches(splits, train)
+        if self.world.distributed:
+            shard = (self.world.rank, self.world.size)
+            self.batches = self.task.batches(splits, train, shard=shard)
+        else:
+            self.batches = self.task.batches(splits, train)
         self.store = CheckpointStore(out_dir, keep_last=train.keep_last) if out_dir else None
         self.step = pipeline.steps_trained
         self.hidden: StackState | None = None
@@ -150,11 +171,9 @@ class Trainer:
                 now = time.perf_counter()
                 self.train_seconds += now - self._tick  # steps, evaluations and checkpoints
                 self._tick = now
-                if self._stop.is_set():
-                    reason = self._stop_reason
-                    break
-                if train.max_seconds and self.train_seconds >= train.max_seconds:
-                    reason = "time"
+                stop = self._should_stop()
+                if stop is not None:
+                    reason = stop
                     break
                 # 2) one optimisation step on the next batch
                 started = time.perf_counter()
@@ -172,7 +191,7 @@ class Trainer:
                     "loss": loss,
                     "lr": self.optimizer.param_groups[0]["lr"],
                     "epoch": self.batches.epoch,
-                    "chars_per_s": self.task.chars(batch) / max(seconds, 1e-9),
+                    "chars_per_s": self.task.chars(batch) * self.world.size / max(seconds, 1e-9),
                     "seconds": self.seconds(),
                 }
                 for callback in self.callbacks:
@@ -208,11 +227,35 @@ class Trainer:
                 checkpoint = self._checkpoint(improved)
             if self._stop.is_set() and reason != self._stop_reason:
                 reason = self._stop_reason
+        self.world.barrier()  # every rank returns once rank 0's last checkpoint is written
         for callback in self.callbacks:
             callback.on_fit_end(self, self.step, reason)
         return TrainResult(
             self.step, reason, self.best_val_bpc, checkpoint, self.best, self.task.best_metric
         )
+
+    def _should_stop(self) -> StopReason | str | None:
+        """Why the loop stops before its next step (a signal or :meth:`request_stop`, or the
+        time budget spent), or ``None``; every rank gives the same answer."""
+        max_seconds = self.spec.train.max_seconds
+        reason: StopReason | str | None = None
+        if self._stop.is_set():
+            reason = self._stop_reason
+        elif max_seconds and self.train_seconds >= max_seconds:
+            reason = "time"
+        if not self.world.distributed:
+            return reason
+        # Any rank's stop stops them all; a requested stop outranks the clock.
+        code = self.world.all_reduce(
+            2.0 if self._stop.is_set() else float(reason is not None), "max"
+        )
+        if code == 0:
+            return None
+        if code == 1:
+            return "time"
+        reason = self.world.broadcast(self._stop_reason if self._stop.is_set() else "interrupted")
+        self.request_stop(reason)
+        return reason
 
     @property
     def best_val_bpc(self) -> float | None:
@@ -248,7 +291,7 @@ class Trainer:
             else:
                 torch.nn.utils.clip_grad_value_(self.model.parameters(), train.grad_clip)
         self._optimizer_step()
-        return loss.item()
+        return self.world.all_reduce(loss.item())  # the mean of the ranks' (equal) shares
 
     def _optimizer_step(self) -> None:
         """The optimizer's step; an update too large for float32 is the learning rate's fault
@@ -265,16 +308,25 @@ class Trainer:
                 "optimizer.lr"
             ) from None
 
-    def _compiled(self) -> Any:
-        """The model's forward pass compiled with ``torch.compile`` (``train.compile``).
+    def _parallel(self) -> Any:
+        """The model, wrapped in :class:`~torch.nn.parallel.DistributedDataParallel` when more
+        than one process trains it (it averages the gradients over the ranks in backward)."""
+        if not self.world.distributed:
+            return self.model
+        ids = [self.device.index or 0] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids)
+
+    def _compiled(self, forward: Any) -> Any:
+        """``forward`` (the model, or its DDP wrapper) compiled with ``torch.compile``
+        (``train.compile``).
 
         Only for stacks that run the core's step loop: there it turns T small steps into a few
         fused kernels. A stack with a fused whole-sequence kernel (the built-in cells) already
         is one kernel call and is left as it is. Evaluation and generation run uncompiled.
         """
         if self.model.stack.fused_kernel() is not None:
-            return self.model
-        return torch.compile(self.model, dynamic=False)
+            return forward
+        return torch.compile(forward, dynamic=False)
 
     def autocast(self) -> Any:
         """The forward pass's precision context (``train.precision``)."""
@@ -299,9 +351,23 @@ class Trainer:
         return self.task.evaluate(self, split, report)
 
     def _evaluate(self) -> bool | None:
-        """Evaluate on val, track the best; ``None`` when there is no val split."""
+        """Evaluate on val, track the best; ``None`` when there is no val split.
+
+        Rank 0 alone evaluates; the others take its verdict, so all agree on early stopping.
+        """
         if not self.task.can_evaluate(self.splits, "val"):
             return None
+        if self.world.is_main:
+            improved = self._evaluate_here()
+        improved, self.best, self.evals_since_best = self.world.broadcast(
+            [improved if self.world.is_main else None, self.best, self.evals_since_best]
+        )
+        if not self.world.is_main:
+            self._remember_good_state()
+        return improved
+
+    def _evaluate_here(self) -> bool:
+        """Evaluate on val in this process, track the best and tell the callbacks."""
         task = self.task
         metrics = task.eval_metrics(self.evaluate("val"))
         value = metrics[task.best_metric]

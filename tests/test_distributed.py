@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from charseq import distributed
+from charseq import Callback, Pipeline, distributed
 from charseq.batches import RandomWindows, StreamBatches
 from charseq.distributed import SINGLE, DistributedError, detect, init, shard_rows
 
@@ -142,3 +142,73 @@ def test_a_batch_size_the_world_does_not_divide_is_refused():
         StreamBatches(np.arange(1000), 6, 10, shard=(1, 4))
     with pytest.raises(DistributedError, match="batch_size=6 .* multiple of 4"):
         RandomWindows(np.arange(1000), 6, 10, shard=(1, 4))
+
+
+# -- training on two processes --------------------------------------------------------------------
+
+TRAIN_TEXT = "".join(f"line {i}: the quick brown fox {i % 7} jumps. " for i in range(300))
+
+
+def train_spec(batching: str) -> dict:
+    """A small LSTM, no dropout (each rank would draw its own masks), evaluated at step 10."""
+    return {
+        "cell": {"name": "lstm", "hidden_size": 16, "num_layers": 2},
+        "model": {"embedding_size": 8},
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {
+            "batch_size": 4, "seq_len": 16, "steps": 20, "eval_every": 10, "batching": batching,
+        },
+    }  # fmt: skip
+
+
+class Losses(Callback):
+    """Records the loss of every step and the validation BPC of every evaluation."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.val_bpc: list[float] = []
+
+    def on_step_end(self, trainer, step, metrics):
+        self.losses.append(metrics["loss"])
+
+    def on_eval(self, trainer, step, metrics):
+        self.val_bpc.append(metrics["val_bpc"])
+
+
+def _fit(rank: int, size: int, port: int, out: str, batching: str) -> None:
+    init("cpu", environ=torchrun_env(rank, size, port), timeout=60)
+    try:
+        record = Losses()
+        run = Path(out, "run") if rank == 0 else None  # rank 0 owns the run directory
+        pipe = Pipeline.from_spec(train_spec(batching), device="cpu")
+        pipe.fit(TRAIN_TEXT, out=run, callbacks=[record])
+        if rank == 0:
+            assert record.losses, "rank 0 has the callbacks"
+            result = {"losses": record.losses, "val_bpc": record.val_bpc}
+            result["reason"] = pipe.last_run.reason
+            Path(out, "result.json").write_text(json.dumps(result))
+        else:
+            assert not record.losses, "only rank 0 tells the callbacks"
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("batching", ["streams", "windows"])
+def test_two_processes_train_as_one_does(tmp_path, monkeypatch, batching):
+    monkeypatch.chdir(tmp_path)
+    record = Losses()
+    one = Pipeline.from_spec(train_spec(batching), device="cpu").fit(TRAIN_TEXT, callbacks=[record])
+
+    spawn(_fit, 2, str(tmp_path), batching)
+    two = json.loads((tmp_path / "result.json").read_text())
+    assert len(two["losses"]) == len(record.losses) == 20
+    np.testing.assert_allclose(two["losses"], record.losses, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(two["val_bpc"], record.val_bpc, rtol=0, atol=1e-5)
+    assert two["reason"] == "steps"
+
+    # what rank 0 saved loads in one process, with the one-process run's weights, and samples
+    loaded = Pipeline.load(tmp_path / "run", device="cpu")
+    assert loaded.steps_trained == 20
+    for name, tensor in one.model.state_dict().items():
+        torch.testing.assert_close(loaded.model.state_dict()[name], tensor, rtol=0, atol=1e-4)
+    assert len(loaded.generate("line", max_new_tokens=20, sampler={"name": "greedy"})) == 20

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from charseq.classify.metrics import ClassificationMetrics, classification_metrics
 from charseq.classify.model import pad
+from charseq.distributed import DistributedError
 from charseq.spec import TaskSpec, TrainSpec
 from charseq.tasks.base import Task
 
@@ -106,7 +107,14 @@ class ClassificationTask(Task):
                 len(examples.train) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32
             )
 
-    def batches(self, splits: Any, train: TrainSpec) -> LabelledBatches:
+    def batches(
+        self, splits: Any, train: TrainSpec, *, shard: tuple[int, int] = (0, 1)
+    ) -> LabelledBatches:
+        if shard[1] > 1:
+            raise DistributedError(
+                "a classifier trains in one process only, for now (task 'classify' cannot "
+                "share its batches among processes)"
+            )
         return LabelledBatches(self.examples, train.batch_size, train.seed)
 
     def chars(self, batch: LabelledBatch) -> int:

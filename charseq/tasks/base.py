@@ -44,8 +44,16 @@ class Task(abc.ABC):
         return int(batch.x.numel())
 
     @abc.abstractmethod
-    def batches(self, splits: Splits, train: TrainSpec) -> Batches:
-        """The training batches drawn from ``splits.train``."""
+    def batches(
+        self, splits: Splits, train: TrainSpec, *, shard: tuple[int, int] = (0, 1)
+    ) -> Batches:
+        """The training batches drawn from ``splits.train``.
+
+        ``shard=(rank, world_size)``: only this rank's rows of each batch of
+        ``train.batch_size`` rows (:func:`charseq.distributed.shard_rows`), the trainer's when
+        several processes train together; a task that cannot share its batches raises
+        :class:`~charseq.distributed.DistributedError`.
+        """
 
     @abc.abstractmethod
     def loss(self, trainer: Trainer, batch: Any) -> Tensor:

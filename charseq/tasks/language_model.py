@@ -26,10 +26,12 @@ class LanguageModelTask(Task):
     the train split, the hidden state carried between batches of one stream
     (``trainer.hidden``); evaluated as nats/char and BPC over a whole split, stateful."""
 
-    def batches(self, splits: Splits, train: TrainSpec) -> Batches:
+    def batches(
+        self, splits: Splits, train: TrainSpec, *, shard: tuple[int, int] = (0, 1)
+    ) -> Batches:
         if train.batching == "streams":
-            return StreamBatches(splits.train, train.batch_size, train.seq_len)
-        return RandomWindows(splits.train, train.batch_size, train.seq_len, train.seed)
+            return StreamBatches(splits.train, train.batch_size, train.seq_len, shard=shard)
+        return RandomWindows(splits.train, train.batch_size, train.seq_len, train.seed, shard=shard)
 
     def loss(self, trainer: Trainer, batch: Batch) -> Tensor:
         x, y = batch.x.to(trainer.device), batch.y.to(trainer.device)  # (B, T) each
