@@ -22,6 +22,7 @@ from charseq.checkpoint import (
     restore_rng,
 )
 from charseq.checkpoint import state as fields
+from charseq.distributed import DistributedError, World
 from charseq.training_run import training_state
 
 if TYPE_CHECKING:
@@ -63,12 +64,33 @@ def checkpoint_contents(
             "charseq_version": __version__,
         },
     }
+    if trainer.world.distributed:  # one process's checkpoints stay as they were
+        manifest["trainer"]["world_size"] = trainer.world.size
     return tensors, manifest
+
+
+def check_world_size(directory: str | Path, state: dict[str, Any], world: World) -> None:
+    """Refuse to resume the checkpoint in ``directory`` (its ``trainer`` table ``state``) on
+    another number of processes than wrote it.
+
+    Raises:
+        DistributedError: the numbers differ; the message says how many to use.
+    """
+    saved = state.get("world_size") or 1
+    if saved == world.size:
+        return
+    wrote, have = (f"{n} processes" if n > 1 else "one process" for n in (saved, world.size))
+    how = f"with torchrun --nproc-per-node {saved}" if saved > 1 else "without torchrun"
+    raise DistributedError(
+        f"{directory} was written by a run on {wrote} and this one has {have}; resume it on "
+        f"{wrote} ({how}): resuming on another number of processes is not supported"
+    )
 
 
 def restore_trainer(trainer: Trainer, directory: str | Path, manifest: dict[str, Any]) -> None:
     """Put ``trainer``'s loop back where the checkpoint in ``directory`` left it."""
     state = training_state(directory, manifest)
+    check_world_size(directory, state, trainer.world)
     file = Path(directory) / MANIFEST_FILE
     with fields.restoring(file, "trainer.optimizer"):
         trainer.optimizer.load_state_dict(

@@ -12,6 +12,7 @@ import torch
 
 from charseq.checkpoint import MANIFEST_FILE
 from charseq.checkpoint import state as fields
+from charseq.checks import is_int
 from charseq.errors import CharseqError, warn
 from charseq.model import CharModel
 from charseq.registry import Registry
@@ -94,6 +95,8 @@ _TRAINER = {
     "train_seconds": fields.NOT_NEGATIVE,
     "optimizer": fields.TABLE,
     "rng": fields.TABLE,
+    # only in a distributed run's checkpoints: absent means one process
+    "world_size": fields.Field("an int >= 2", lambda v: is_int(v) and v >= 2) | fields.NULL,
 }
 """The fields of a checkpoint's ``trainer`` table, checked before any is used."""
 

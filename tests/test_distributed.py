@@ -12,7 +12,8 @@ import torch.multiprocessing as mp
 
 from charseq import Callback, Pipeline, distributed
 from charseq.batches import RandomWindows, StreamBatches
-from charseq.distributed import SINGLE, DistributedError, detect, init, shard_rows
+from charseq.distributed import SINGLE, DistributedError, World, detect, init, shard_rows
+from charseq.train_state import check_world_size
 
 
 def free_port() -> int:
@@ -197,7 +198,8 @@ def _fit(rank: int, size: int, port: int, out: str, batching: str) -> None:
 def test_two_processes_train_as_one_does(tmp_path, monkeypatch, batching):
     monkeypatch.chdir(tmp_path)
     record = Losses()
-    one = Pipeline.from_spec(train_spec(batching), device="cpu").fit(TRAIN_TEXT, callbacks=[record])
+    one = Pipeline.from_spec(train_spec(batching), device="cpu")
+    one.fit(TRAIN_TEXT, out=tmp_path / "one", callbacks=[record])
 
     spawn(_fit, 2, str(tmp_path), batching)
     two = json.loads((tmp_path / "result.json").read_text())
@@ -212,3 +214,25 @@ def test_two_processes_train_as_one_does(tmp_path, monkeypatch, batching):
     for name, tensor in one.model.state_dict().items():
         torch.testing.assert_close(loaded.model.state_dict()[name], tensor, rtol=0, atol=1e-4)
     assert len(loaded.generate("line", max_new_tokens=20, sampler={"name": "greedy"})) == 20
+
+    # its checkpoints record the world size, and one process will not resume them
+    manifest = json.loads((tmp_path / "run" / "best" / "manifest.json").read_text())
+    assert manifest["trainer"]["world_size"] == 2
+    message = "written by a run on 2 processes and this one has one process; .* --nproc-per-node 2"
+    with pytest.raises(DistributedError, match=message):
+        Pipeline.resume(tmp_path / "run", text=TRAIN_TEXT, steps=30, device="cpu")
+    manifest = json.loads((tmp_path / "one" / "best" / "manifest.json").read_text())
+    assert "world_size" not in manifest["trainer"]  # one process's checkpoints are as they were
+
+
+def test_resuming_on_another_number_of_processes_is_refused():
+    check_world_size("ckpt", {}, SINGLE)
+    check_world_size("ckpt", {"world_size": 2}, World(1, 2))
+    with pytest.raises(
+        DistributedError,
+        match=r"ckpt was written by a run on one process and "
+        r"this one has 2 processes; resume it on one process \(without torchrun\)",
+    ):
+        check_world_size("ckpt", {}, World(0, 2))
+    with pytest.raises(DistributedError, match="on 4 processes and this one has 2 processes"):
+        check_world_size("ckpt", {"world_size": 4}, World(0, 2))
