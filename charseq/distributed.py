@@ -142,6 +142,16 @@ class World:
         total = tensor.item()
         return total / self.size if op == "mean" else total
 
+    def all_gather_rows(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every rank's ``tensor`` (the same shape on each), joined in rank order along the
+        first dimension: the rows of a whole batch from the ranks' shares."""
+        if not self.distributed:
+            return tensor
+        local = tensor.detach().to(self.device).contiguous()
+        parts = [torch.empty_like(local) for _ in range(self.size)]
+        dist.all_gather(parts, local)
+        return torch.cat(parts).to(tensor.device)
+
     def broadcast(self, obj: Any, src: int = 0) -> Any:
         """Rank ``src``'s ``obj`` on every rank; ``obj`` must be JSON-ready (no pickle).
 

@@ -385,9 +385,10 @@ class Trainer:
         return improved
 
     def _checkpoint(self, improved: bool | None) -> Path | None:
+        hidden = self.whole_hidden()  # every rank takes part; rank 0 writes
         if self.store is None:
             return None
-        tensors, manifest = self.checkpoint_contents()
+        tensors, manifest = checkpoint_contents(self, hidden)
         metric = self.best if improved else None
         lower = self.task.lower_is_better
         path = self.store.save(self.step, tensors, manifest, metric=metric, lower_is_better=lower)
@@ -397,8 +398,17 @@ class Trainer:
 
     def checkpoint_contents(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
         """The tensors and manifest of a checkpoint of the run as it stands
-        (:func:`charseq.train_state.checkpoint_contents`)."""
-        return checkpoint_contents(self)
+        (:func:`charseq.train_state.checkpoint_contents`); with several processes, every rank
+        must call it (the carried state is gathered from them all)."""
+        return checkpoint_contents(self, self.whole_hidden())
+
+    def whole_hidden(self) -> StackState | None:
+        """The carried hidden state of the whole batch: this process's, or with several
+        processes every rank's rows joined in rank order (every rank must call it), so that a
+        checkpoint holds what one process training on the whole batch would."""
+        if self.hidden is None or not self.world.distributed:
+            return self.hidden
+        return [tuple(self.world.all_gather_rows(t) for t in layer) for layer in self.hidden]
 
     def restore(self, directory: str | Path, manifest: dict[str, Any]) -> None:
         """Put the loop back where the checkpoint in ``directory`` left it

@@ -22,21 +22,32 @@ from charseq.checkpoint import (
     restore_rng,
 )
 from charseq.checkpoint import state as fields
-from charseq.distributed import DistributedError, World
+from charseq.distributed import DistributedError, World, shard_rows
 from charseq.training_run import training_state
 
 if TYPE_CHECKING:
+    from charseq.model import StackState
     from charseq.train import Trainer
 
 
 def checkpoint_contents(
-    trainer: Trainer,
+    trainer: Trainer, whole_hidden: StackState | None = None
 ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
-    """The tensors and manifest of a checkpoint of ``trainer``'s run as it stands."""
+    """The tensors and manifest of a checkpoint of ``trainer``'s run as it stands.
+
+    ``whole_hidden`` is the carried state of the whole batch (:meth:`Trainer.whole_hidden`,
+    gathered from every rank); by default the trainer's own.
+
+    A distributed run's checkpoint is what one process would write, but for
+    ``trainer.world_size``: the whole batch's carried state and data cursor (every rank's is the
+    same), and rank 0's optimizer and RNG states (every rank's are the same: the same seed, the
+    same averaged gradients, the same draws).
+    """
     optimizer_tensors, optimizer_meta = optimizer_state_to_tensors(trainer.optimizer.state_dict())
     rng_tensors, rng_meta = capture_rng()
     hidden = {}
-    for layer, state in enumerate(trainer.hidden or []):
+    carried = trainer.hidden if whole_hidden is None else whole_hidden
+    for layer, state in enumerate(carried or []):
         for i, tensor in enumerate(state):
             hidden[f"layer{layer}.{i}"] = tensor.detach()
     tensors = {
@@ -118,7 +129,7 @@ def restore_trainer(trainer: Trainer, directory: str | Path, manifest: dict[str,
 
 def _read_hidden(trainer: Trainer, directory: Path) -> list[tuple[torch.Tensor, ...]]:
     """The carried hidden state a checkpoint holds, checked against the model's, on the
-    trainer's device."""
+    trainer's device: this rank's rows of it with several processes."""
     train = trainer.spec.train
     hidden = read_tensors(directory, "hidden")
     like = trainer.model.initial_state(train.batch_size, device="meta")
@@ -128,7 +139,9 @@ def _read_hidden(trainer: Trainer, directory: Path) -> list[tuple[torch.Tensor, 
         {f"layer{layer}.{i}": t for layer, s in enumerate(like) for i, t in enumerate(s)},
         (torch.float32, torch.bfloat16) if train.precision == "bf16" else (),
     )
+    world = trainer.world
+    rows = shard_rows(train.batch_size, world.rank, world.size)
     return [
-        tuple(hidden[f"layer{layer}.{i}"].to(trainer.device) for i in range(len(s)))
+        tuple(hidden[f"layer{layer}.{i}"][rows].to(trainer.device) for i in range(len(s)))
         for layer, s in enumerate(like)
     ]

@@ -3,17 +3,24 @@ the CPU, spawned by torch.multiprocessing), and sharing a batch's rows among the
 
 import json
 import socket
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from safetensors.torch import load_file
 
 from charseq import Callback, Pipeline, distributed
 from charseq.batches import RandomWindows, StreamBatches
+from charseq.corpus.training import reread_corpus
 from charseq.distributed import SINGLE, DistributedError, World, detect, init, shard_rows
+from charseq.persist import resumable_checkpoint
+from charseq.registry import get_registry
+from charseq.train import Trainer
 from charseq.train_state import check_world_size
+from charseq.training_run import with_budget
 
 
 def free_port() -> int:
@@ -236,3 +243,52 @@ def test_resuming_on_another_number_of_processes_is_refused():
         check_world_size("ckpt", {}, World(0, 2))
     with pytest.raises(DistributedError, match="on 4 processes and this one has 2 processes"):
         check_world_size("ckpt", {"world_size": 4}, World(0, 2))
+
+
+def _train_stop_resume(rank: int, size: int, port: int, out: str) -> None:
+    """8 steps straight, and 4 steps then a resume to 8, on every rank; rank 0 writes whether
+    the two models are the same. (The resume goes through the Trainer itself: Pipeline.resume
+    locks the run directory, which only rank 0 may do.)"""
+    init("cpu", environ=torchrun_env(rank, size, port), timeout=60)
+    try:
+        spec = train_spec("streams")
+        spec["cell"]["dropout"] = 0.2  # every rank draws from the same generator
+        spec["train"] |= {"steps": 8, "eval_every": 4}
+        mine = (lambda name: Path(out, name)) if rank == 0 else (lambda name: None)
+        whole = Pipeline.from_spec(spec, device="cpu").fit(TRAIN_TEXT, out=mine("whole"))
+        spec["train"]["steps"] = 4
+        Pipeline.from_spec(spec, device="cpu").fit(TRAIN_TEXT, out=mine("half"))
+        torch.distributed.barrier()  # rank 0's checkpoint is there to read
+
+        registry = get_registry()
+        path, manifest = resumable_checkpoint(Path(out, "half"), registry)
+        pipe = Pipeline.load(path, device="cpu")
+        pipe.spec = with_budget(pipe.spec, registry, 8, None, pipe.steps_trained)
+        with tempfile.TemporaryDirectory() as cache:
+            read = reread_corpus(
+                pipe.tokenizer, pipe.spec.train, path, manifest, text=TRAIN_TEXT,
+                cache=Path(cache), same=True,
+            )  # fmt: skip
+        trainer = Trainer(pipe, read.splits, out_dir=mine("half"), corpus=read.record)
+        trainer.restore(path, manifest)
+        trainer.run()
+        if rank == 0:
+            same = {
+                name: torch.equal(tensor, pipe.model.state_dict()[name])
+                for name, tensor in whole.model.state_dict().items()
+            }
+            Path(out, "resume.json").write_text(json.dumps({"step": trainer.step, "same": same}))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_processes_resume_exactly(tmp_path):
+    spawn(_train_stop_resume, 2, str(tmp_path))
+    result = json.loads((tmp_path / "resume.json").read_text())
+    assert result["step"] == 8
+    assert all(result["same"].values()), (
+        f"differ: {[k for k, v in result['same'].items() if not v]}"
+    )
+    # the checkpoint holds the whole batch's carried state, as one process's would
+    hidden = load_file(tmp_path / "half" / "step-00000004" / "hidden.safetensors")
+    assert hidden["layer0.0"].shape == (4, 16)
