@@ -245,15 +245,17 @@ class Trainer:
             reason = "time"
         if not self.world.distributed:
             return reason
-        # Any rank's stop stops them all; a requested stop outranks the clock.
-        code = self.world.all_reduce(
-            2.0 if self._stop.is_set() else float(reason is not None), "max"
-        )
+        # Any rank's stop stops them all; a requested stop outranks the clock, and its reason
+        # is the lowest such rank's.
+        stopped = self._stop.is_set()
+        code = self.world.all_reduce(2.0 if stopped else float(reason is not None), "max")
         if code == 0:
             return None
         if code == 1:
             return "time"
-        reason = self.world.broadcast(self._stop_reason if self._stop.is_set() else "interrupted")
+        size = self.world.size
+        src = int(self.world.all_reduce(float(self.world.rank if stopped else size), "min"))
+        reason = self.world.broadcast(self._stop_reason if self.world.rank == src else None, src)
         self.request_stop(reason)
         return reason
 

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from charseq import Callback, Pipeline, distributed
 from charseq.batches import RandomWindows, StreamBatches
+from charseq.corpus import split_ids
 from charseq.corpus.training import reread_corpus
 from charseq.distributed import SINGLE, DistributedError, World, detect, init, shard_rows
 from charseq.persist import resumable_checkpoint
@@ -292,3 +293,38 @@ def test_two_processes_resume_exactly(tmp_path):
     # the checkpoint holds the whole batch's carried state, as one process's would
     hidden = load_file(tmp_path / "half" / "step-00000004" / "hidden.safetensors")
     assert hidden["layer0.0"].shape == (4, 16)
+
+
+class StopAt(Callback):
+    """Asks the trainer to stop after step ``step``, giving ``reason``."""
+
+    def __init__(self, step: int, reason: str) -> None:
+        self.step, self.reason = step, reason
+
+    def on_step_end(self, trainer, step, metrics):
+        if step == self.step:
+            trainer.request_stop(self.reason)
+
+
+def _stop_on_rank_1(rank: int, size: int, port: int, out: str) -> None:
+    world = init("cpu", environ=torchrun_env(rank, size, port), timeout=60)
+    try:
+        pipe = Pipeline.from_spec(train_spec("windows"), device="cpu")
+        pipe.tokenizer = pipe.tokenizer.fit(TRAIN_TEXT)
+        pipe.model = pipe.build_model()  # the same seed on every rank (DDP copies rank 0's too)
+        splits = split_ids(np.asarray(pipe.tokenizer.encode(TRAIN_TEXT)), 0.1, 0.0)
+        trainer = Trainer(pipe, splits, world=world)
+        assert trainer.callbacks == []  # only rank 0 has callbacks: give rank 1 one by hand
+        if rank == 1:
+            trainer.callbacks.append(StopAt(3, "rank 1 asked"))
+        result = trainer.run()
+        Path(out, f"stop{rank}.json").write_text(json.dumps([result.step, result.reason]))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_a_stop_on_any_rank_stops_every_rank_at_the_same_step(tmp_path):
+    spawn(_stop_on_rank_1, 2, str(tmp_path))
+    for rank in range(2):
+        step, reason = json.loads((tmp_path / f"stop{rank}.json").read_text())
+        assert (step, reason) == (3, "rank 1 asked")
