@@ -180,7 +180,7 @@ def init(
     device: str | torch.device | None = None,
     *,
     backend: str | None = None,
-    timeout: float = 600.0,
+    timeout: float | None = None,
     environ: dict[str, str] | None = None,
 ) -> World:
     """Join the torchrun job this process belongs to; :data:`SINGLE` when it belongs to none.
@@ -189,7 +189,9 @@ def init(
         device: the device training runs on; picks the backend (NCCL for CUDA, gloo otherwise)
             unless ``backend`` or ``$CHARSEQ_DIST_BACKEND`` names one.
         backend: the ``torch.distributed`` backend to use.
-        timeout: seconds a collective waits for the other ranks before failing.
+        timeout: seconds a collective waits for the other ranks before failing (torch's
+            default, 30 minutes for gloo, if ``None``); the other ranks wait this long for rank
+            0's evaluations and checkpoints.
         environ: the environment to read (``os.environ`` by default).
 
     Raises:
@@ -208,7 +210,7 @@ def init(
             init_method=f"tcp://{env.master_addr}:{env.master_port}",
             rank=env.rank,
             world_size=env.world_size,
-            timeout=timedelta(seconds=timeout),
+            timeout=None if timeout is None else timedelta(seconds=timeout),
         )
     return current(env.local_rank)
 
