@@ -359,10 +359,9 @@ class Trainer:
         """
         if not self.task.can_evaluate(self.splits, "val"):
             return None
-        if self.world.is_main:
-            improved = self._evaluate_here()
+        improved = self._evaluate_here() if self.world.is_main else None
         improved, self.best, self.evals_since_best = self.world.broadcast(
-            [improved if self.world.is_main else None, self.best, self.evals_since_best]
+            [improved, self.best, self.evals_since_best]
         )
         if not self.world.is_main:
             self._remember_good_state()
