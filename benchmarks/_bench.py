@@ -149,3 +149,21 @@ def ratio(a: float, b: float) -> float:
 
 def stamp() -> str:
     return time.strftime("%H:%M:%S")
+
+
+def add_set_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--set KEY=VALUE`` (repeatable, a JSON value) into ``settings``; ``what`` says which
+    spec it overrides."""
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a spec value of {what} (JSON value)",
+    )
+
+
+def spec_changes(settings: list[str]) -> dict:
+    """``--set`` strings as the dotted changes ``PipelineSpec.override`` takes."""
+    return {k: json.loads(v) for k, v in (s.split("=", 1) for s in settings)}

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,10 @@ from charseq.classify.baseline import NgramBaseline
 from charseq.classify.data import Labelled, LabelledSplits, stratified_split
 from charseq.classify.datasets import surnames
 from charseq.classify.metrics import ClassificationMetrics, classification_metrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench import add_set_option, spec_changes  # noqa: E402
 
 SPEC: dict[str, Any] = {
     "task": {"name": "classify", "pooling": "last", "dropout": 0.2},
@@ -90,21 +95,14 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--ascii", action="store_true", help="fold accents too (Dvořák: Dvorak)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draw, split and weights")
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec value of every cell (JSON value)",
-    )
+    add_set_option(parser, "every cell")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     data = surnames(per_language=args.per_language or None, ascii=args.ascii, seed=args.seed)
-    changes = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.settings)}
+    changes = spec_changes(args.settings)
     base = PipelineSpec.from_dict(SPEC).override(
         {"train.max_seconds": args.seconds, "train.seed": args.seed} | changes
     )

@@ -37,6 +37,7 @@ from charseq.corpus import read_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bench import add_set_option, spec_changes  # noqa: E402
 from quality import train_to_budget  # noqa: E402 (the budget and split quality.py uses)
 
 CLAUSE_ENDS = "，。"
@@ -82,14 +83,7 @@ def share(hits: list[bool]) -> float:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="poems, one a line, title:poem")
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec value of the preset (JSON value)",
-    )
+    add_set_option(parser, "the preset")
     parser.add_argument("--seconds", type=float, default=300.0, help="training time budget")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--samples", type=int, default=100, help="poems of each kind")
@@ -99,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    changes = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.settings)}
+    changes = spec_changes(args.settings)
     spec = PipelineSpec.from_preset("poems").override(changes)
     trained = train_to_budget(spec, read_text(args.data), args.seconds, "cpu")
     best, splits = trained.best, trained.splits

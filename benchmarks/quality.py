@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 import torch
+from _bench import add_set_option, spec_changes
 
 from charseq import Pipeline, PipelineSpec
 from charseq.corpus import read_text, split_ids
@@ -81,14 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", required=True, help="text file (e.g. tinyshakespeare.txt)")
     parser.add_argument("--preset", default="shakespeare-cpu", help="charseq preset to train")
     parser.add_argument("--spec", help="spec file instead of a preset")
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec value (JSON value)",
-    )
+    add_set_option(parser, "the preset or spec")
     parser.add_argument("--seconds", type=float, default=300.0, help="time budget")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -98,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     spec = PipelineSpec.from_file(args.spec) if args.spec else PipelineSpec.from_preset(args.preset)
     # The split and the budget are fixed; everything else is the preset's (or --set's).
-    spec = spec.override({k: json.loads(v) for k, v in (s.split("=", 1) for s in args.settings)})
+    spec = spec.override(spec_changes(args.settings))
     trained = train_to_budget(spec, read_text(args.data), args.seconds, args.device)
     result = trained.record(args.data, args.seconds) | {
         "device": _device_name(args.device),

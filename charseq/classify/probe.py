@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import numpy as np
 import torch
-from torch import Tensor
 
 from charseq.classify.data import stratified_split
 from charseq.errors import CharseqError
@@ -118,33 +117,18 @@ def _encode(
 
 @torch.no_grad()
 def _read_batch(model: CharModel, batch: list[list[int]], layout: list[_Tensor]) -> np.ndarray:
-    """The layout's tensors after each text's last token, ``(B, U)``.
-
-    The texts are padded on the right; a text's state stops changing after its last token
-    (each step's new state is kept only where the text goes on), so padding changes nothing.
-    """
+    """The layout's tensors after each text's last token, ``(B, U)``, for texts of one length
+    (no padding): each layer runs its cell's own forward (the core's loop over time, or the
+    cell's fused kernel), and its output at the last token and its final state are kept."""
     device = model.head.weight.device
-    lengths = torch.tensor([len(ids) for ids in batch], device=device)
-    ids = torch.zeros(len(batch), int(lengths.max()), dtype=torch.long, device=device)
-    for row, text_ids in enumerate(batch):
-        ids[row, : len(text_ids)] = torch.tensor(text_ids, device=device)
-    x = model.embedding(ids)  # (B, T) -> (B, T, E)
-    state = model.initial_state(len(batch))
-    cells = list(model.stack.cells)
-    outputs: list[Tensor] = [x.new_zeros(len(batch), cell.hidden_size) for cell in cells]
-    for t in range(ids.shape[1]):
-        live = lengths > t  # (B,): the texts that have a token t
-        x_t = x[:, t]
-        for layer, cell in enumerate(cells):
-            h_t, new_state = cell.step(x_t, state[layer])  # (B, H)
-            state[layer] = tuple(
-                torch.where(live.view(-1, *[1] * (new.dim() - 1)), new, old)
-                for new, old in zip(new_state, state[layer], strict=True)
-            )
-            outputs[layer] = torch.where(live[:, None], h_t, outputs[layer])
-            x_t = h_t
+    x = model.embedding(torch.tensor(batch, device=device))  # (B, T) -> (B, T, E)
+    outputs, states = [], []
+    for cell in model.stack.cells:
+        x, state = cell(x)  # (B, T, H_i), the state after the last token
+        outputs.append(x[:, -1])  # (B, H_i)
+        states.append(state)
     columns = [
-        (outputs[t.layer] if t.state is None else state[t.layer][t.state]).reshape(len(batch), -1)
+        (outputs[t.layer] if t.state is None else states[t.layer][t.state]).reshape(len(batch), -1)
         for t in layout
     ]
     return torch.cat(columns, dim=1).double().cpu().numpy()
@@ -166,9 +150,9 @@ def final_states(
     :func:`feature_names` names, the values :meth:`~charseq.Pipeline.activations` records at
     the text's last token.
 
-    Texts are batched ``batch_size`` at a time, longest first, padded on the right without
-    changing any result: a text's row does not depend on the other texts (beyond float
-    rounding in batched matrix products, about 1e-7).
+    Texts of one length are read together, ``batch_size`` at a time (no padding), so a text's
+    row does not depend on the other texts (beyond float rounding in batched matrix products,
+    about 1e-7).
 
     Args:
         pipe: a fitted language-model pipeline.
@@ -191,12 +175,15 @@ def final_states(
     if not encoded:
         raise CharseqError("final_states needs at least one text")
     layout = _layout(model)
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))  # less padding
+    by_length: dict[int, list[int]] = {}
+    for i, ids in enumerate(encoded):
+        by_length.setdefault(len(ids), []).append(i)
     rows = np.empty((len(encoded), sum(t.units for t in layout)))
     with evaluating(model):
-        for start in range(0, len(order), batch_size):
-            chosen = order[start : start + batch_size]
-            rows[chosen] = _read_batch(model, [encoded[i] for i in chosen], layout)
+        for same in by_length.values():  # texts of one length: no padding to mask
+            for start in range(0, len(same), batch_size):
+                chosen = same[start : start + batch_size]
+                rows[chosen] = _read_batch(model, [encoded[i] for i in chosen], layout)
     return rows
 
 

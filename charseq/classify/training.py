@@ -66,15 +66,27 @@ def data_hash(labelled: Labelled) -> str:
     return digest.hexdigest()
 
 
+def encode_texts(
+    pipe: Pipeline, texts: Sequence[str], whats: Sequence[str], unknown: str | None = None
+) -> list[list[int]]:
+    """Each text's ids, normalised as the training texts were and encoded with ``pipe``'s
+    tokenizer (``unknown`` overriding its policy); ``whats`` name the texts in errors."""
+    encoded = []
+    for text, what in zip(texts, whats, strict=True):
+        ids = encode_text(
+            pipe.tokenizer, text, what=what, unknown=unknown, normalize=pipe.normalize
+        )
+        if not ids:
+            raise CharseqError(f"{what} has no characters left once unknown ones go")
+        encoded.append(ids)
+    return encoded
+
+
 def examples_of(pipe: Pipeline, labelled: Labelled) -> Examples:
     """``labelled`` encoded with ``pipe``'s tokenizer and split as ``pipe.spec.train`` says."""
     train = pipe.spec.train
-    ids = []
-    for text, source in zip(labelled.texts, labelled.sources, strict=True):
-        encoded = encode_text(pipe.tokenizer, text, what=f"the text at {source}")
-        if not encoded:
-            raise CharseqError(f"the text at {source} has no characters the tokenizer keeps")
-        ids.append(np.asarray(encoded, dtype=np.int64))
+    whats = [f"the text at {source}" for source in labelled.sources]
+    ids = [np.asarray(i, dtype=np.int64) for i in encode_texts(pipe, labelled.texts, whats)]
     split = stratified_split(
         labelled.labels, val=train.val_fraction, test=train.test_fraction, seed=train.seed
     )
@@ -104,7 +116,7 @@ def fit_classifier(
     embedding and cells (and its spec's tokenizer, cell and model sections)."""
     if init_from is not None and pipe.model is not None:
         raise CharseqError("init_from starts a new classifier; this one is trained already")
-    before = (pipe.spec, pipe.model, pipe.tokenizer, pipe.classes, pipe.normalize)
+    before = (pipe.spec, pipe.model, pipe.tokenizer, pipe.classes, pipe.normalize, pipe.data_hash)
     language_model = _language_model(init_from, pipe) if init_from is not None else None
     if language_model is not None:
         lm = language_model.spec
@@ -116,7 +128,7 @@ def fit_classifier(
     try:
         labelled = as_labelled(data, **reading)
     except BaseException:
-        pipe.spec, pipe.model, pipe.tokenizer, pipe.classes, pipe.normalize = before
+        pipe.spec, pipe.model, pipe.tokenizer, pipe.classes, pipe.normalize, pipe.data_hash = before
         raise
     with new_run(out, overwrite) as run:
         try:
@@ -136,10 +148,12 @@ def fit_classifier(
                     )
                     pipe.model.stack.load_state_dict(language_model.model.stack.state_dict())
                 pipe.classes = examples.classes
-            trainer = _trainer(pipe, labelled, examples, run.directory, callbacks, handle_signals)
             pipe.data_hash = data_hash(labelled)
+            trainer = _trainer(pipe, labelled, examples, run.directory, callbacks, handle_signals)
         except BaseException:  # not started: the pipeline as it was
-            pipe.spec, pipe.model, pipe.tokenizer, pipe.classes, pipe.normalize = before
+            pipe.spec, pipe.model, pipe.tokenizer, pipe.classes, pipe.normalize, pipe.data_hash = (
+                before
+            )
             raise
         pipe.last_run = trainer.run()
         run.interrupted = pipe.last_run.reason == "interrupted"
@@ -178,8 +192,7 @@ def resume_classifier(
             "(data=...)"
         )
     labelled = as_labelled(data, **reading)
-    recorded = (manifest.get("corpus") or {}).get("hash")
-    if recorded != data_hash(labelled):
+    if pipe.data_hash != data_hash(labelled):  # as its checkpoint recorded (load read it)
         raise CheckpointError(
             f"the labelled data given is not what {path} was trained on (its texts and labels "
             "hash otherwise): resume with the very same data"
@@ -202,7 +215,7 @@ def _trainer(
 ) -> Trainer:
     record = {
         "kind": "labelled",
-        "hash": data_hash(labelled),
+        "hash": pipe.data_hash,
         "examples": len(labelled),
         "classes": list(examples.classes),
         "source": labelled.sources[0].rsplit(":", 1)[0] if labelled.sources else None,
@@ -244,10 +257,8 @@ def evaluate_classifier(
         if not len(chosen):
             raise CharseqError(f"the {split} split of this run is empty")
     index = {name: i for i, name in enumerate(pipe.classes or ())}
-    ids = [
-        encode_text(pipe.tokenizer, labelled.texts[i], what=f"the text at {labelled.sources[i]}")
-        for i in chosen
-    ]
+    texts = [labelled.texts[i] for i in chosen]
+    ids = encode_texts(pipe, texts, [f"the text at {labelled.sources[i]}" for i in chosen])
     probs = predict_proba(pipe.model, ids, batch_size)  # (N, C)
     true = [index[labelled.labels[i]] for i in chosen]
     return classification_metrics(true, probs.argmax(axis=1), pipe.classes or ())
@@ -263,14 +274,7 @@ def predict(
         raise CharseqError("predict needs non-empty texts (str)")
     if not isinstance(top, int) or top < 1:
         raise CharseqError(f"top must be an int >= 1, got {top!r}")
-    ids = []
-    for i, text in enumerate(items):
-        encoded = encode_text(
-            pipe.tokenizer, text, what=f"text {i}", unknown=unknown, normalize=pipe.normalize
-        )
-        if not encoded:
-            raise CharseqError(f"text {i} has no characters left once unknown ones go")
-        ids.append(encoded)
+    ids = encode_texts(pipe, items, [f"text {i}" for i in range(len(items))], unknown)
     probs = predict_proba(pipe.model, ids, batch_size)  # (N, C)
     classes = pipe.classes
     out = []
