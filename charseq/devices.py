@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from charseq.distributed import local_device
 from charseq.errors import CharseqError
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -13,7 +14,12 @@ DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 def resolve_device(device: torch.device | str | None = None) -> torch.device:
     """``device`` checked against this machine (:func:`check_device`), or the best device found
-    (:func:`default_device`) when it is ``None``."""
+    (:func:`default_device`) when it is ``None``.
+
+    In a torchrun job with CUDA, ``None`` and ``"cuda"`` mean this process's own GPU,
+    ``cuda:LOCAL_RANK`` (:func:`charseq.distributed.local_device`).
+    """
+    device = local_device(device)
     return default_device() if device is None else check_device(device)
 
 

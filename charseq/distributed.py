@@ -14,11 +14,14 @@ pickled.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -35,8 +38,15 @@ __all__ = [
     "default_backend",
     "detect",
     "init",
+    "is_lost_contact",
+    "local_device",
+    "lost_contact",
+    "on_every_rank",
     "shard_rows",
+    "shutdown",
 ]
+
+T = TypeVar("T")
 
 BACKEND_ENV = "CHARSEQ_DIST_BACKEND"
 """The environment variable that overrides the automatic backend (``gloo`` or ``nccl``)."""
@@ -168,8 +178,68 @@ class World:
         dist.broadcast(buffer, src)
         return json.loads(bytes(buffer.cpu().tolist()).decode())
 
+    def check(self, error: BaseException | None, what: str) -> None:
+        """Agree on whether every rank managed ``what``; every rank calls it with its own
+        ``error`` (``None`` if it went well).
+
+        If any rank failed, every rank raises: the failing rank (the lowest, if several) its
+        own error, the others a :class:`DistributedError` naming that rank and its message, so
+        no rank is left waiting for the others in a later collective.
+        """
+        if not self.distributed:
+            if error is not None:
+                raise error
+            return
+        failed = int(self.all_reduce(float(self.size if error is None else self.rank), "min"))
+        if failed == self.size:
+            return
+        message = self.broadcast(_describe(error) if self.rank == failed else None, failed)
+        if self.rank == failed and error is not None:
+            raise error
+        raise DistributedError(f"rank {failed} could not {what}: {message}")
+
     def __repr__(self) -> str:
         return f"World(rank={self.rank}, size={self.size}, local_rank={self.local_rank})"
+
+
+def on_every_rank(world: World, what: str, work: Callable[[], T]) -> T:
+    """``work()`` on this rank, then :meth:`World.check`: if it failed on any rank, it raises on
+    every rank (``what`` says what was being done, for the others' message)."""
+    try:
+        result = work()
+    except Exception as error:
+        world.check(error, what)
+        raise  # not reached: check raises this rank's own error
+    world.check(None, what)
+    return result
+
+
+def is_lost_contact(error: BaseException) -> bool:
+    """Whether ``error`` is a collective failing because another rank is gone (torch raises a
+    ``DistBackendError``, or from DDP's backward a ``RuntimeError`` of the transport's)."""
+    if isinstance(error, dist.DistError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and any(
+        mark in text for mark in ("gloo/transport", "Connection reset", "Connection closed", "NCCL")
+    )
+
+
+def lost_contact(world: World, step: int, error: BaseException) -> DistributedError:
+    """The error a rank raises when a collective fails during training: another process of
+    the job has died or cannot be reached."""
+    return DistributedError(
+        f"rank {world.rank} of {world.size} lost contact with the other processes after step "
+        f"{step} ({_describe(error)}): another rank has stopped (torchrun's summary names it); "
+        "the run directory keeps its last checkpoint: continue it with --resume on "
+        f"{world.size} processes"
+    )
+
+
+def _describe(error: BaseException | None) -> str:
+    """An error as one line for the other ranks' message."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 SINGLE = World()
@@ -185,6 +255,8 @@ def init(
 ) -> World:
     """Join the torchrun job this process belongs to; :data:`SINGLE` when it belongs to none.
 
+    A process group already joined is kept (:func:`current`), whoever joined it.
+
     Args:
         device: the device training runs on; picks the backend (NCCL for CUDA, gloo otherwise)
             unless ``backend`` or ``$CHARSEQ_DIST_BACKEND`` names one.
@@ -198,21 +270,69 @@ def init(
         DistributedError: a torchrun environment that is malformed, or whose backend this torch
             build lacks.
     """
+    if dist.is_available() and dist.is_initialized():
+        return current()  # joined already (by this function, or by the caller's own code)
     env = detect(environ)
     if env is None or env.world_size == 1:
         return SINGLE
     chosen = default_backend(device, backend)
     if not dist.is_available() or not dist.is_backend_available(chosen):
         raise DistributedError(f"this torch build has no {chosen!r} distributed backend")
-    if not dist.is_initialized():
-        dist.init_process_group(
-            chosen,
-            init_method=f"tcp://{env.master_addr}:{env.master_port}",
-            rank=env.rank,
-            world_size=env.world_size,
-            timeout=None if timeout is None else timedelta(seconds=timeout),
-        )
+    if chosen == "nccl" and torch.cuda.is_available():
+        torch.cuda.set_device(env.local_rank)  # one GPU per process on each machine
+    agent_store = (os.environ if environ is None else environ).get("TORCHELASTIC_USE_AGENT_STORE")
+    _join(env, chosen, timeout, host_store=env.rank == 0 and agent_store != "True")
     return current(env.local_rank)
+
+
+def _join(env: TorchrunEnv, backend: str, timeout: float | None, *, host_store: bool) -> None:
+    """Join the process group through a store at the master's address (hosted by rank 0, or
+    by torchrun's agent), kept for :func:`shutdown`, which runs at exit."""
+    global _store
+    wait = {} if timeout is None else {"timeout": timedelta(seconds=timeout)}
+    _store = dist.TCPStore(
+        env.master_addr, env.master_port, env.world_size, is_master=host_store, **wait
+    )
+    dist.init_process_group(backend, store=_store, rank=env.rank, world_size=env.world_size, **wait)
+    atexit.register(shutdown)
+
+
+_store: dist.TCPStore | None = None
+"""The store the process group :func:`init` made was joined through."""
+
+
+def shutdown() -> None:
+    """Leave the process group :func:`init` joined, every rank together (it runs at exit).
+
+    A gloo rank whose peer closes its connections first may abort (the transport's thread
+    raises where nothing catches it), so the ranks first meet in the store (not a collective: a
+    rank may leave while the others are in one), then each closes its connections, and none
+    leaves the store until all have. A rank that does not come within a minute is not waited
+    for: the job is over, and errors here are ignored.
+    """
+    global _store
+    store, _store = _store, None
+    if store is None or not dist.is_initialized():
+        return
+    size = dist.get_world_size()
+    try:
+        if _meet(store, "charseq/arrived", size):
+            dist.destroy_process_group()
+            _meet(store, "charseq/left", size)
+    except (RuntimeError, dist.DistError):
+        pass
+
+
+def _meet(store: dist.TCPStore, key: str, size: int, seconds: float = 60) -> bool:
+    """Count this rank in at ``key`` and wait until all ``size`` have come (``False`` if they
+    have not within ``seconds``)."""
+    store.add(key, 1)
+    deadline = time.monotonic() + seconds
+    while store.add(key, 0) < size:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def current(local_rank: int | None = None) -> World:
@@ -224,6 +344,19 @@ def current(local_rank: int | None = None) -> World:
         local_rank = int(os.environ.get("LOCAL_RANK", rank))
     device = f"cuda:{local_rank}" if dist.get_backend() == "nccl" else "cpu"
     return World(rank, dist.get_world_size(), local_rank, device)
+
+
+def local_device(device: str | torch.device | None = None) -> torch.device | None:
+    """The device this rank of a torchrun job trains on: ``cuda:LOCAL_RANK`` where ``device``
+    is ``None`` or ``"cuda"`` without an index and CUDA is available (one GPU per process on
+    each machine); ``device`` itself otherwise, and outside torchrun."""
+    env = detect()
+    if env is None or env.world_size == 1:
+        return None if device is None else torch.device(device)
+    wanted = None if device is None else torch.device(device)
+    if torch.cuda.is_available() and (wanted is None or wanted == torch.device("cuda")):
+        return torch.device("cuda", env.local_rank)
+    return wanted
 
 
 def shard_rows(batch_size: int, rank: int, size: int) -> slice:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from charseq import distributed
 from charseq.assemble import as_spec, build_model, build_optimizer, build_tokenizer
 from charseq.callbacks import Callback, shows_progress
 from charseq.checkpoint import read_checkpoint
@@ -33,6 +34,8 @@ from charseq.classify.training import (
 )
 from charseq.corpus.training import CorpusRead, Files, read_corpus, reread_corpus
 from charseq.devices import DEVICE_TYPES, resolve_device
+from charseq.distributed import World
+from charseq.distributed_run import new_run_on, resumed_run_on, share_corpus
 from charseq.errors import CharseqError, deprecated_alias
 from charseq.interfaces import Tokenizer
 from charseq.model import CharModel
@@ -40,7 +43,6 @@ from charseq.persist import load_pipeline, pipeline_manifest, resumable_checkpoi
 from charseq.plugin_records import StandIns
 from charseq.registry import Registry, get_registry
 from charseq.requests import MAX_NEW_TOKENS, MAX_NUM_SAMPLES, with_policy
-from charseq.run_transaction import new_run, resumed_run
 from charseq.spec import PipelineSpec
 from charseq.text_methods import TextMethods
 from charseq.train import Trainer, TrainResult, check_precision, with_budget
@@ -180,8 +182,10 @@ class Pipeline(TextMethods):
                 tokenizer, embedding and cells (and their spec sections) it takes, trained;
                 with ``task.freeze_cells`` only the head learns.
         """
+        world = distributed.init(self.device)  # a torchrun job's process group, if in one
         if data is not None or init_from is not None or self.spec.task.name == "classify":
             self._require_task("classify", "fit(data=...)")
+            _one_process_only(world)
             if data is None or text is not None or files is not None:
                 raise CharseqError(
                     "a classifier (task 'classify') trains on labelled texts: "
@@ -200,13 +204,17 @@ class Pipeline(TextMethods):
         if any(callback.samples_with_the_spec for callback in callbacks):
             self.stand_ins.require("sampler", spec, "sample during training")
         before = (self.spec, self.model, self.tokenizer, self.normalize)
-        with new_run(out, overwrite) as run:
+        with new_run_on(world, out, overwrite) as run:  # several processes: rank 0's
             try:
                 self.spec = spec
-                read = read_corpus(
-                    self.tokenizer, spec.train, text=text, files=files, include=include,
-                    encoding=encoding, normalize=normalize, cache=run.cache,
-                    progress=shows_progress(callbacks),
+                read = share_corpus(
+                    world,
+                    lambda: read_corpus(
+                        self.tokenizer, spec.train, text=text, files=files, include=include,
+                        encoding=encoding, normalize=normalize, cache=run.cache,
+                        progress=shows_progress(callbacks),
+                    ),  # fmt: skip
+                    self.tokenizer, spec.train, run, text=text,
                 )  # fmt: skip
                 self.tokenizer = read.tokenizer
                 if self.model is None:
@@ -243,18 +251,24 @@ class Pipeline(TextMethods):
         A classifier's run resumes on the very labelled ``data`` it was trained on.
         """
         registry = get_registry(registry)
-        path, manifest = resumable_checkpoint(checkpoint, registry)
+        world = distributed.init(resolve_device(device))
+        path, manifest = _checkpoint_to_resume(world, checkpoint, registry)
         pipe = cls.load(path, registry=registry, device=device)
         pipe.spec = with_budget(pipe.spec, pipe.registry, steps, max_seconds, pipe.steps_trained)
         if pipe.spec.task.name == "classify":
+            _one_process_only(world)
             return resume_classifier(
                 pipe, path, manifest, data, reading={}, callbacks=callbacks,
                 handle_signals=handle_signals,
             )  # fmt: skip
-        with resumed_run(path.parent, own_cache=text is None) as run:
-            read = reread_corpus(
-                pipe.tokenizer, pipe.spec.train, path, manifest, text=text, files=files,
-                cache=run.cache, same=True, progress=shows_progress(callbacks),
+        with resumed_run_on(world, path.parent, own_cache=text is None) as run:
+            read = share_corpus(
+                world,
+                lambda: reread_corpus(
+                    pipe.tokenizer, pipe.spec.train, path, manifest, text=text, files=files,
+                    cache=run.cache, same=True, progress=shows_progress(callbacks),
+                ),  # fmt: skip
+                pipe.tokenizer, pipe.spec.train, run, text=text,
             )  # fmt: skip
             trainer = pipe._trainer(read, run.directory, callbacks, handle_signals)
             trainer.restore(path, manifest)
@@ -355,3 +369,24 @@ class Pipeline(TextMethods):
             f"optimizer={self.spec.optimizer.name!r}, sampler={self.spec.sampler.name!r}, "
             f"fitted={self.model is not None})"
         )
+
+
+def _one_process_only(world: World) -> None:
+    """Refuse to train a classifier on several processes (not supported yet)."""
+    if world.distributed:
+        raise CharseqError(
+            f"a classifier trains on one process; this is rank {world.rank} of a torchrun job "
+            f"of {world.size}: run it without torchrun (or --nproc)"
+        )
+
+
+def _checkpoint_to_resume(
+    world: World, checkpoint: str | Path, registry: Registry
+) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint to resume and its manifest (:func:`resumable_checkpoint`), the same one on
+    every rank: rank 0's choice of the run's latest."""
+    path, manifest = resumable_checkpoint(checkpoint, registry)
+    chosen = Path(world.broadcast(str(path)))
+    if chosen != path:  # another rank read latest.json at another moment
+        path, manifest = resumable_checkpoint(chosen, registry)
+    return path, manifest

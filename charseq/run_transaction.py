@@ -37,11 +37,14 @@ class RunSlot:
         cache: where the corpus's id cache goes.
         interrupted: set by the caller when the run ended interrupted: a run it replaced is
             then kept, not deleted.
+        shared: the cache is another process's (rank 0's, in a distributed run): read it,
+            never write it.
     """
 
     directory: Path | None
     cache: Path
     interrupted: bool = False
+    shared: bool = False
 
 
 @contextmanager

@@ -47,6 +47,11 @@ from charseq.training_run import (
 MAX_DIVERGENCES = 8
 """The divergence guard gives up (raises) after this many restores in one run."""
 
+RANK_SEED_STRIDE = 1_000_003
+"""Rank ``r > 0`` of a distributed run seeds torch with ``train.seed + r * RANK_SEED_STRIDE``
+once the model is built, so each rank draws its own dropout masks for its own rows (rank 0
+keeps the stream one process would have)."""
+
 __all__ = [
     "MAX_DIVERGENCES",
     "StopReason",
@@ -121,6 +126,8 @@ class Trainer:
         if self.world.distributed:
             shard = (self.world.rank, self.world.size)
             self.batches = self.task.batches(splits, train, shard=shard)
+            if not self.world.is_main:  # its own dropout masks (a resume restores its state)
+                torch.manual_seed(train.seed + RANK_SEED_STRIDE * self.world.rank)
         else:
             self.batches = self.task.batches(splits, train)
         self.store = CheckpointStore(out_dir, keep_last=train.keep_last) if out_dir else None
@@ -158,6 +165,8 @@ class Trainer:
         except BaseException as error:
             for callback in self.callbacks:
                 callback.on_exception(self, self.step, error)
+            if self.world.distributed and distributed.is_lost_contact(error):
+                raise distributed.lost_contact(self.world, self.step, error) from error
             raise
 
     def _run(self) -> TrainResult:
@@ -386,10 +395,10 @@ class Trainer:
         return improved
 
     def _checkpoint(self, improved: bool | None) -> Path | None:
-        hidden = self.whole_hidden()  # every rank takes part; rank 0 writes
-        if self.store is None:
+        hidden, rngs = self.whole_hidden(), self.ranks_rng()  # every rank takes part
+        if self.store is None:  # rank 0 writes
             return None
-        tensors, manifest = checkpoint_contents(self, hidden)
+        tensors, manifest = checkpoint_contents(self, hidden, rngs)
         metric = self.best if improved else None
         lower = self.task.lower_is_better
         path = self.store.save(self.step, tensors, manifest, metric=metric, lower_is_better=lower)
@@ -401,7 +410,7 @@ class Trainer:
         """The tensors and manifest of a checkpoint of the run as it stands
         (:func:`charseq.train_state.checkpoint_contents`); with several processes, every rank
         must call it (the carried state is gathered from them all)."""
-        return checkpoint_contents(self, self.whole_hidden())
+        return checkpoint_contents(self, self.whole_hidden(), self.ranks_rng())
 
     def whole_hidden(self) -> StackState | None:
         """The carried hidden state of the whole batch: this process's, or with several
@@ -410,6 +419,21 @@ class Trainer:
         if self.hidden is None or not self.world.distributed:
             return self.hidden
         return [tuple(self.world.all_gather_rows(t) for t in layer) for layer in self.hidden]
+
+    def ranks_rng(self) -> dict[str, torch.Tensor]:
+        """The torch RNG states of ranks 1 to N-1 (``torch.rankR``, and ``cuda.rankR`` for
+        their GPUs), gathered from every rank (every rank must call it): what draws their
+        dropout masks. Empty for one process (rank 0's states are the checkpoint's own)."""
+        if not self.world.distributed:
+            return {}
+        states = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            states["cuda"] = torch.cuda.get_rng_state(self.device)
+        gathered = {}
+        for kind, state in states.items():
+            rows = self.world.all_gather_rows(state[None])  # (N, state bytes)
+            gathered |= {f"{kind}.rank{r}": rows[r] for r in range(1, self.world.size)}
+        return gathered
 
     def restore(self, directory: str | Path, manifest: dict[str, Any]) -> None:
         """Put the loop back where the checkpoint in ``directory`` left it

@@ -15,6 +15,7 @@ import torch
 from charseq import __version__
 from charseq.checkpoint import (
     MANIFEST_FILE,
+    CheckpointError,
     capture_rng,
     optimizer_state_from_tensors,
     optimizer_state_to_tensors,
@@ -31,20 +32,24 @@ if TYPE_CHECKING:
 
 
 def checkpoint_contents(
-    trainer: Trainer, whole_hidden: StackState | None = None
+    trainer: Trainer,
+    whole_hidden: StackState | None = None,
+    ranks_rng: dict[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
     """The tensors and manifest of a checkpoint of ``trainer``'s run as it stands.
 
     ``whole_hidden`` is the carried state of the whole batch (:meth:`Trainer.whole_hidden`,
-    gathered from every rank); by default the trainer's own.
+    gathered from every rank); by default the trainer's own. ``ranks_rng`` are the other
+    ranks' torch RNG states (:meth:`Trainer.ranks_rng`).
 
-    A distributed run's checkpoint is what one process would write, but for
-    ``trainer.world_size``: the whole batch's carried state and data cursor (every rank's is the
-    same), and rank 0's optimizer and RNG states (every rank's are the same: the same seed, the
-    same averaged gradients, the same draws).
+    A distributed run's checkpoint is what one process would write, plus the world size and
+    the other ranks' RNG states: the whole batch's carried state and data cursor (every rank's
+    cursor is the same), rank 0's optimizer state (every rank's is the same: the same averaged
+    gradients) and RNG states, and ranks 1 to N-1's torch RNG states (their dropout masks).
     """
     optimizer_tensors, optimizer_meta = optimizer_state_to_tensors(trainer.optimizer.state_dict())
     rng_tensors, rng_meta = capture_rng()
+    rng_tensors |= ranks_rng or {}
     hidden = {}
     carried = trainer.hidden if whole_hidden is None else whole_hidden
     for layer, state in enumerate(carried or []):
@@ -91,7 +96,11 @@ def check_world_size(directory: str | Path, state: dict[str, Any], world: World)
     if saved == world.size:
         return
     wrote, have = (f"{n} processes" if n > 1 else "one process" for n in (saved, world.size))
-    how = f"with torchrun --nproc-per-node {saved}" if saved > 1 else "without torchrun"
+    how = (
+        f"torchrun --nproc-per-node {saved}, or charseq train --nproc {saved}"
+        if saved > 1
+        else "without torchrun"
+    )
     raise DistributedError(
         f"{directory} was written by a run on {wrote} and this one has {have}; resume it on "
         f"{wrote} ({how}): resuming on another number of processes is not supported"
@@ -124,7 +133,24 @@ def restore_trainer(trainer: Trainer, directory: str | Path, manifest: dict[str,
     if state["has_hidden"]:
         trainer.hidden = _read_hidden(trainer, Path(directory))
     with fields.restoring(file, "trainer.rng"):
-        restore_rng(read_tensors(directory, "rng"), state["rng"])
+        rng = read_tensors(directory, "rng")
+        restore_rng(rng, state["rng"])
+        _restore_rank_rng(trainer, rng)
+
+
+def _restore_rank_rng(trainer: Trainer, rng: dict[str, torch.Tensor]) -> None:
+    """Give rank ``r > 0`` of a distributed run its own torch RNG states back."""
+    rank = trainer.world.rank
+    if rank == 0:
+        return
+    try:
+        torch.set_rng_state(rng[f"torch.rank{rank}"])
+        if trainer.device.type == "cuda" and f"cuda.rank{rank}" in rng:
+            torch.cuda.set_rng_state(rng[f"cuda.rank{rank}"], trainer.device)
+    except (KeyError, RuntimeError) as error:
+        raise CheckpointError(
+            f"the saved RNG state of rank {rank} is missing or invalid: {error!r}"
+        ) from None
 
 
 def _read_hidden(trainer: Trainer, directory: Path) -> list[tuple[torch.Tensor, ...]]:

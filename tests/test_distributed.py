@@ -3,7 +3,6 @@ the CPU, spawned by torch.multiprocessing), and sharing a batch's rows among the
 
 import json
 import socket
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +14,10 @@ from safetensors.torch import load_file
 from charseq import Callback, Pipeline, distributed
 from charseq.batches import RandomWindows, StreamBatches
 from charseq.corpus import split_ids
-from charseq.corpus.training import reread_corpus
 from charseq.distributed import SINGLE, DistributedError, World, detect, init, shard_rows
-from charseq.persist import resumable_checkpoint
-from charseq.registry import get_registry
+from charseq.errors import CharseqError
 from charseq.train import Trainer
 from charseq.train_state import check_world_size
-from charseq.training_run import with_budget
 
 
 def free_port() -> int:
@@ -110,7 +106,7 @@ def _collectives(rank: int, size: int, port: int, out: str) -> None:
         world.barrier()
         Path(out, f"rank{rank}.json").write_text(json.dumps(result))
     finally:
-        torch.distributed.destroy_process_group()
+        distributed.shutdown()
 
 
 def test_two_processes_reduce_and_broadcast(tmp_path):
@@ -185,12 +181,20 @@ class Losses(Callback):
 
 
 def _fit(rank: int, size: int, port: int, out: str, batching: str) -> None:
+    """Every rank calls fit with the same arguments, as under torchrun; the streams run trains
+    on a file (rank 0 encodes it into the run's cache, rank 1 maps that), the windows run on a
+    text. Each rank writes how many times it encoded a corpus file."""
     init("cpu", environ=torchrun_env(rank, size, port), timeout=60)
     try:
+        encoded = count_encodings()
         record = Losses()
-        run = Path(out, "run") if rank == 0 else None  # rank 0 owns the run directory
         pipe = Pipeline.from_spec(train_spec(batching), device="cpu")
-        pipe.fit(TRAIN_TEXT, out=run, callbacks=[record])
+        if batching == "streams":
+            corpus = {"files": [Path(out, "corpus.txt")]}
+        else:
+            corpus = {"text": TRAIN_TEXT}
+        pipe.fit(**corpus, out=Path(out, "run"), callbacks=[record])
+        Path(out, f"encoded{rank}.json").write_text(json.dumps(len(encoded)))
         if rank == 0:
             assert record.losses, "rank 0 has the callbacks"
             result = {"losses": record.losses, "val_bpc": record.val_bpc}
@@ -199,12 +203,28 @@ def _fit(rank: int, size: int, port: int, out: str, batching: str) -> None:
         else:
             assert not record.losses, "only rank 0 tells the callbacks"
     finally:
-        torch.distributed.destroy_process_group()
+        distributed.shutdown()
+
+
+def count_encodings() -> list[int]:
+    """A list that grows by one each time this process encodes corpus files into a cache."""
+    import charseq.corpus.training as training
+
+    calls: list[int] = []
+    prepare = training.prepare_corpus
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return prepare(*args, **kwargs)
+
+    training.prepare_corpus = counted
+    return calls
 
 
 @pytest.mark.parametrize("batching", ["streams", "windows"])
 def test_two_processes_train_as_one_does(tmp_path, monkeypatch, batching):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.txt").write_text(TRAIN_TEXT)
     record = Losses()
     one = Pipeline.from_spec(train_spec(batching), device="cpu")
     one.fit(TRAIN_TEXT, out=tmp_path / "one", callbacks=[record])
@@ -215,6 +235,10 @@ def test_two_processes_train_as_one_does(tmp_path, monkeypatch, batching):
     np.testing.assert_allclose(two["losses"], record.losses, rtol=0, atol=1e-5)
     np.testing.assert_allclose(two["val_bpc"], record.val_bpc, rtol=0, atol=1e-5)
     assert two["reason"] == "steps"
+    if batching == "streams":  # the files were encoded once, by rank 0, into the run's cache
+        encoded = [json.loads((tmp_path / f"encoded{r}.json").read_text()) for r in range(2)]
+        assert encoded == [1, 0]
+        assert len(list((tmp_path / "run" / "cache").glob("*.ids"))) == 1
 
     # what rank 0 saved loads in one process, with the one-process run's weights, and samples
     loaded = Pipeline.load(tmp_path / "run", device="cpu")
@@ -226,11 +250,35 @@ def test_two_processes_train_as_one_does(tmp_path, monkeypatch, batching):
     # its checkpoints record the world size, and one process will not resume them
     manifest = json.loads((tmp_path / "run" / "best" / "manifest.json").read_text())
     assert manifest["trainer"]["world_size"] == 2
-    message = "written by a run on 2 processes and this one has one process; .* --nproc-per-node 2"
+    message = "written by a run on 2 processes and this one has one process; .* --nproc 2"
     with pytest.raises(DistributedError, match=message):
         Pipeline.resume(tmp_path / "run", text=TRAIN_TEXT, steps=30, device="cpu")
     manifest = json.loads((tmp_path / "one" / "best" / "manifest.json").read_text())
     assert "world_size" not in manifest["trainer"]  # one process's checkpoints are as they were
+
+
+def _refused(rank: int, size: int, port: int, out: str) -> None:
+    """Every rank fits into a run directory that is not empty: rank 0 finds out, and every
+    rank raises (none waits for the others); each writes its error."""
+    init("cpu", environ=torchrun_env(rank, size, port), timeout=60)
+    try:
+        pipe = Pipeline.from_spec(train_spec("streams"), device="cpu")
+        with pytest.raises(CharseqError) as raised:
+            pipe.fit(TRAIN_TEXT, out=Path(out, "run"))
+        Path(out, f"error{rank}.txt").write_text(f"{type(raised.value).__name__}: {raised.value}")
+    finally:
+        distributed.shutdown()
+
+
+def test_what_rank_0_refuses_every_rank_refuses(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    spawn(_refused, 2, str(tmp_path))
+    errors = [(tmp_path / f"error{r}.txt").read_text() for r in range(2)]
+    assert "run" in errors[0] and "notes.txt" not in errors[1]
+    assert errors[1].startswith("DistributedError: rank 0 could not prepare the run directory")
+    assert errors[0].split(": ", 1)[1] in errors[1]  # rank 0's own message, passed on
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"  # nothing lost
 
 
 def test_resuming_on_another_number_of_processes_is_refused():
@@ -247,40 +295,26 @@ def test_resuming_on_another_number_of_processes_is_refused():
 
 
 def _train_stop_resume(rank: int, size: int, port: int, out: str) -> None:
-    """8 steps straight, and 4 steps then a resume to 8, on every rank; rank 0 writes whether
-    the two models are the same. (The resume goes through the Trainer itself: Pipeline.resume
-    locks the run directory, which only rank 0 may do.)"""
+    """8 steps straight, and 4 steps then Pipeline.resume to 8, with dropout, every rank
+    calling the same; rank 0 writes whether the two models are the same."""
     init("cpu", environ=torchrun_env(rank, size, port), timeout=60)
     try:
         spec = train_spec("streams")
-        spec["cell"]["dropout"] = 0.2  # every rank draws from the same generator
+        spec["cell"]["dropout"] = 0.2  # each rank draws its own masks from its own generator
         spec["train"] |= {"steps": 8, "eval_every": 4}
-        mine = (lambda name: Path(out, name)) if rank == 0 else (lambda name: None)
-        whole = Pipeline.from_spec(spec, device="cpu").fit(TRAIN_TEXT, out=mine("whole"))
+        whole = Pipeline.from_spec(spec, device="cpu").fit(TRAIN_TEXT, out=Path(out, "whole"))
         spec["train"]["steps"] = 4
-        Pipeline.from_spec(spec, device="cpu").fit(TRAIN_TEXT, out=mine("half"))
-        torch.distributed.barrier()  # rank 0's checkpoint is there to read
-
-        registry = get_registry()
-        path, manifest = resumable_checkpoint(Path(out, "half"), registry)
-        pipe = Pipeline.load(path, device="cpu")
-        pipe.spec = with_budget(pipe.spec, registry, 8, None, pipe.steps_trained)
-        with tempfile.TemporaryDirectory() as cache:
-            read = reread_corpus(
-                pipe.tokenizer, pipe.spec.train, path, manifest, text=TRAIN_TEXT,
-                cache=Path(cache), same=True,
-            )  # fmt: skip
-        trainer = Trainer(pipe, read.splits, out_dir=mine("half"), corpus=read.record)
-        trainer.restore(path, manifest)
-        trainer.run()
+        Pipeline.from_spec(spec, device="cpu").fit(TRAIN_TEXT, out=Path(out, "half"))
+        pipe = Pipeline.resume(Path(out, "half"), text=TRAIN_TEXT, steps=8, device="cpu")
         if rank == 0:
             same = {
                 name: torch.equal(tensor, pipe.model.state_dict()[name])
                 for name, tensor in whole.model.state_dict().items()
             }
-            Path(out, "resume.json").write_text(json.dumps({"step": trainer.step, "same": same}))
+            result = {"step": pipe.steps_trained, "same": same}
+            Path(out, "resume.json").write_text(json.dumps(result))
     finally:
-        torch.distributed.destroy_process_group()
+        distributed.shutdown()
 
 
 def test_two_processes_resume_exactly(tmp_path):
@@ -290,9 +324,13 @@ def test_two_processes_resume_exactly(tmp_path):
     assert all(result["same"].values()), (
         f"differ: {[k for k, v in result['same'].items() if not v]}"
     )
-    # the checkpoint holds the whole batch's carried state, as one process's would
-    hidden = load_file(tmp_path / "half" / "step-00000004" / "hidden.safetensors")
+    # the checkpoint holds the whole batch's carried state, as one process's would, and rank
+    # 1's own RNG state (its dropout masks are not rank 0's)
+    checkpoint = tmp_path / "half" / "step-00000004"
+    hidden = load_file(checkpoint / "hidden.safetensors")
     assert hidden["layer0.0"].shape == (4, 16)
+    rng = load_file(checkpoint / "rng.safetensors")
+    assert not torch.equal(rng["torch"], rng["torch.rank1"])
 
 
 class StopAt(Callback):
@@ -320,7 +358,7 @@ def _stop_on_rank_1(rank: int, size: int, port: int, out: str) -> None:
         result = trainer.run()
         Path(out, f"stop{rank}.json").write_text(json.dumps([result.step, result.reason]))
     finally:
-        torch.distributed.destroy_process_group()
+        distributed.shutdown()
 
 
 def test_a_stop_on_any_rank_stops_every_rank_at_the_same_step(tmp_path):

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import click
 
+from charseq import distributed
 from charseq.callbacks import Callback, ProgressBar, SampleEvery
 from charseq.checkpoint import check_run_dir
 from charseq.cli._errors import clean_exits
+from charseq.cli._launch import launch
 from charseq.cli._options import (
     NORMALIZATIONS,
     column_options,
@@ -32,6 +34,7 @@ from charseq.cli._options import (
 )
 from charseq.corpus import STDIN, find_sources, python_source_files
 from charseq.corpus.sources import Source
+from charseq.devices import resolve_device
 from charseq.errors import CharseqError
 from charseq.persist import is_classifier
 from charseq.pipeline import Pipeline
@@ -78,6 +81,13 @@ __all__ = ["train"]
 @click.option("--overwrite", is_flag=True, help="Replace an existing run in --out.")
 @click.option("--sample-every", type=int, default=0, help="Print a sample every N steps.")
 @device_option()
+@click.option(
+    "--nproc",
+    type=int,
+    metavar="N",
+    help="Train on N processes of this machine, as torchrun --nproc-per-node N would "
+    "(train.batch_size is the global batch; resume with the same N).",
+)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @click.option(
     "--print-spec",
@@ -104,10 +114,14 @@ def train(
     overwrite: bool,
     sample_every: int,
     device: str | None,
+    nproc: int | None,
     progress: bool,
     print_spec: bool,
 ) -> None:
-    """Train a model, writing checkpoints to a run directory (Ctrl-C saves and stops)."""
+    """Train a model, writing checkpoints to a run directory (Ctrl-C saves and stops).
+
+    Under torchrun (or with --nproc) every process runs this command; rank 0 writes the run.
+    """
     if task and not resume_dir:
         settings = (f"task.name={task}", *settings)
     if print_spec:
@@ -115,7 +129,18 @@ def train(
             raise CharseqError("--print-spec shows a new run's spec: drop --resume")
         click.echo(_spec(spec_path, preset, settings, steps, max_seconds).to_toml(), nl=False)
         return
-    callbacks = _train_callbacks(progress, sample_every)
+    if nproc is not None:
+        if distributed.detect() is not None:
+            raise CharseqError("--nproc starts torchrun, and this already runs under it: drop it")
+        launch(nproc)
+    world = distributed.init(resolve_device(device))  # one process: SINGLE
+    if world.distributed and STDIN in data_paths:
+        raise CharseqError(
+            "--data - (standard input) reaches one process only: save it to a file for a "
+            "torchrun job"
+        )
+    quiet = not world.is_main  # rank 0 speaks for the job
+    callbacks = _train_callbacks(progress and not quiet, sample_every)
     if resume_dir:
         _check_resume_flags(bool(spec_path or preset or settings or task), overwrite)
         labelled = is_classifier(resume_dir)
@@ -142,7 +167,7 @@ def train(
             )
         if sample_every:
             raise CharseqError("--sample-every samples a language model; a classifier has none")
-        run_dir = _check_run_dir(Path(out_dir), overwrite)
+        run_dir = _check_run_dir(Path(out_dir), overwrite, world)
         pipe = Pipeline.from_spec(spec, device=device)
         pipe.fit(
             data=data_paths[0], text_column=text_column, label_column=label_column,
@@ -156,8 +181,8 @@ def train(
         sources = find_sources(
             list(data_paths) or python_source_files(), include, encoding=encoding
         )
-        run_dir = _check_run_dir(Path(out_dir), overwrite)
-        if progress:
+        run_dir = _check_run_dir(Path(out_dir), overwrite, world)
+        if progress and not quiet:
             click.echo(_describe_corpus(sources, given=bool(data_paths)), err=True)
         pipe = Pipeline.from_spec(spec, device=device)
         # fit creates, locks and (if it fails before a checkpoint) removes the directory
@@ -172,6 +197,8 @@ def train(
             handle_signals=True,
         )
     result = pipe.last_run
+    if quiet:
+        sys.exit(130 if result.reason == "interrupted" else 0)
     best = ""
     if result.best_val_bpc is not None:
         best = f", best val BPC {result.best_val_bpc:.4f}"
@@ -223,9 +250,17 @@ def _spec(
     return spec.override(changes) if changes else spec
 
 
-def _check_run_dir(out: Path, overwrite: bool) -> Path:
+def _check_run_dir(out: Path, overwrite: bool, world: distributed.World) -> Path:
     """Check the run directory before any work, in the command line's terms: new or empty, or
-    a run we may replace (``fit`` replaces it, keeping it until the new run has a checkpoint)."""
+    a run we may replace (``fit`` replaces it, keeping it until the new run has a checkpoint).
+    Rank 0's to check in a torchrun job (its failure stops every rank)."""
+    distributed.on_every_rank(
+        world, f"use --out {out}", lambda: _check_out(out, overwrite) if world.is_main else None
+    )
+    return out
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
     check_run_dir(out, overwrite)  # its errors name out=, overwrite=: error_line shows the flags
     existing = out  # where fit will create it: the nearest folder that exists must take it
     while not existing.exists() and existing != existing.parent:
@@ -233,7 +268,6 @@ def _check_run_dir(out: Path, overwrite: bool) -> Path:
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         why = "not a directory" if not existing.is_dir() else "not writable"
         raise CharseqError(f"cannot write to --out {out}: {existing} is {why}")
-    return out
 
 
 def _train_callbacks(progress: bool, sample_every: int) -> list[Callback]:
