@@ -90,7 +90,7 @@ class ProgressBar(Callback):
             file=self.file or sys.stderr,
             dynamic_ncols=True,
         )
-        if trainer.forward is not trainer.model:  # train.compile on a step loop
+        if trainer.compiled:  # train.compile on a step loop
             self.bar.write(
                 "train.compile: the first step compiles the step loop with torch.compile "
                 "(a minute or more on a CPU; torch's cache starts later runs of the same shapes "

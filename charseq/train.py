@@ -116,9 +116,10 @@ class Trainer:
         self.handle_signals = handle_signals
         train = self.spec.train
         check_precision(self.spec, self.device)
-        self.forward = self._parallel()
-        if train.compile:
-            self.forward = self._compiled(self.forward)
+        parallel = self._parallel()
+        self.forward = self._compiled(parallel) if train.compile else parallel
+        self.compiled = self.forward is not parallel
+        """Whether the forward pass is compiled (``train.compile`` on a step loop)."""
         self.optimizer = pipeline.build_optimizer(self.model.parameters())
         for group in self.optimizer.param_groups:
             group.setdefault("base_lr", group["lr"])

@@ -36,7 +36,7 @@ class LanguageModelTask(Task):
     def loss(self, trainer: Trainer, batch: Batch) -> Tensor:
         x, y = batch.x.to(trainer.device), batch.y.to(trainer.device)  # (B, T) each
         hidden = None if batch.reset or trainer.hidden is None else detach(trainer.hidden)
-        if hidden is None and trainer.forward is not trainer.model:
+        if hidden is None and trainer.compiled:
             hidden = trainer.model.initial_state(x.shape[0])  # one compiled graph for every batch
         with trainer.autocast():
             logits, hidden = trainer.forward(x, hidden)  # (B, T, V)
