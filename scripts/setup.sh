@@ -15,4 +15,4 @@ PY=$PWD/.venv/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 "$PY" -c 'import torch' 2>/dev/null || "$PY" -m pip install -q "${CHARSEQ_TORCH:-torch==2.13.0}"
 extras=${CHARSEQ_EXTRAS-dev}
-"$PY" -m pip install -q -e ".${extras:+[$extras]}" -e plugins/charseq-mgu
+"$PY" -m pip install -q -e ".${extras:+[$extras]}" -e plugins/charseq-mgu -e plugins/charseq-mogrifier
