@@ -287,6 +287,8 @@ def dynamic_logprobs(
     adapted = copy.deepcopy(model)
     device = next(adapted.parameters()).device
     parameters = [p.requires_grad_(True) for p in adapted.parameters()]
+    for p in parameters:
+        p.grad = None  # a copied training gradient; the steps use torch.autograd.grad
     both = _as_ids(stream).to(device).view(1, -1)  # (1, N)
     n = options.segment_len
     pieces: list[Tensor] = []
