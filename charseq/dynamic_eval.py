@@ -288,7 +288,8 @@ def dynamic_logprobs(
     Returns:
         float64 log-probabilities, shape ``(N - 1 - start,)``, on the CPU.
     """
-    total = stream.numel()
+    ids = _as_ids(stream)
+    total = ids.numel()
     if not 0 <= start < total - 1:
         raise DynamicEvalError(f"nothing to score: {total} token(s), {start} of them context")
     adapted = copy.deepcopy(model)
@@ -296,11 +297,11 @@ def dynamic_logprobs(
     parameters = [p.requires_grad_(True) for p in adapted.parameters()]
     for p in parameters:
         p.grad = None  # a copied training gradient; the steps use torch.autograd.grad
-    both = _as_ids(stream).to(device).view(1, -1)  # (1, N)
+    both = ids.to(device).view(1, -1)  # (1, N)
     n = options.segment_len
     pieces: list[Tensor] = []
     with evaluating(adapted), torch.enable_grad():
-        state = adapted.initial_state(1, device=device)  # as static scoring starts
+        state = None  # the model's initial state, as static scoring starts
         if start > 0:
             with torch.no_grad():
                 _, state = adapted(both[:, :start], state)
