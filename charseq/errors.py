@@ -8,6 +8,7 @@ there):
 
 - ``charseq.options.OptionError`` (a component's options are invalid; becomes a ``SpecError``);
 - ``charseq.constraints.GenerationError`` (a generation request is invalid);
+- ``charseq.dynamic_eval.DynamicEvalError`` (dynamic evaluation's options are invalid);
 - ``charseq.model.CellContractError`` (a cell breaks the contract the model relies on);
 - ``charseq.builtins.tokenizers.NotFittedError`` (a ``TokenizerError``: no vocabulary yet);
 - ``charseq.checkpoint.CheckpointError``, and its ``RunLockedError`` (another process trains

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import torch
 from charseq.checkpoint import CheckpointError, read_checkpoint
 from charseq.corpus.training import reread_corpus
 from charseq.corpus_record import UnreadSourcesError
+from charseq.dynamic_eval import DynamicEvalOptions, dynamic_evaluate_ids
 from charseq.errors import CharseqError, UnknownCharacterError
 from charseq.persist import load_pipeline
 from charseq.pipeline import Pipeline
@@ -21,6 +22,9 @@ from charseq.run_transaction import run_cache
 from charseq.scoring import evaluate_ids
 
 SPLITS = ("train", "val", "test", "all")
+DYNAMIC_PROGRESS_TOKENS = 20_000
+"""Dynamic evaluation shows a bar from this many tokens: it takes a gradient step every
+segment, so it is much slower per token than the static pass."""
 
 
 def evaluate_checkpoint(
@@ -32,6 +36,7 @@ def evaluate_checkpoint(
     seq_len: int = 1024,
     unknown: str | None = None,
     progress: bool | None = None,
+    dynamic: bool | DynamicEvalOptions | Mapping[str, Any] = False,
 ) -> dict[str, Any]:
     """nats/char and BPC of a checkpoint on one split of its corpus, or of other ``files``.
 
@@ -46,12 +51,22 @@ def evaluate_checkpoint(
     evaluated: ``True``, ``False``, or ``None`` (the default, as ``charseq eval`` has it) for
     "when standard error is a terminal"; see :mod:`charseq.progress`.
 
+    ``dynamic=True`` (or a dict of options, or
+    :class:`~charseq.dynamic_eval.DynamicEvalOptions`) evaluates the split a second time with
+    dynamic evaluation (:mod:`charseq.dynamic_eval`), over the same tokens; the ``"rms"``
+    rule's gradient statistics come from the run's training split (from the split itself
+    with ``split="all"`` or ``files``, which have none).
+
     Returns:
         ``{"split", "nats", "bpc", "tokens", "checkpoint", "step", "tokenizer"}`` (the
-        tokenizer's name: what a token is).
+        tokenizer's name: what a token is); with ``dynamic``, also ``"dynamic"``: ``{"nats",
+        "bpc", "tokens", "options", "statistics"}``, the last where the ``"rms"`` rule's
+        gradient statistics came from (``"train"``, ``"self"`` for the evaluated text's first
+        segments, ``None`` for ``"sgd"``).
     """
     if split not in SPLITS:
         raise CharseqError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+    options = DynamicEvalOptions.of(dynamic)
     path, manifest, tensors = read_checkpoint(checkpoint, ["model"])  # one, even while written
     pipe = load_pipeline(
         Pipeline, path, manifest, tensors["model"], registry=get_registry(), device=device
@@ -105,13 +120,6 @@ def evaluate_checkpoint(
             show=progress,
             minimum=EVAL_PROGRESS_TOKENS,
         ) as advance:
-            scored = 0
-
-            def report(done: int) -> None:
-                nonlocal scored
-                advance(done - scored)
-                scored = done
-
             scores = evaluate_ids(
                 pipe.model,
                 ids,
@@ -119,8 +127,22 @@ def evaluate_checkpoint(
                 seq_len=seq_len,
                 warmup=0,
                 device=pipe.device,
-                on_batch=report,
+                on_batch=_reporter(advance),
             )
+        if options is not None:
+            statistics = None if splits is None else splits["train"]
+            with phase(
+                f"evaluating {split} dynamically",
+                len(ids) - 1,
+                unit="tok",
+                show=progress,
+                minimum=DYNAMIC_PROGRESS_TOKENS,
+            ) as advance:
+                adapted = dynamic_evaluate_ids(
+                    pipe.model, ids, options, statistics=statistics, on_segment=_reporter(advance)
+                )
+            source = None if options.method != "rms" else "self" if splits is None else "train"
+            scores["dynamic"] = {**adapted, "options": options.to_dict(), "statistics": source}
     tokenizer = pipe.spec.tokenizer.name
     return {
         "split": split,
@@ -129,3 +151,16 @@ def evaluate_checkpoint(
         "step": pipe.steps_trained,
         "tokenizer": tokenizer,
     }
+
+
+def _reporter(advance: Callable[[int], None]) -> Callable[[int], None]:
+    """A callback that takes the tokens scored so far and moves a bar (``advance``) by those
+    scored since its last call."""
+    scored = 0
+
+    def report(done: int) -> None:
+        nonlocal scored
+        advance(done - scored)
+        scored = done
+
+    return report

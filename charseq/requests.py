@@ -36,6 +36,7 @@ from charseq.constraints import (
     GenerationError,
     build_constraint,
 )
+from charseq.dynamic_eval import DynamicEvalOptions
 from charseq.errors import CharseqError, UnknownCharacterError, warn
 from charseq.inspect.activations import Activations, record_activations
 from charseq.interfaces import UNKNOWN_POLICIES, Sampler, Tokenizer
@@ -190,13 +191,28 @@ def score_text(
     normalize: str | None,
     chunk_size: int,
     unit: str,
+    dynamic: bool | DynamicEvalOptions | Mapping[str, Any] = False,
+    stats_text: str | None = None,
 ) -> Score:
-    """:meth:`~charseq.Pipeline.score`: ``text`` (and ``prime``) checked, encoded as
-    :func:`encode_text` does, and scored by :func:`~charseq.scoring.score_ids`."""
+    """:meth:`~charseq.Pipeline.score`: ``text`` (and ``prime``, and ``stats_text`` for
+    dynamic evaluation) checked, encoded as :func:`encode_text` does, and scored by
+    :func:`~charseq.scoring.score_ids`."""
     require_int(top, "top", min=0)
+    options = DynamicEvalOptions.of(dynamic)
+    if stats_text is not None and (options is None or options.method != "rms"):
+        raise CharseqError(
+            "stats_text gives the gradient statistics of dynamic evaluation's 'rms' rule; "
+            "pass dynamic=True (or options with method 'rms') too, or leave it out"
+        )
     ids, prime_ids = _text_and_prime(
         tokenizer, text, prime, unknown=unknown, normalize=normalize, task="score"
     )
+    statistics = None
+    if stats_text is not None:
+        stats_ids = encode_text(
+            tokenizer, stats_text, what="stats_text", unknown=unknown, normalize=normalize
+        )
+        statistics = torch.tensor(stats_ids, dtype=torch.long)
     return score_ids(
         model,
         torch.tensor(ids, dtype=torch.long),
@@ -205,6 +221,8 @@ def score_text(
         top=top,
         chunk_size=chunk_size,
         unit=unit,
+        dynamic=options,
+        statistics=statistics,
     )
 
 

@@ -5,7 +5,9 @@ per-token log-probabilities, total nats, BPC and surprises (:func:`score_ids`).
 recurrent state carried, so every token is predicted from all that precede it (and from the
 prime, if one is given) in bounded memory. Without a prime the first token is scored under the
 uniform odds generation starts from (``log 1/V``), so :attr:`Score.total_nats` is exactly
-``-log p(text)`` of sampling the text at temperature 1 from an empty prime.
+``-log p(text)`` of sampling the text at temperature 1 from an empty prime. With dynamic
+evaluation's options (:mod:`charseq.dynamic_eval`) the model adapts to the text as it reads it,
+and the :class:`Score` says so.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from charseq.batches import IGNORE_INDEX, evaluation_batches
+from charseq.dynamic_eval import DynamicEvalOptions, dynamic_logprobs
 from charseq.model import CharModel, evaluating
 
 LN2 = math.log(2.0)
@@ -64,6 +67,8 @@ class Score:
         surprising: the least likely positions, most surprising first (ties: earlier first).
         unit: what a token is, for :meth:`summary`: ``"characters"``, ``"bytes"`` or
             ``"tokens"``; empty: characters if every token is one character, else tokens.
+        dynamic: the options of dynamic evaluation if the model adapted to the text as it read
+            it (:mod:`charseq.dynamic_eval`); ``None`` for a static score.
     """
 
     tokens: list[str]
@@ -73,12 +78,20 @@ class Score:
     bpc: float
     surprising: list[Surprise]
     unit: str = ""
+    dynamic: DynamicEvalOptions | None = None
+
+    @property
+    def method(self) -> str:
+        """``"static"`` or ``"dynamic"``: whether the weights stayed fixed while scoring."""
+        return "static" if self.dynamic is None else "dynamic"
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def to_dict(self) -> dict:
-        return {
+        """The totals and surprising positions as plain data; a dynamic score adds
+        ``"dynamic"``, its options."""
+        data = {
             "tokens": len(self.tokens),
             "total_nats": self.total_nats,
             "nats": self.nats,
@@ -87,6 +100,9 @@ class Score:
                 {**attrs.asdict(s), "probability": s.probability} for s in self.surprising
             ],
         }
+        if self.dynamic is not None:
+            data["dynamic"] = self.dynamic.to_dict()
+        return data
 
     def summary(self) -> str:
         """A few human-readable lines: totals, then the most surprising positions."""
@@ -98,6 +114,8 @@ class Score:
             f"{len(self.tokens)} {unit}: {self.total_nats:.4f} nats in all, "
             f"{self.nats:.4f} nats/{per}, {self.bpc:.4f} {bits}"
         ]
+        if self.dynamic is not None:
+            lines.append(f"dynamic evaluation ({self.dynamic.describe()})")
         if self.surprising:
             lines.append("most surprising:")
         for s in self.surprising:
@@ -108,7 +126,6 @@ class Score:
         return "\n".join(lines)
 
 
-@torch.no_grad()
 def score_ids(
     model: CharModel,
     ids: Tensor,
@@ -119,31 +136,28 @@ def score_ids(
     chunk_size: int = 8192,
     context: int = 20,
     unit: str = "",
+    dynamic: DynamicEvalOptions | None = None,
+    statistics: Tensor | None = None,
 ) -> Score:
     """Score ``ids`` (shape ``(N,)``) after ``prime`` (``(P,)``); ``token_texts[i]`` is the text
-    of ``ids[i]`` (for the report), ``unit`` what a token is (see :class:`Score`)."""
+    of ``ids[i]`` (for the report), ``unit`` what a token is (see :class:`Score`).
+
+    With ``dynamic`` options the model adapts to the text as it is read
+    (:func:`~charseq.dynamic_eval.dynamic_logprobs`, ``statistics`` the ids its ``"rms"`` rule
+    takes gradient statistics from); ``chunk_size`` is then unused (the options' segment length
+    decides how much is read at a time) and the prime is context that takes no step.
+    """
     if ids.numel() == 0:
         raise ValueError("score needs a non-empty text")
-    device = model.head.weight.device
-    both = torch.cat([prime, ids]).to(device).view(1, -1)  # (1, P + N)
-    total = both.shape[1]
+    both = torch.cat([prime, ids])  # (P + N,)
+    start = max(prime.numel() - 1, 0)  # logits at i predict token i + 1
     pieces: list[Tensor] = []
-    with evaluating(model):
-        if prime.numel() == 0:  # the first token: uniform odds, as generation starts
-            first = torch.full((1,), -math.log(model.vocab_size), dtype=torch.float64)
-            pieces.append(first.to(device))
-        state = model.initial_state(1, device=device)
-        start = max(prime.numel() - 1, 0)  # logits at i predict token i + 1
-        # Feed every token but the last; keep the predictions of the text's own tokens.
-        for begin in range(0, total - 1, chunk_size):
-            end = min(begin + chunk_size, total - 1)
-            logits, state = model(both[:, begin:end], state)  # (1, T, V)
-            if end <= start:
-                continue
-            lo = max(start - begin, 0)
-            logprobs = logits[0, lo:].double().log_softmax(dim=-1)  # (T', V)
-            targets = both[0, begin + lo + 1 : end + 1]  # (T',)
-            pieces.append(logprobs.gather(1, targets.unsqueeze(1)).squeeze(1))  # (T',)
+    if prime.numel() == 0:  # the first token: uniform odds, as generation starts
+        pieces.append(torch.full((1,), -math.log(model.vocab_size), dtype=torch.float64))
+    if both.numel() - 1 > start and dynamic is None:
+        pieces.append(_static_logprobs(model, both, start, chunk_size))
+    elif both.numel() - 1 > start:
+        pieces.append(dynamic_logprobs(model, both, start, dynamic, statistics=statistics))
     values = torch.cat(pieces).cpu()  # (N,)
     logprobs = values.tolist()
     total_nats = -float(values.sum())
@@ -170,7 +184,31 @@ def score_ids(
         bpc=nats / LN2,
         surprising=surprising,
         unit=unit,
+        dynamic=dynamic,
     )
+
+
+@torch.no_grad()
+def _static_logprobs(model: CharModel, both: Tensor, start: int, chunk_size: int) -> Tensor:
+    """log p of each token of ``both[start + 1:]`` (float64, on the CPU) given all before it,
+    the stream read ``chunk_size`` tokens at a time with the state carried."""
+    device = model.head.weight.device
+    both = both.to(device).view(1, -1)  # (1, T)
+    total = both.shape[1]
+    pieces: list[Tensor] = []
+    with evaluating(model):
+        state = model.initial_state(1, device=device)
+        # Feed every token but the last; keep the predictions of the text's own tokens.
+        for begin in range(0, total - 1, chunk_size):
+            end = min(begin + chunk_size, total - 1)
+            logits, state = model(both[:, begin:end], state)  # (1, T, V)
+            if end <= start:
+                continue
+            lo = max(start - begin, 0)
+            logprobs = logits[0, lo:].double().log_softmax(dim=-1)  # (T', V)
+            targets = both[0, begin + lo + 1 : end + 1]  # (T',)
+            pieces.append(logprobs.gather(1, targets.unsqueeze(1)).squeeze(1))  # (T',)
+    return torch.cat(pieces).cpu()
 
 
 @torch.no_grad()

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 
 from charseq.constraints import ConstraintChoice
+from charseq.dynamic_eval import DynamicEvalOptions
 from charseq.errors import CharseqError
 from charseq.inspect.activations import Activations
 from charseq.interfaces import Tokenizer
@@ -188,17 +189,28 @@ class TextMethods:
         top: int = 10,
         unknown: str | None = None,
         chunk_size: int = 8192,
+        dynamic: bool | DynamicEvalOptions | Mapping[str, Any] = False,
+        stats_text: str | None = None,
     ) -> Score:
         """How likely the model finds ``text``: per-token log-probabilities, total nats, BPC
         and the ``top`` most surprising positions (see :class:`~charseq.scoring.Score`).
 
         Every token of ``text`` is scored given all before it and ``prime``; without a prime
         the first token is scored under the uniform odds generation starts from.
+
+        ``dynamic=True`` (or a dict of options, or
+        :class:`~charseq.dynamic_eval.DynamicEvalOptions`) scores it with dynamic evaluation:
+        the model takes a gradient step on each segment of the text once it is scored, so it
+        adapts to what it has read (:mod:`charseq.dynamic_eval`; the pipeline's own model is
+        not changed, and ``chunk_size`` is then unused). ``stats_text``, such as the training
+        text, gives the ``"rms"`` rule its gradient statistics; without it they come from the
+        first segments of ``text``. The result's ``dynamic`` holds the options used.
         """
         return score_text(
             self._require_model(), self.tokenizer, text, prime=prime, top=top, unknown=unknown,
             normalize=self.normalize, chunk_size=chunk_size,
             unit=UNITS.get(self.spec.tokenizer.name, ""),  # "": told by the token texts
+            dynamic=dynamic, stats_text=stats_text,
         )  # fmt: skip
 
     def activations(self, text: str, *, prime: str = "", unknown: str | None = None) -> Activations:

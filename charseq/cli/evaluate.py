@@ -18,6 +18,7 @@ from charseq.cli._options import (
     json_option,
     unknown_option,
 )
+from charseq.dynamic_eval import METHODS, DynamicEvalOptions
 from charseq.errors import CharseqError
 from charseq.evaluate import evaluate_checkpoint
 from charseq.persist import is_classifier
@@ -45,6 +46,37 @@ __all__ = ["eval_command", "score"]
     type=click.Path(dir_okay=False),
     help="A classifier: also draw its confusion matrix into this PNG (the plot extra).",
 )
+@click.option(
+    "--dynamic",
+    is_flag=True,
+    help="Also evaluate with dynamic evaluation (the model adapts to the text as it reads it, "
+    "a gradient step per segment) and print both.",
+)
+@click.option(
+    "--dynamic-method",
+    type=click.Choice(METHODS),
+    help="Dynamic evaluation's update rule (default: rms).",
+)
+@click.option(
+    "--dynamic-lr",
+    type=click.FloatRange(min=0),
+    help="Dynamic evaluation's learning rate (default: the method's, rms 5e-4, sgd 0.1).",
+)
+@click.option(
+    "--dynamic-decay",
+    type=click.FloatRange(min=0),
+    help="Dynamic evaluation's pull back to the stored weights (default: 0.02).",
+)
+@click.option(
+    "--dynamic-segment-len",
+    type=click.IntRange(min=1),
+    help="Tokens between two of dynamic evaluation's steps (default: 50).",
+)
+@click.option(
+    "--dynamic-seed",
+    type=int,
+    help="Where in the training split the rms rule's gradient statistics start (default: 0).",
+)
 @device_option()
 @json_option()
 @clean_exits
@@ -56,12 +88,36 @@ def eval_command(
     text_column: str | None,
     label_column: str | None,
     confusion: str | None,
+    dynamic: bool,
+    dynamic_method: str | None,
+    dynamic_lr: float | None,
+    dynamic_decay: float | None,
+    dynamic_segment_len: int | None,
+    dynamic_seed: int | None,
     device: str | None,
     as_json: bool,
 ) -> None:
-    """Report nats/char and bits per character (BPC) of a checkpoint on a split; for a
-    classifier, its accuracy, macro-F1, per-class scores and confusion matrix on --data."""
+    """Report nats/char and bits per character (BPC) of a checkpoint on a split, with
+    --dynamic also under dynamic evaluation; for a classifier, its accuracy, macro-F1,
+    per-class scores and confusion matrix on --data."""
+    given = {
+        "method": dynamic_method,
+        "lr": dynamic_lr,
+        "decay": dynamic_decay,
+        "segment_len": dynamic_segment_len,
+        "seed": dynamic_seed,
+    }
+    options = {key: value for key, value in given.items() if value is not None}
+    if options and not dynamic:
+        flags = [f"--dynamic-{key.replace('_', '-')}" for key in options]
+        what = "is an option" if len(flags) == 1 else "are options"
+        raise CharseqError(f"{', '.join(flags)} {what} of dynamic evaluation: add --dynamic")
     if is_classifier(checkpoint):
+        if dynamic:
+            raise CharseqError(
+                "--dynamic adapts a language model to the text it predicts; this checkpoint "
+                "is a classifier, which predicts labels (charseq eval without --dynamic)"
+            )
         columns = {"text_column": text_column, "label_column": label_column}
         _eval_classifier(checkpoint, data_paths, split, columns, confusion, device, as_json)
         return
@@ -72,17 +128,47 @@ def eval_command(
     if split is None:
         split = "all" if data_paths else "test"
     scores = evaluate_checkpoint(
-        checkpoint, files=list(data_paths) or None, split=split, device=device, unknown=unknown
+        checkpoint,
+        files=list(data_paths) or None,
+        split=split,
+        device=device,
+        unknown=unknown,
+        dynamic=DynamicEvalOptions(**options) if dynamic else False,
     )
     if as_json:
         click.echo(json.dumps(scores))
         return
     unit = UNITS.get(scores["tokenizer"], "tokens")
     per, bits = rate_names(unit)
+    if "dynamic" in scores:
+        click.echo(_side_by_side(scores, unit, per, bits))
+        return
     click.echo(
         f"{scores['split']}: {scores['nats']:.4f} nats/{per}, {scores['bpc']:.4f} {bits} "
         f"over {scores['tokens']} {unit}"
     )
+
+
+def _side_by_side(scores: dict, unit: str, per: str, bits: str) -> str:
+    """The static and dynamic numbers of ``charseq eval --dynamic`` as a small table, and
+    how the dynamic ones were made."""
+    dynamic = scores["dynamic"]
+    options = DynamicEvalOptions(**dynamic["options"])
+    source = {
+        "train": "the train split",
+        "self": f"the evaluated text's first segments (at most {options.stats_segments})",
+    }.get(dynamic["statistics"])
+    head = f"{scores['split']}, {scores['tokens']} {unit}"
+    width = max(len(head), len("dynamic"))
+    lines = [
+        f"{head:<{width}}  {'nats/' + per:>10}  {bits:>10}",
+        f"{'static':<{width}}  {scores['nats']:>10.4f}  {scores['bpc']:>10.4f}",
+        f"{'dynamic':<{width}}  {dynamic['nats']:>10.4f}  {dynamic['bpc']:>10.4f}",
+        f"dynamic evaluation: {options.describe()}",
+    ]
+    if source:
+        lines.append(f"gradient statistics: {source}")
+    return "\n".join(lines)
 
 
 def _eval_classifier(
