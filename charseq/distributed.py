@@ -346,17 +346,16 @@ def current(local_rank: int | None = None) -> World:
     return World(rank, dist.get_world_size(), local_rank, device)
 
 
-def local_device(device: str | torch.device | None = None) -> torch.device | None:
+def local_device(device: str | torch.device | None = None) -> str | torch.device | None:
     """The device this rank of a torchrun job trains on: ``cuda:LOCAL_RANK`` where ``device``
     is ``None`` or ``"cuda"`` without an index and CUDA is available (one GPU per process on
     each machine); ``device`` itself otherwise, and outside torchrun."""
     env = detect()
-    if env is None or env.world_size == 1:
-        return None if device is None else torch.device(device)
-    wanted = None if device is None else torch.device(device)
-    if torch.cuda.is_available() and (wanted is None or wanted == torch.device("cuda")):
+    if env is None or env.world_size == 1 or not torch.cuda.is_available():
+        return device
+    if device is None or str(device) == "cuda":
         return torch.device("cuda", env.local_rank)
-    return wanted
+    return device
 
 
 def shard_rows(batch_size: int, rank: int, size: int) -> slice:

@@ -3,6 +3,8 @@
 import sys
 from pathlib import Path
 
+import sphinx.builders
+
 sys.path.insert(0, str(Path(__file__).parent / "_ext"))  # charseq_docs: reference from the code
 
 project = "charseq"
@@ -43,3 +45,23 @@ copybutton_prompt_is_regexp = True
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 nitpicky = False
+
+
+
+def _dealt_out(arguments, nproc, maxbatch=10):
+    """Sphinx's parallel build hands each process chunks of about 15 pages in name order, so
+    the tutorials, whose code takes most of the build, mostly land in one chunk. Dealt out like
+    cards into four chunks a process instead, tutorials first, every chunk gets its share."""
+    pages = sorted(arguments, key=lambda name: not name.startswith("tutorial/"))
+    chunks = min(len(pages), 4 * nproc)
+    return [pages[i::chunks] for i in range(chunks)]
+
+
+def setup(app):
+    """Read pages in parallel (``sphinx -j``, as the test suite builds): pages dealt out, and
+    sphinx-mathjax-offline said to be safe for it (it only copies MathJax when the build has
+    finished, but does not declare it)."""
+    sphinx.builders.make_chunks = _dealt_out
+    extension = app.extensions.get("sphinx-mathjax-offline")
+    if extension is not None:
+        extension.parallel_read_safe = extension.parallel_write_safe = True

@@ -21,6 +21,8 @@ def test_docs_build_without_warnings(tmp_path):
             "-W",
             "--keep-going",
             "-q",
+            "-j",
+            "auto",  # pages are read, and their code run, on every core (docs/conf.py)
             "-b",
             "html",
             str(DOCS),
