@@ -84,7 +84,8 @@ class Trainer:
         world: the processes training the model together (:mod:`charseq.distributed`); by
             default the process group already joined, if any, else this process alone. With
             more than one, ``train.batch_size`` is the global batch, each rank trains on its
-            rows of it, and only rank 0 writes to ``out_dir`` and has ``callbacks``.
+            rows of it (drawing its own dropout masks), and only rank 0 writes to ``out_dir``
+            and has ``callbacks``.
     """
 
     def __init__(
