@@ -242,10 +242,10 @@ class CellStack(nn.Module):
         (1 - p)}`` with ``m`` Bernoulli(1 - p) from torch's global generator. Gradients flow to
         the weights through the kept entries."""
         p = self.weight_drop
-        return {
-            f"cells.{i}.{name}": nn.functional.dropout(cell.get_parameter(name), p, True)
+        return {  # getattr, not get_parameter: an outer functional_call may have swapped them
+            f"cells.{i}.{name}": nn.functional.dropout(getattr(cell, name), p, True)
             for i, cell in enumerate(self.cells)
-            for name in _recurrent_weights(cell, i, p)
+            for name in type(cell).recurrent_weights
         }
 
     def forward(
