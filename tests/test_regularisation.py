@@ -243,3 +243,18 @@ def test_resume_with_both_options_is_bit_identical(tmp_path):
     plain = Pipeline.from_spec(spec(steps=8), device="cpu")
     plain.fit(TEXT, out=tmp_path / "plain")
     assert not torch.equal(weights(plain)["head.weight"], weights(whole)["head.weight"])
+
+
+def test_the_classifier_takes_both_options():
+    from charseq.classify.model import build_classifier
+    from charseq.registry import get_registry
+
+    spec = PipelineSpec.from_dict(
+        {
+            "task": {"name": "classify"},
+            "cell": {"name": "gru", "hidden_size": 8, "weight_drop": 0.3},
+            "model": {"embedding_size": 4, "dropout_kind": "locked"},
+        }
+    )
+    stack = build_classifier(spec, get_registry(), 10, 3).stack
+    assert (stack.weight_drop, stack.dropout_kind) == (0.3, "locked")
