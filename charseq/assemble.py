@@ -88,6 +88,8 @@ def build_model(spec: PipelineSpec, registry: Registry, vocab_size: int) -> Char
         build_cells(spec, registry),
         spec.cell.layout.dropout,
         spec.model.embedding_dropout,
+        weight_drop=spec.cell.layout.weight_drop,
+        dropout_kind=spec.model.dropout_kind,
     )
 
 

@@ -120,6 +120,12 @@ class Cell(nn.Module, abc.ABC):
     """Names of the state's tensors, in order, for inspection (``("h", "c")`` for the LSTM).
     Optional: without them :mod:`charseq.inspect` calls them ``state0``, ``state1``, ..."""
 
+    recurrent_weights: ClassVar[tuple[str, ...]] = ()
+    """Names of the parameters that multiply the previous state (``("weight_hh",)`` for the
+    built-in cells): the ones weight drop (``cell.weight_drop``, DropConnect as in AWD-LSTM)
+    zeroes entries of, with one mask per batch. Optional: a cell that names none runs with
+    ``weight_drop = 0`` only, and refuses more with an error naming it."""
+
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
         self.input_size = input_size

@@ -6,13 +6,17 @@ training)`` returns ``(outputs, state)``, or ``None`` to decline a stack it cann
 built-in cells run torch's cuDNN / oneDNN kernels this way). Any other stack runs layer by
 layer, each layer through its own ``forward`` (which, for a cell that writes only ``step``, is
 the core's one loop over time).
+
+Two regularisers apply to any cell (``docs/how-to/regularise.md``): weight drop masks each
+cell's :attr:`~charseq.interfaces.Cell.recurrent_weights` once per forward call, and locked
+(variational) dropout draws one mask per sequence, the same at every time step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +28,57 @@ from charseq.loop import detach_state, select_state
 
 StackState = list[State]
 """One state per layer."""
+
+DropoutKind = Literal["standard", "locked"]
+"""How dropout masks sequences: ``"standard"`` draws a new mask for every element at every time
+step; ``"locked"`` (variational, Gal & Ghahramani 2016) one mask per sequence, the same at every
+time step."""
+
+DROPOUT_KINDS: tuple[DropoutKind, ...] = get_args(DropoutKind)
+
+
+def locked_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
+    """Variational dropout of ``x (B, T, F)``: one Bernoulli mask ``(B, 1, F)`` per call, kept
+    with probability ``1 - p`` and scaled by ``1 / (1 - p)``, broadcast over all T time steps.
+    ``x`` itself where not training or ``p == 0``. The mask comes from torch's global generator
+    (so a checkpoint's RNG state resumes it exactly)."""
+    if not training or p == 0.0:
+        return x
+    mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1.0 - p)  # (B, 1, F)
+    return x * mask.div_(1.0 - p)
+
+
+def sequence_dropout(x: Tensor, p: float, training: bool, kind: DropoutKind) -> Tensor:
+    """Dropout of ``x (B, T, F)`` of the given kind: ``"standard"`` is
+    :func:`torch.nn.functional.dropout`, ``"locked"`` is :func:`locked_dropout`."""
+    if kind == "locked":
+        return locked_dropout(x, p, training)
+    return nn.functional.dropout(x, p, training)
+
+
+class WeightDropError(CharseqError, ValueError):
+    """Weight drop asked of a cell that names no recurrent weights (or names ones it lacks)."""
+
+
+def _recurrent_weights(cell: Cell, layer: int, weight_drop: float) -> tuple[str, ...]:
+    """The names ``cell`` gives in ``recurrent_weights``, checked to be its parameters."""
+    kind = type(cell)
+    names = tuple(getattr(kind, "recurrent_weights", ()))
+    what = f"cell {kind.__qualname__} (from {kind.__module__}; layer {layer})"
+    if not names:
+        raise WeightDropError(
+            f"{what} names no recurrent weights, so weight_drop={weight_drop} has nothing to "
+            "drop; set weight_drop = 0, or name the parameters that multiply the previous state "
+            'in the cell class, e.g. recurrent_weights = ("weight_hh",)'
+        )
+    own = dict(cell.named_parameters())
+    missing = [name for name in names if name not in own]
+    if missing:
+        raise WeightDropError(
+            f"{what} names recurrent_weights {names}, but has no parameter "
+            f"{', '.join(map(repr, missing))} (its parameters: {', '.join(own) or 'none'})"
+        )
+    return names
 
 
 class CellContractError(CharseqError, ValueError):
@@ -111,6 +166,11 @@ class CellStack(nn.Module):
         cells: the layers, bottom first; layer ``i + 1``'s input size is layer ``i``'s hidden size.
         dropout: probability of zeroing an element between layers (not after the last one).
         fused: use the cells' fused multi-layer kernel when they offer one.
+        weight_drop: probability of zeroing an entry of each cell's recurrent weights
+            (:attr:`~charseq.interfaces.Cell.recurrent_weights`) in training, one mask per
+            forward call (DropConnect, as in AWD-LSTM); every cell must name its weights.
+        dropout_kind: ``"standard"`` or ``"locked"`` (one mask per sequence) for the dropout
+            between layers.
 
     Shape:
         - input: :math:`(B, T, I)`; output: :math:`(B, T, H)` of the last layer.
@@ -119,12 +179,27 @@ class CellStack(nn.Module):
     Raises:
         CellContractError: a cell's step (or a plugin cell's own forward) gives shapes other
             than the contract's, found by :func:`probe_cell` once here, before any training.
+        WeightDropError: ``weight_drop > 0`` and a cell names no recurrent weights.
     """
 
-    def __init__(self, cells: Sequence[Cell], dropout: float = 0.0, fused: bool = True) -> None:
+    def __init__(
+        self,
+        cells: Sequence[Cell],
+        dropout: float = 0.0,
+        fused: bool = True,
+        *,
+        weight_drop: float = 0.0,
+        dropout_kind: DropoutKind = "standard",
+    ) -> None:
         super().__init__()
         if not cells:
             raise ValueError("a CellStack needs at least one cell")
+        if not 0.0 <= weight_drop < 1.0:
+            raise ValueError(f"weight_drop must be in [0, 1), got {weight_drop}")
+        if dropout_kind not in DROPOUT_KINDS:
+            raise ValueError(
+                f"dropout_kind must be one of {', '.join(DROPOUT_KINDS)}, got {dropout_kind!r}"
+            )
         for below, above in zip(cells, cells[1:], strict=False):
             if above.input_size != below.hidden_size:
                 raise ValueError(
@@ -133,9 +208,14 @@ class CellStack(nn.Module):
                 )
         for layer, cell in enumerate(cells):
             probe_cell(cell, layer)
+        if weight_drop > 0:  # every cell must say which of its weights to drop
+            for layer, cell in enumerate(cells):
+                _recurrent_weights(cell, layer, weight_drop)
         self.cells = nn.ModuleList(cells)
         self.dropout = dropout
         self.fused = fused
+        self.weight_drop = weight_drop
+        self.dropout_kind = dropout_kind
 
     @property
     def hidden_size(self) -> int:
@@ -157,11 +237,36 @@ class CellStack(nn.Module):
             return kernel
         return None
 
-    def forward(self, x: Tensor, state: StackState | None = None) -> tuple[Tensor, StackState]:
+    def dropped_weights(self) -> dict[str, Tensor]:
+        """One weight-drop mask per recurrent weight, applied: ``{"cells.0.weight_hh": W * m /
+        (1 - p)}`` with ``m`` Bernoulli(1 - p) from torch's global generator. Gradients flow to
+        the weights through the kept entries."""
+        p = self.weight_drop
+        return {  # getattr, not get_parameter: an outer functional_call may have swapped them
+            f"cells.{i}.{name}": nn.functional.dropout(getattr(cell, name), p, True)
+            for i, cell in enumerate(self.cells)
+            for name in type(cell).recurrent_weights
+        }
+
+    def forward(
+        self, x: Tensor, state: StackState | None = None, *, weights_dropped: bool = False
+    ) -> tuple[Tensor, StackState]:
+        """The whole sequence ``x (B, T, I)`` through every layer: ``(outputs (B, T, H), one
+        state per layer)``.
+
+        In training with ``weight_drop > 0``, the call runs once more through
+        :func:`torch.func.functional_call` with :meth:`dropped_weights` in place of the
+        recurrent weights (``weights_dropped=True`` marks that inner call), so the fused kernel
+        and the step loop alike use one mask for every time step.
+        """
         if state is None:
             state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
-        kernel = self.fused_kernel()
-        if kernel is not None:
+        if self.training and self.weight_drop > 0 and not weights_dropped:
+            kwargs = {"weights_dropped": True}
+            return torch.func.functional_call(self, self.dropped_weights(), (x, state), kwargs)
+        locked = self.dropout_kind == "locked" and self.training and self.dropout > 0
+        kernel = None if locked and len(self.cells) > 1 else self.fused_kernel()
+        if kernel is not None:  # locked masks between layers: each layer fused on its own
             fused = kernel(list(self.cells), x, state, self.dropout, self.training)
             if fused is not None:  # a kernel may decline a stack it cannot fuse
                 return fused
@@ -170,7 +275,7 @@ class CellStack(nn.Module):
             x, layer_state = cell(x, layer_state)  # (B, T, H_i)
             new_state.append(layer_state)
             if i + 1 < len(self.cells) and self.dropout > 0:
-                x = nn.functional.dropout(x, self.dropout, self.training)
+                x = sequence_dropout(x, self.dropout, self.training, self.dropout_kind)
         return x, new_state
 
     def step(self, x_t: Tensor, state: StackState) -> tuple[Tensor, StackState]:
@@ -179,6 +284,9 @@ class CellStack(nn.Module):
         Each layer runs its cell's own ``step``; generation advances one character at a time
         this way, skipping the sequence machinery (for the built-in cells, torch's one-step
         kernels; a whole-sequence kernel is slow to start for a single step).
+
+        A single step has no sequence to keep masks over: in training, dropout between layers
+        draws a new mask each call (locked or not), and weight drop is not applied.
         """
         if len(state) != len(self.cells):
             raise ValueError(f"expected a state for each of {len(self.cells)} layers")
@@ -208,6 +316,9 @@ class CharModel(nn.Module):
         cells: the recurrent layers; the first takes E inputs.
         dropout: between layers and before the head.
         embedding_dropout: on the embedded characters, before the first layer.
+        weight_drop: on the cells' recurrent weights (see :class:`CellStack`).
+        dropout_kind: ``"standard"``, or ``"locked"``: the embedding, between-layer and output
+            dropout each draw one mask ``(B, 1, F)`` per sequence (:func:`locked_dropout`).
 
     Shape:
         - ids: :math:`(B, T)` int64; logits: :math:`(B, T, V)`.
@@ -228,14 +339,18 @@ class CharModel(nn.Module):
         cells: Sequence[Cell],
         dropout: float = 0.0,
         embedding_dropout: float = 0.0,
+        *,
+        weight_drop: float = 0.0,
+        dropout_kind: DropoutKind = "standard",
     ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.stack = CellStack(cells, dropout)
+        self.stack = CellStack(cells, dropout, weight_drop=weight_drop, dropout_kind=dropout_kind)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.stack.hidden_size, vocab_size)
+        self.dropout_kind = dropout_kind
 
     def initial_state(
         self,
@@ -248,6 +363,10 @@ class CharModel(nn.Module):
         return self.stack.initial_state(batch_size, device=device, dtype=dtype)
 
     def forward(self, ids: Tensor, state: StackState | None = None) -> tuple[Tensor, StackState]:
+        if self.dropout_kind == "locked":  # one mask per sequence, the same at every step
+            x = locked_dropout(self.embedding(ids), self.embedding_dropout.p, self.training)
+            h, state = self.stack(x, state)  # (B, T, H)
+            return self.head(locked_dropout(h, self.dropout.p, self.training)), state
         x = self.embedding_dropout(self.embedding(ids))  # (B, T) -> (B, T, E)
         h, state = self.stack(x, state)  # (B, T, H)
         return self.head(self.dropout(h)), state  # (B, T, V)

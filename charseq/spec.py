@@ -67,6 +67,15 @@ class CellLayout:
         max=1.0,
         max_exclusive=True,
     )
+    weight_drop: float = option(
+        0.0,
+        help="weight drop (DropConnect, AWD-LSTM): in training, zero each entry of the cells' "
+        "recurrent weights with this probability, one mask per batch (the cell must name "
+        "its recurrent_weights)",
+        min=0.0,
+        max=1.0,
+        max_exclusive=True,
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -90,6 +99,12 @@ class ModelSpec:
         min=0.0,
         max=1.0,
         max_exclusive=True,
+    )
+    dropout_kind: Literal["standard", "locked"] = option(
+        "standard",
+        help="'standard': a new dropout mask at every time step; 'locked' (variational): one "
+        "mask per sequence for embedding_dropout and cell.dropout (between layers, before "
+        "the head)",
     )
 
 

@@ -3,6 +3,7 @@
 pytest -q tests/test_cuda.py
 """
 
+import copy
 import warnings
 
 import pytest
@@ -33,6 +34,27 @@ def test_the_fused_cudnn_stack_equals_the_step_loop(cell_class):
     for a, b in zip(state, layer_states, strict=True):
         for x_, y_ in zip(a, b, strict=True):
             torch.testing.assert_close(x_, y_, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell_class", [RNNCell, LSTMCell, GRUCell])
+def test_weight_drop_on_cudnn_uses_one_mask_per_sequence(cell_class):
+    """In training, cuDNN's fused stack with weight drop equals the step loop run with the
+    masked W_hh that the same seed draws (one mask for every step)."""
+    torch.manual_seed(0)
+    cells = [cell_class(8, 16), cell_class(16, 16)]
+    stack = CellStack(cells, weight_drop=0.5).cuda().train()
+    x = torch.randn(4, 12, 8, device="cuda")
+    torch.manual_seed(3)
+    out, _ = stack(x)
+    torch.manual_seed(3)
+    masked = stack.dropped_weights()
+    h = x
+    for i, cell in enumerate(stack.cells):
+        fixed = copy.deepcopy(cell)
+        with torch.no_grad():
+            fixed.weight_hh.copy_(masked[f"cells.{i}.weight_hh"])
+        h, _ = unroll(fixed, h)
+    torch.testing.assert_close(out, h, rtol=1e-4, atol=1e-5)
 
 
 def test_train_on_cuda_save_and_load_on_cpu(tmp_path):

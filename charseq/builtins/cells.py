@@ -52,6 +52,7 @@ class _TorchCell(Cell):
 
     num_gates: ClassVar[int]
     num_states: ClassVar[int]
+    recurrent_weights = ("weight_hh",)  # what cell.weight_drop masks: W_hh, as in AWD-LSTM
     _kernel: ClassVar[Callable[..., tuple[Tensor, ...]]]
     _kernel_step: ClassVar[Callable[..., tuple[Tensor, State]]]
 

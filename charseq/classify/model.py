@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from charseq.assemble import build_cells
 from charseq.errors import CharseqError
 from charseq.interfaces import Cell
-from charseq.model import CellStack
+from charseq.model import CellStack, DropoutKind
 from charseq.registry import Registry
 from charseq.spec import PipelineSpec
 
@@ -48,6 +48,8 @@ class TextClassifier(nn.Module):
         num_classes: number of classes C (at least 2).
         pooling: ``"last"``, ``"mean"`` or ``"max"``.
         dropout: on the pooled vector, and between layers.
+        weight_drop, dropout_kind: the :class:`~charseq.model.CellStack`'s (``cell.weight_drop``
+            and ``model.dropout_kind`` of the spec; locked applies between layers).
 
     Shape:
         - ids: :math:`(B, T)` int64, each row a text right-padded to T with any valid id.
@@ -71,6 +73,9 @@ class TextClassifier(nn.Module):
         num_classes: int,
         pooling: Pooling = "last",
         dropout: float = 0.0,
+        *,
+        weight_drop: float = 0.0,
+        dropout_kind: DropoutKind = "standard",
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -81,7 +86,9 @@ class TextClassifier(nn.Module):
         self.pooling = pooling
         self.dropout = dropout
         self.embedding = nn.Embedding(vocab_size, embedding_size)
-        self.stack = CellStack(list(cells), dropout)
+        self.stack = CellStack(
+            list(cells), dropout, weight_drop=weight_drop, dropout_kind=dropout_kind
+        )
         self.head = nn.Linear(self.stack.cells[-1].hidden_size, num_classes)
 
     @property
@@ -153,7 +160,16 @@ def build_classifier(
     (no gradients) when the spec's ``task.freeze_cells`` says so."""
     cells = build_cells(spec, registry)
     size = spec.model.embedding_size
-    model = TextClassifier(vocab_size, size, cells, num_classes, pooling, dropout)
+    model = TextClassifier(
+        vocab_size,
+        size,
+        cells,
+        num_classes,
+        pooling,
+        dropout,
+        weight_drop=spec.cell.layout.weight_drop,
+        dropout_kind=spec.model.dropout_kind,
+    )
     if spec.task.freeze_cells:  # the head alone learns: the cells keep their weights
         model.stack.requires_grad_(False)
     return model

@@ -48,6 +48,8 @@ class MGUCell(charseq.Cell):
         torch.Size([4, 16])
     """
 
+    recurrent_weights = ("weight_hh",)  # what cell.weight_drop may zero: the U that meet h
+
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True) -> None:
         super().__init__(input_size, hidden_size)
         self.weight_ih = nn.Parameter(torch.empty(2 * hidden_size, input_size))
