@@ -4,10 +4,14 @@ The text's first 90% trains and its last 10% validates (as karpathy/nanoGPT
 data/shakespeare_char/prepare.py splits it); the vocabulary is fitted on the whole text, as
 there. Training stops at the time budget (evaluations included); the reported number is the
 best checkpoint's loss on the whole validation split, evaluated exactly (one stream, state
-carried, every character predicted from all before it). Prints one JSON line.
+carried, every character predicted from all before it). With ``--dynamic METHOD`` (repeatable:
+``rms``, ``sgd``) the best checkpoint is also evaluated with dynamic evaluation
+(:mod:`charseq.dynamic_eval`, its default options; the rms rule's statistics from the training
+part), after the budget: ``val_nats_dynamic_rms`` etc. beside the static numbers. Prints one
+JSON line.
 
     python benchmarks/quality.py --data ../shared/data/tinyshakespeare.txt \\
-        --preset shakespeare-cpu --seconds 300 --device cpu
+        --preset shakespeare-cpu --seconds 300 --device cpu --dynamic rms --dynamic sgd
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from _bench import add_set_option, spec_changes
 
 from charseq import Pipeline, PipelineSpec
 from charseq.corpus import read_text, split_ids
+from charseq.dynamic_eval import METHODS, DynamicEvalOptions, dynamic_evaluate_ids
 from charseq.scoring import evaluate_ids
 
 
@@ -86,6 +91,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seconds", type=float, default=300.0, help="time budget")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument(
+        "--dynamic", action="append", default=[], choices=METHODS,
+        help="also evaluate dynamically with this rule (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -103,6 +112,18 @@ def main(argv: list[str] | None = None) -> dict:
         "overrides": args.settings,
         "command": " ".join(["python", "benchmarks/quality.py", *(argv or sys.argv[1:])]),
     }
+    for method in args.dynamic:  # after the budget: the best checkpoint, adapting as it reads
+        started = time.perf_counter()
+        splits, options = trained.splits, DynamicEvalOptions(method=method)
+        scores = dynamic_evaluate_ids(
+            trained.best.model, splits.val, options, statistics=splits.train
+        )
+        result |= {
+            f"val_nats_dynamic_{method}": round(scores["nats"], 4),
+            f"val_bpc_dynamic_{method}": round(scores["bpc"], 4),
+            f"dynamic_{method}": options.describe(),
+            f"dynamic_{method}_s": round(time.perf_counter() - started, 1),
+        }
     print(json.dumps(result))
     return result
 

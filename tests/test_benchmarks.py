@@ -47,6 +47,8 @@ def test_the_quality_benchmark_runs(tmp_path):
             "train.eval_every=5",
             "--set",
             "train.batch_size=4",
+            "--dynamic",
+            "rms",
         ],
         capture_output=True,
         text=True,
@@ -55,6 +57,8 @@ def test_the_quality_benchmark_runs(tmp_path):
     result = json.loads(done.stdout)
     assert result["val_chars"] == len(text.read_text()) - int(len(text.read_text()) * 0.9) - 1
     assert result["val_bpc"] == pytest.approx(result["val_nats"] / 0.693147, rel=1e-3)
+    dynamic = result["val_nats_dynamic_rms"]  # the same text, read adapting: another number
+    assert 0 < dynamic != result["val_nats"] and result["dynamic_rms"].startswith("rms, lr")
 
 
 def _json_lines(script, *args):
