@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from charseq.cli._options import parse_setting
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -165,5 +167,6 @@ def add_set_option(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def spec_changes(settings: list[str]) -> dict:
-    """``--set`` strings as the dotted changes ``PipelineSpec.override`` takes."""
-    return {k: json.loads(v) for k, v in (s.split("=", 1) for s in settings)}
+    """``--set`` strings as the dotted changes ``PipelineSpec.override`` takes, read as
+    ``charseq train --set`` reads them (JSON where it parses, else a string: ``kind=locked``)."""
+    return dict(parse_setting(setting) for setting in settings)
