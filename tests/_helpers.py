@@ -4,6 +4,8 @@ import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
+
 # A tiny corpus and a model spec that fits it in a few steps (generation, constraints, scoring).
 TEXT = "the cat sat on the mat.\nand the dog ran far.\n" * 30
 SMALL = {
@@ -66,3 +68,15 @@ def step_calls(model) -> Iterator[list]:
         yield calls
     finally:
         del model.inference_step
+
+
+def weights(pipe) -> dict:
+    """A copy of a pipeline's model weights, by name."""
+    return {k: v.clone() for k, v in pipe.model.state_dict().items()}
+
+
+def assert_identical(a: dict, b: dict) -> None:
+    """Two sets of weights are equal to the bit, name by name."""
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs"

@@ -16,18 +16,9 @@ from charseq import Pipeline, PipelineSpec, SpecError
 from charseq.builtins.cells import GRUCell, LSTMCell, RNNCell
 from charseq.interfaces import Cell
 from charseq.model import CellStack, CharModel, WeightDropError, locked_dropout
+from tests._helpers import assert_identical, weights
 
 TEXT = "".join(f"line {i}: the quick brown fox {i % 7} jumps. " for i in range(300))
-
-
-def weights(pipe):
-    return {k: v.clone() for k, v in pipe.model.state_dict().items()}
-
-
-def assert_identical(a, b):
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), f"{name} differs"
 
 
 class Nameless(Cell):

@@ -23,6 +23,7 @@ from charseq.corpus import split_ids
 from charseq.errors import CharseqError
 from charseq.schedules import lr_factor
 from charseq.train import TrainingDiverged
+from tests._helpers import assert_identical, weights
 
 TEXT = "".join(f"line {i}: the quick brown fox {i % 7} jumps. " for i in range(300))
 
@@ -34,16 +35,6 @@ def spec(**train):
         "optimizer": {"name": "adam", "lr": 0.01},
         "train": {"batch_size": 4, "seq_len": 16, "eval_every": 4, "steps": 8, **train},
     }
-
-
-def weights(pipe):
-    return {k: v.clone() for k, v in pipe.model.state_dict().items()}
-
-
-def assert_identical(a, b):
-    assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), f"{name} differs"
 
 
 @pytest.mark.parametrize("batching", ["streams", "windows"])
