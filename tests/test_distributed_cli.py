@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from charseq import Pipeline
-from charseq.cli._launch import train_arguments
+from charseq.cli._launch import launch, train_arguments
 from charseq.errors import CharseqError
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc for the ranks")
@@ -141,3 +141,26 @@ def test_nproc_runs_the_command_as_typed_without_itself():
     assert train_arguments(argv) == ["--data", "a.txt", "--steps", "5"]
     with pytest.raises(CharseqError, match="charseq train"):
         train_arguments(["--nproc", "2"])
+
+
+def test_what_several_processes_cannot_do_is_refused_up_front(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from charseq.cli import cli
+    from charseq.distributed import World
+
+    with pytest.raises(CharseqError, match="--nproc must be at least 1, got 0"):
+        launch(0, ["train"])
+    runner = CliRunner()
+    # rank 0 of a torchrun job of 2 (the process group stood in for): standard input reaches
+    # one process, and a classifier trains on one
+    monkeypatch.setattr("charseq.cli.train.distributed.init", lambda device: World(0, 2))
+    done = runner.invoke(cli, ["train", "--data", "-", "--out", str(tmp_path / "run")])
+    assert done.exit_code == 1 and "standard input) reaches one process" in done.stderr
+    monkeypatch.setattr("charseq.pipeline.distributed.init", lambda device: World(0, 2))
+    labelled = tmp_path / "labelled.tsv"
+    labelled.write_text("text\tlabel\nab\tx\ncd\ty\n")
+    pipe = Pipeline.from_spec({"task": {"name": "classify"}}, device="cpu")
+    with pytest.raises(CharseqError, match="a classifier trains on one process; this is rank 0"):
+        pipe.fit(data=labelled, out=tmp_path / "cls")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cls").exists()  # nothing made

@@ -16,9 +16,6 @@ import uuid
 from typing import NoReturn
 
 import click
-from torch.distributed.elastic.multiprocessing.api import SignalException
-from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from charseq.errors import CharseqError
 
@@ -31,6 +28,11 @@ def launch(nproc: int, argv: list[str] | None = None) -> NoReturn:
     stopped them (each saved a checkpoint), 1 when a rank failed."""
     if nproc < 1:
         raise CharseqError(f"--nproc must be at least 1, got {nproc}")
+    # torchrun's agent, imported here: every other charseq command starts without it (~30 ms)
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
     args = ["-u", "-m", "charseq", "train", *train_arguments(argv)]
     config = LaunchConfig(
         min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
