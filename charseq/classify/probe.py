@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from charseq.classify.data import stratified_split
-from charseq.classify.training import encode_texts
 from charseq.errors import CharseqError
 from charseq.inspect.activations import record_activations
 from charseq.model import CharModel, evaluating
+from charseq.requests import encode_text
 
 if TYPE_CHECKING:
     from charseq.pipeline import Pipeline
@@ -101,14 +101,18 @@ def _encode(
         raise CharseqError("final_states needs a list of texts, not one str")
     if sources is not None and len(sources) != len(texts):
         raise CharseqError(f"{len(texts)} texts but {len(sources)} sources")
-    whats = [
-        f"text {i + 1}" if sources is None else f"the text of {sources[i]}"
-        for i in range(len(texts))
-    ]
-    for text, what in zip(texts, whats, strict=True):
+    encoded = []
+    for i, text in enumerate(texts):
+        what = f"text {i + 1}" if sources is None else f"the text of {sources[i]}"
         if not isinstance(text, str):
             raise CharseqError(f"{what} is a {type(text).__name__}, not a str")
-    return encode_texts(pipe, texts, whats, unknown)
+        ids = encode_text(
+            pipe.tokenizer, text, what=what, unknown=unknown, normalize=pipe.normalize
+        )
+        if not ids:
+            raise CharseqError(f"{what} has no tokens left to read ({text!r})")
+        encoded.append(ids)
+    return encoded
 
 
 @torch.no_grad()
