@@ -47,7 +47,6 @@ autodoc_typehints = "description"
 nitpicky = False
 
 
-
 def _dealt_out(arguments, nproc, maxbatch=10):
     """Sphinx's parallel build hands each process chunks of about 15 pages in name order, so
     the tutorials, whose code takes most of the build, mostly land in one chunk. Dealt out like

@@ -162,3 +162,37 @@ def test_the_names_benchmark_runs():
     for scores in [result["baseline"], *result["cells"].values()]:
         assert 0 <= scores["macro_f1"] <= 1 and 0 <= scores["accuracy"] <= 1
     assert all(cell["steps"] > 0 for cell in result["cells"].values())
+
+
+def test_the_cells_table_runs_resumes_and_prints_markdown(tmp_path):
+    text, out = tmp_path / "text.txt", tmp_path / "table.jsonl"
+    text.write_text("the cat sat on the mat.\n" * 300, "utf-8")
+    args = ["--data", str(text), "--cells", "gru", "mgu", "--params", "3k", "--seconds", "2"]
+    args += ["--calibrate", "0.5", "--set", "train.batch_size=4", "--out", str(out)]
+    rows = _json_lines("cells_table.py", *args)
+    assert [(row["cell"], row["size"]) for row in rows] == [("gru", "0.003M"), ("mgu", "0.003M")]
+    for row in rows:  # the width nearest 3,000 recurrent parameters, the whole model larger
+        assert abs(row["recurrent_params"] - 3000) / 3000 < 0.1 < row["params"] / 3000 - 1
+        assert row["steps"] > 0 and row["planned_steps"] > 0
+        assert 0 < row["val_nats_dynamic_rms"] != row["val_nats"] > 0
+    assert rows[0]["hidden_size"] < rows[1]["hidden_size"]  # an MGU has two gates, a GRU three
+    assert len(out.read_text().splitlines()) == 2
+
+    assert _json_lines("cells_table.py", *args) == []  # every row is there: nothing runs again
+    table = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "cells_table.py"), "--out", str(out),
+         "--markdown"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    best = min(rows, key=lambda row: row["val_nats"])
+    assert f"| 0.003M | {best['cell']} | {best['hidden_size']} |" in table
+    assert f"**{best['val_nats']:.4f}**" in table
+
+
+def test_the_cells_table_refuses_a_size_it_cannot_read(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "cells_table.py"), "--params", "lots",
+         "--out", str(tmp_path / "t.jsonl")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 2 and "not a size: 'lots' (e.g. 0.4M, 250k)" in done.stderr

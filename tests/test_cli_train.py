@@ -122,6 +122,17 @@ def test_print_spec_shows_every_option_of_the_resolved_spec_and_trains_nothing(
     assert not (tmp_path / "runs").exists()
 
 
+def test_print_spec_under_torchrun_prints_one_copy_from_rank_0(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    printed = {}
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        result = run("train", "--preset", "char-rnn", "--print-spec")
+        assert result.exit_code == 0
+        printed[rank] = result.output
+    assert "[cell]" in printed["0"] and printed["1"] == ""
+
+
 def test_a_run_directory_another_process_holds_is_left_alone(corpus, tmp_path):
     from charseq.checkpoint import RunLock
 

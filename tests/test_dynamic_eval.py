@@ -175,6 +175,10 @@ def test_charseq_eval_dynamic_prints_static_and_dynamic_side_by_side(corpus, tmp
     zero = run("eval", str(out), "--dynamic", "--dynamic-lr", "0", "--json")
     same = json.loads(zero.output)
     assert same["dynamic"]["nats"] == pytest.approx(same["nats"], abs=1e-6)
+    assert "note:" not in run("eval", str(out), "--dynamic", "--dynamic-lr", "0").output
+    wild = run("eval", str(out), "--dynamic", "--dynamic-method", "sgd", "--dynamic-lr", "50")
+    worse = "note: dynamic evaluation scored worse than static: its steps are too large for"
+    assert wild.exit_code == 0 and worse in wild.output and "smaller --dynamic-lr" in wild.output
     assert checkpoint_digest(out) == digest  # the checkpoint is never written
 
 

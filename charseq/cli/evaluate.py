@@ -168,6 +168,11 @@ def _side_by_side(scores: dict, unit: str, per: str, bits: str) -> str:
     ]
     if source:
         lines.append(f"gradient statistics: {source}")
+    if not round(dynamic["nats"], 4) <= round(scores["nats"], 4):  # as printed (or NaN): worse
+        lines.append(
+            "note: dynamic evaluation scored worse than static: its steps are too large for "
+            "this model; try a smaller --dynamic-lr"
+        )
     return "\n".join(lines)
 
 

@@ -127,7 +127,9 @@ def train(
     if print_spec:
         if resume_dir:
             raise CharseqError("--print-spec shows a new run's spec: drop --resume")
-        click.echo(_spec(spec_path, preset, settings, steps, max_seconds).to_toml(), nl=False)
+        spec = _spec(spec_path, preset, settings, steps, max_seconds)
+        if (job := distributed.detect()) is None or job.rank == 0:  # one copy under torchrun
+            click.echo(spec.to_toml(), nl=False)
         return
     if nproc is not None:
         if distributed.detect() is not None:
