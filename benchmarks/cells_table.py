@@ -38,7 +38,7 @@ from quality import train_to_budget
 
 from charseq import Pipeline, PipelineSpec
 from charseq.corpus import read_text
-from charseq.dynamic_eval import METHODS, DynamicEvalOptions, dynamic_evaluate_ids
+from charseq.dynamic_eval import METHODS
 
 CELLS = ("rnn", "gru", "lstm", "mgu", "mogrifier")
 EVAL_SHARE = 0.12  # of the budget, left for the evaluations during training
@@ -107,16 +107,7 @@ def measure(spec: PipelineSpec, data: str, text: str, args: argparse.Namespace) 
     trained = train_to_budget(planned, text, args.seconds, args.device)
     row = trained.record(data, args.seconds) | {"planned_steps": steps}
     for method in args.dynamic:
-        started = time.perf_counter()
-        options = DynamicEvalOptions(method=method)
-        scores = dynamic_evaluate_ids(
-            trained.best.model, trained.splits.val, options, statistics=trained.splits.train
-        )
-        row |= {
-            f"val_nats_dynamic_{method}": round(scores["nats"], 4),
-            f"dynamic_{method}": options.describe(),
-            f"dynamic_{method}_s": round(time.perf_counter() - started, 1),
-        }
+        row |= trained.dynamic_record(method)
     return row
 
 
@@ -179,8 +170,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--markdown", action="store_true", help="print --out as a table; exit")
     args = parser.parse_args(argv)
     if args.markdown:
-        print(markdown(done_rows(args.out)))
-        return done_rows(args.out)
+        rows = done_rows(args.out)
+        print(markdown(rows))
+        return rows
     if not args.data:
         parser.error("give at least one --data text (or --markdown)")
     if args.threads:

@@ -62,6 +62,22 @@ class Trained:
         }
 
 
+    def dynamic_record(self, method: str) -> dict:
+        """The best checkpoint scored on the validation split by dynamic evaluation with
+        ``method`` at its defaults (the rms rule's statistics from the training part)."""
+        started = time.perf_counter()
+        options = DynamicEvalOptions(method=method)
+        scores = dynamic_evaluate_ids(
+            self.best.model, self.splits.val, options, statistics=self.splits.train
+        )
+        return {
+            f"val_nats_dynamic_{method}": round(scores["nats"], 4),
+            f"val_bpc_dynamic_{method}": round(scores["bpc"], 4),
+            f"dynamic_{method}": options.describe(),
+            f"dynamic_{method}_s": round(time.perf_counter() - started, 1),
+        }
+
+
 def train_to_budget(spec: PipelineSpec, text: str, seconds: float, device: str) -> Trained:
     """Train ``spec`` on ``text`` (its first 90%; the last 10% validates, as nanoGPT splits it)
     until ``seconds`` have passed, evaluations included; evaluate the best checkpoint on the
@@ -113,17 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": " ".join(["python", "benchmarks/quality.py", *(argv or sys.argv[1:])]),
     }
     for method in args.dynamic:  # after the budget: the best checkpoint, adapting as it reads
-        started = time.perf_counter()
-        splits, options = trained.splits, DynamicEvalOptions(method=method)
-        scores = dynamic_evaluate_ids(
-            trained.best.model, splits.val, options, statistics=splits.train
-        )
-        result |= {
-            f"val_nats_dynamic_{method}": round(scores["nats"], 4),
-            f"val_bpc_dynamic_{method}": round(scores["bpc"], 4),
-            f"dynamic_{method}": options.describe(),
-            f"dynamic_{method}_s": round(time.perf_counter() - started, 1),
-        }
+        result |= trained.dynamic_record(method)
     print(json.dumps(result))
     return result
 

@@ -22,7 +22,7 @@ from charseq.errors import CharseqError
 from charseq.scoring import evaluate_ids
 from tests._cli import SMALL as SMALL_FLAGS
 from tests._cli import assert_error_line, run
-from tests._helpers import SMALL, TEXT
+from tests._helpers import SMALL, TEXT, weights
 
 REPEATED = "drag fog cod. " * 80
 """A pattern the model never saw (its letters are all in TEXT's vocabulary), said 80 times."""
@@ -33,10 +33,6 @@ def pipe():
     """A small model trained 15 steps on TEXT, with dropout (which scoring must switch off)."""
     spec = {**SMALL, "cell": {**SMALL["cell"], "num_layers": 2, "dropout": 0.3}}
     return Pipeline.from_spec(spec, device="cpu").fit(TEXT)
-
-
-def weights(pipe) -> dict[str, torch.Tensor]:
-    return {name: value.clone() for name, value in pipe.model.state_dict().items()}
 
 
 def test_the_pipeline_s_weights_are_bit_identical_afterwards(pipe):
